@@ -1,0 +1,172 @@
+"""The local executor: runs candidates in sandboxed children, a bounded number at a time."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .sandbox import ChildOutcome, Limits, run_child
+from .task import Task, builtin_scorer
+from .verdict import Verdict
+
+
+class EvaluationReport(Verdict):
+    """A verdict plus what the sandbox saw while producing it."""
+
+    failed: bool = False
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    seconds: float = 0.0
+    isolation: str = "none"
+
+
+def _failure_reason(outcome: ChildOutcome, limits: Limits) -> str:
+    if outcome.timed_out:
+        return f"timeout: still running after {limits.timeout_s:g} s; the whole process group was killed"
+    if outcome.result_error:
+        return outcome.result_error
+    if outcome.signal_name == "SIGXCPU":
+        return "cpu limit: the program used more CPU seconds than allowed"
+    if outcome.signal_name == "SIGXFSZ":
+        return "file size limit: the program wrote a file larger than allowed"
+    if outcome.signal_name == "SIGSEGV":
+        return "crash: the program died with a segmentation fault (SIGSEGV)"
+    if outcome.signal_name:
+        return f"crash: the program was killed by {outcome.signal_name}"
+    return f"no result: the program exited with code {outcome.returncode} before returning a result"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def verdict_from_metrics(metrics: dict[str, Any], correct: Any = None, error: Any = None) -> Verdict:
+    """Read the metrics dict of the evaluation contract (both shapes)."""
+    score = _number(metrics.get("combined_score"))
+    if error is None:
+        error = metrics.get("error")
+    if correct is None:
+        correct = metrics.get("correct", score is not None and not error)
+    if score is None:
+        reason = "evaluate() returned no finite number under 'combined_score'"
+        return Verdict(correct=False, error=str(error or reason), text_feedback=metrics.get("text_feedback"),
+                       public=metrics.get("public") or {})
+    public = metrics.get("public") if isinstance(metrics.get("public"), dict) else {}
+    private = metrics.get("private") if isinstance(metrics.get("private"), dict) else {}
+    extra = {k: v for k, v in metrics.items()
+             if k not in {"combined_score", "correct", "public", "private", "text_feedback", "error"}}
+    feedback = metrics.get("text_feedback")
+    return Verdict(
+        correct=bool(correct),
+        combined_score=score,
+        public={**extra, **public},
+        private=private,
+        text_feedback=None if feedback is None else str(feedback)[:8000],
+        error=None if not error else str(error)[:4000],
+    )
+
+
+class LocalExecutor:
+    """Evaluates candidates in fresh sandboxed child processes on this machine."""
+
+    def __init__(self, slots: int | None = None, isolate_network: bool = True):
+        self.slots = slots or os.cpu_count() or 1
+        self.isolate_network = isolate_network
+        self._limiter = anyio.CapacityLimiter(self.slots)
+        self.in_flight = 0
+
+    def limits_for(self, task: Task) -> Limits:
+        return Limits(timeout_s=task.timeout_s, address_space_bytes=task.memory_mb * 1024**2)
+
+    async def evaluate(self, task: Task, code: str) -> EvaluationReport:
+        async with self._limiter:
+            self.in_flight += 1
+            try:
+                return await self._evaluate(task, code)
+            finally:
+                self.in_flight -= 1
+
+    async def _evaluate(self, task: Task, code: str) -> EvaluationReport:
+        started = time.monotonic()
+        workdir = Path(tempfile.mkdtemp(prefix="evomcp-eval-"))
+        try:
+            program_path = workdir / f"program{task.file_suffix}"
+            program_path.write_text(code)
+            spec: dict[str, Any] = {"program_path": str(program_path), "isolate_network": self.isolate_network}
+            results_dir = workdir / "results"
+            if task.kind == "builtin":
+                spec.update(kind="entry", entry=task.entry)
+            else:
+                # The user's evaluate.py runs inside the sandbox too: it imports the candidate.
+                task_copy = workdir / "task"
+                await anyio.to_thread.run_sync(shutil.copytree, Path(task.source), task_copy)
+                spec.update(
+                    kind=task.kind,
+                    task_dir=str(task_copy),
+                    evaluate_path=str(task_copy / Path(task.evaluate_path or "evaluate.py").name),
+                    results_dir=str(results_dir),
+                )
+                results_dir.mkdir()
+            limits = self.limits_for(task)
+            outcome = await run_child(spec, workdir, limits)
+            verdict, failed = await self._judge(task, outcome, limits, results_dir)
+            return EvaluationReport(
+                **verdict.model_dump(),
+                failed=failed,
+                stdout_tail=outcome.stdout_tail,
+                stderr_tail=outcome.stderr_tail,
+                seconds=time.monotonic() - started,
+                isolation=outcome.isolation,
+            )
+        finally:
+            await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
+
+    async def _judge(
+        self, task: Task, outcome: ChildOutcome, limits: Limits, results_dir: Path
+    ) -> tuple[Verdict, bool]:
+        """The verdict, and whether the run failed (no usable result) rather than scored."""
+        if task.kind == "script":
+            if outcome.timed_out:
+                return Verdict(correct=False, error=_failure_reason(outcome, limits)), True
+            verdict = _read_script_results(results_dir, outcome, limits)
+            return verdict, verdict.combined_score is None
+        result = outcome.result
+        if result is None:
+            return Verdict(correct=False, error=_failure_reason(outcome, limits)), True
+        if not result.get("ok"):
+            error = str(result.get("error", "the program failed"))
+            return Verdict(correct=False, error=error, text_feedback=result.get("traceback")), True
+        if task.kind == "builtin":
+            scorer = builtin_scorer(task)
+            return await anyio.to_thread.run_sync(scorer, result.get("value")), False
+        verdict = verdict_from_metrics(result.get("value") or {})
+        return verdict, verdict.combined_score is None
+
+
+def _read_script_results(results_dir: Path, outcome: ChildOutcome, limits: Limits) -> Verdict:
+    metrics_path = results_dir / "metrics.json"
+    if not metrics_path.exists():
+        if outcome.returncode not in (0, None) or outcome.signal_name:
+            return Verdict(correct=False, error=_failure_reason(outcome, limits))
+        return Verdict(correct=False, error="evaluate.py wrote no metrics.json to --results_dir")
+    try:
+        metrics = json.loads(metrics_path.read_text())
+        correct_doc = json.loads((results_dir / "correct.json").read_text()) if (
+            results_dir / "correct.json").exists() else {}
+    except ValueError as exc:
+        return Verdict(correct=False, error=f"evaluate.py wrote invalid JSON: {exc}")
+    if not isinstance(metrics, dict):
+        return Verdict(correct=False, error="metrics.json does not hold a JSON object")
+    correct = correct_doc.get("correct") if isinstance(correct_doc, dict) else None
+    error = correct_doc.get("error") if isinstance(correct_doc, dict) else None
+    return verdict_from_metrics(metrics, correct=correct, error=error)

@@ -1,0 +1,1 @@
+"""Built-in benchmark tasks: seed programs and their descriptions live beside this file."""

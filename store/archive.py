@@ -1,0 +1,358 @@
+"""The async archive: one SQLite file in WAL mode, the source of truth of every run.
+
+Every write is committed before the method returns, so whatever a caller reports
+to a client survives a kill -9 of the process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+
+from .records import EvaluationResult, ProgramRecord, ProgramStatus, RunRecord, RunStatus
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+ArchiveOrder = Literal["score", "newest", "oldest"]
+
+_NO_SCORE = -1.0e308  # sort key of programs without a score: after every real score
+
+_SUMMARY_COLUMNS = (
+    "id, run_id, parent_id, island, generation, patch_type, description, status, correct, "
+    "combined_score, public_metrics, text_feedback, error, eval_seconds, cost_usd, created_at, evaluated_at"
+)
+
+
+class DuplicateProgram(Exception):
+    """The run already holds a program with exactly this code."""
+
+    def __init__(self, twin_id: int):
+        super().__init__(f"duplicate of program {twin_id}")
+        self.twin_id = twin_id
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def _load_json(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+def _run(row: sqlite3.Row) -> RunRecord:
+    data = dict(row)
+    data["config"] = json.loads(data["config"])
+    return RunRecord.model_validate(data)
+
+
+def _program(row: sqlite3.Row) -> ProgramRecord:
+    data = dict(row)
+    data["public_metrics"] = _load_json(data["public_metrics"])
+    data["private_metrics"] = _load_json(data["private_metrics"])
+    data["correct"] = None if data["correct"] is None else bool(data["correct"])
+    return ProgramRecord.model_validate(data)
+
+
+def _summary(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    data["public_metrics"] = _load_json(data["public_metrics"])
+    data["correct"] = None if data["correct"] is None else bool(data["correct"])
+    return data
+
+
+def encode_cursor(key: float, program_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([key, program_id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, int]:
+    try:
+        key, program_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return float(key), int(program_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadCursor(
+            "cursor is not one this server returned; pass the next_cursor of the previous page, or omit it"
+        ) from exc
+
+
+class Archive:
+    """Async access to the archive file. Open with `await Archive.open(path)`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path):
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Archive:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        archive = cls(db, path)
+        await archive._migrate()
+        return archive
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        (version,) = await (await self._db.execute("PRAGMA user_version")).fetchone()
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"archive {self.path} has schema version {version}, newer than this evomcp "
+                f"({SCHEMA_VERSION}); upgrade evomcp to open it"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            await self._db.executescript(
+                f"BEGIN;\n{MIGRATIONS[target - 1]}\nPRAGMA user_version={target};\nCOMMIT;"
+            )
+
+    async def integrity_check(self) -> str:
+        (result,) = await (await self._db.execute("PRAGMA integrity_check")).fetchone()
+        return result
+
+    # runs ------------------------------------------------------------------
+
+    async def create_run(
+        self, name: str, task: str, task_path: str, config: dict[str, Any], target_score: float | None
+    ) -> RunRecord:
+        now = time.time()
+        cur = await self._db.execute(
+            "INSERT INTO runs(name, task, task_path, config, status, target_score, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+            (name, task, task_path, json.dumps(config), target_score, now, now),
+        )
+        run = await self.get_run(cur.lastrowid)
+        assert run is not None
+        return run
+
+    async def get_run(self, run_id: int) -> RunRecord | None:
+        row = await (await self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,))).fetchone()
+        return _run(row) if row else None
+
+    async def list_runs(self) -> list[RunRecord]:
+        rows = await (await self._db.execute("SELECT * FROM runs ORDER BY id")).fetchall()
+        return [_run(r) for r in rows]
+
+    async def set_run_status(self, run_id: int, status: RunStatus) -> None:
+        await self._db.execute(
+            "UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (status, time.time(), run_id)
+        )
+
+    # programs ----------------------------------------------------------------
+
+    async def insert_program(
+        self,
+        *,
+        run_id: int,
+        parent_id: int | None,
+        island: int,
+        generation: int,
+        code: str,
+        code_hash: str,
+        diff: str | None,
+        patch_type: str,
+        description: str | None,
+        cost_usd: float = 0.0,
+    ) -> ProgramRecord:
+        try:
+            cur = await self._db.execute(
+                "INSERT INTO programs(run_id, parent_id, island, generation, code, code_hash, diff,"
+                " patch_type, description, status, cost_usd, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (run_id, parent_id, island, generation, code, code_hash, diff, patch_type, description,
+                 cost_usd, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            twin = await self.find_by_hash(run_id, code_hash)
+            if twin is None:
+                raise
+            raise DuplicateProgram(twin) from None
+        program = await self.get_program(run_id, cur.lastrowid)
+        assert program is not None
+        return program
+
+    async def find_by_hash(self, run_id: int, code_hash: str) -> int | None:
+        row = await (
+            await self._db.execute(
+                "SELECT id FROM programs WHERE run_id = ? AND code_hash = ?", (run_id, code_hash)
+            )
+        ).fetchone()
+        return row[0] if row else None
+
+    async def get_program(self, run_id: int, program_id: int) -> ProgramRecord | None:
+        row = await (
+            await self._db.execute(
+                "SELECT * FROM programs WHERE id = ? AND run_id = ?", (program_id, run_id)
+            )
+        ).fetchone()
+        return _program(row) if row else None
+
+    async def set_program_status(self, program_id: int, status: ProgramStatus) -> None:
+        await self._db.execute("UPDATE programs SET status = ? WHERE id = ?", (status, program_id))
+
+    async def save_result(self, program_id: int, result: EvaluationResult) -> None:
+        await self._db.execute(
+            "UPDATE programs SET status = ?, correct = ?, combined_score = ?, public_metrics = ?,"
+            " private_metrics = ?, text_feedback = ?, error = ?, stdout_tail = ?, stderr_tail = ?,"
+            " eval_seconds = ?, evaluated_at = ? WHERE id = ?",
+            (
+                result.status,
+                int(result.correct),
+                result.combined_score,
+                json.dumps(result.public_metrics),
+                json.dumps(result.private_metrics),
+                result.text_feedback,
+                result.error,
+                result.stdout_tail,
+                result.stderr_tail,
+                result.eval_seconds,
+                time.time(),
+                program_id,
+            ),
+        )
+
+    async def reset_unfinished(self, run_id: int) -> int:
+        """Put programs left `running` by a dead process back to `pending`."""
+        cur = await self._db.execute(
+            "UPDATE programs SET status = 'pending' WHERE run_id = ? AND status = 'running'", (run_id,)
+        )
+        return cur.rowcount
+
+    async def page_programs(
+        self,
+        run_id: int,
+        *,
+        order: ArchiveOrder = "score",
+        limit: int = 20,
+        cursor: str | None = None,
+        island: int | None = None,
+        correct_only: bool = False,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of program summaries (no code) and the cursor of the next page."""
+        where = ["run_id = ?"]
+        args: list[Any] = [run_id]
+        if island is not None:
+            where.append("island = ?")
+            args.append(island)
+        if correct_only:
+            where.append("correct = 1")
+        key_sql = {"score": f"COALESCE(combined_score, {_NO_SCORE})", "newest": "id", "oldest": "id"}[order]
+        if cursor is not None:
+            key, last_id = decode_cursor(cursor)
+            if order == "score":
+                where.append(f"({key_sql} < ? OR ({key_sql} = ? AND id > ?))")
+                args += [key, key, last_id]
+            elif order == "newest":
+                where.append("id < ?")
+                args.append(last_id)
+            else:
+                where.append("id > ?")
+                args.append(last_id)
+        order_sql = {"score": f"{key_sql} DESC, id ASC", "newest": "id DESC", "oldest": "id ASC"}[order]
+        sql = (
+            f"SELECT {_SUMMARY_COLUMNS}, {key_sql} AS sort_key FROM programs WHERE {' AND '.join(where)}"
+            f" ORDER BY {order_sql} LIMIT ?"
+        )
+        rows = await (await self._db.execute(sql, (*args, limit + 1))).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["sort_key"], rows[-1]["id"]) if more and rows else None
+        summaries = []
+        for row in rows:
+            data = _summary(row)
+            data.pop("sort_key")
+            summaries.append(data)
+        return summaries, next_cursor
+
+    async def lineage(self, run_id: int, program_id: int) -> list[dict[str, Any]]:
+        """The program and its ancestors, oldest first."""
+        rows = await (
+            await self._db.execute(
+                f"""
+                WITH RECURSIVE chain(id, depth) AS (
+                    SELECT id, 0 FROM programs WHERE id = ? AND run_id = ?
+                    UNION ALL
+                    SELECT p.parent_id, chain.depth + 1 FROM programs p JOIN chain ON p.id = chain.id
+                    WHERE p.parent_id IS NOT NULL
+                )
+                SELECT {_SUMMARY_COLUMNS} FROM programs JOIN chain USING (id) ORDER BY chain.depth DESC
+                """,
+                (program_id, run_id),
+            )
+        ).fetchall()
+        return [_summary(r) for r in rows]
+
+    async def counts_by_status(self, run_id: int) -> dict[str, int]:
+        rows = await (
+            await self._db.execute(
+                "SELECT status, COUNT(*) FROM programs WHERE run_id = ? GROUP BY status", (run_id,)
+            )
+        ).fetchall()
+        return {status: n for status, n in rows}
+
+    async def best_program(self, run_id: int) -> dict[str, Any] | None:
+        row = await (
+            await self._db.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM programs WHERE run_id = ? AND correct = 1"
+                " ORDER BY combined_score DESC, id ASC LIMIT 1",
+                (run_id,),
+            )
+        ).fetchone()
+        return _summary(row) if row else None
+
+    async def top_k(self, run_id: int, k: int, island: int | None = None) -> list[dict[str, Any]]:
+        rows, _ = await self.page_programs(run_id, order="score", limit=k, island=island, correct_only=True)
+        return rows
+
+    async def selection_pool(self, run_id: int, island: int | None = None) -> list[sqlite3.Row]:
+        """Correct, evaluated programs with their children counts (pending children included)."""
+        island_sql = "AND p.island = ?" if island is not None else ""
+        args: tuple[Any, ...] = (run_id, island) if island is not None else (run_id,)
+        return await (
+            await self._db.execute(
+                f"""
+                SELECT p.id, p.combined_score, p.island, p.generation,
+                       (SELECT COUNT(*) FROM programs c WHERE c.parent_id = p.id) AS children
+                FROM programs p
+                WHERE p.run_id = ? AND p.status = 'evaluated' AND p.correct = 1 {island_sql}
+                ORDER BY p.id
+                """,
+                args,
+            )
+        ).fetchall()
+
+    async def recent_failures(self, run_id: int, parent_id: int, limit: int = 3) -> list[dict[str, Any]]:
+        rows = await (
+            await self._db.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM programs WHERE run_id = ? AND parent_id = ?"
+                " AND (status = 'failed' OR correct = 0) ORDER BY id DESC LIMIT ?",
+                (run_id, parent_id, limit),
+            )
+        ).fetchall()
+        return [_summary(r) for r in rows]
+
+    # events ------------------------------------------------------------------
+
+    async def add_event(self, run_id: int, kind: str, data: dict[str, Any]) -> None:
+        await self._db.execute(
+            "INSERT INTO events(run_id, ts, kind, data) VALUES (?, ?, ?, ?)",
+            (run_id, time.time(), kind, json.dumps(data)),
+        )
+
+    async def events(self, run_id: int, limit: int = 50) -> list[dict[str, Any]]:
+        rows = await (
+            await self._db.execute(
+                "SELECT ts, kind, data FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?", (run_id, limit)
+            )
+        ).fetchall()
+        return [{"ts": r["ts"], "kind": r["kind"], "data": json.loads(r["data"])} for r in rows]

@@ -1,0 +1,63 @@
+"""Plain records the archive reads and writes (no behaviour, no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+RunStatus = Literal["running", "stopped", "interrupted", "finished"]
+ProgramStatus = Literal["pending", "running", "evaluated", "failed"]
+
+
+class RunRecord(BaseModel):
+    id: int
+    name: str
+    task: str
+    task_path: str
+    config: dict[str, Any]
+    status: RunStatus
+    target_score: float | None
+    created_at: float
+    updated_at: float
+
+
+class ProgramRecord(BaseModel):
+    id: int
+    run_id: int
+    parent_id: int | None
+    island: int
+    generation: int
+    code: str
+    code_hash: str
+    diff: str | None
+    patch_type: str
+    description: str | None
+    status: ProgramStatus
+    correct: bool | None
+    combined_score: float | None
+    public_metrics: dict[str, Any]
+    private_metrics: dict[str, Any]
+    text_feedback: str | None
+    error: str | None
+    stdout_tail: str | None
+    stderr_tail: str | None
+    eval_seconds: float | None
+    cost_usd: float
+    created_at: float
+    evaluated_at: float | None
+
+
+class EvaluationResult(BaseModel):
+    """What an evaluation wrote onto a program."""
+
+    status: Literal["evaluated", "failed"]
+    correct: bool
+    combined_score: float | None
+    public_metrics: dict[str, Any] = {}
+    private_metrics: dict[str, Any] = {}
+    text_feedback: str | None = None
+    error: str | None = None
+    stdout_tail: str | None = None
+    stderr_tail: str | None = None
+    eval_seconds: float | None = None

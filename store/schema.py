@@ -1,0 +1,63 @@
+"""SQLite schema of the archive, versioned through PRAGMA user_version.
+
+Each entry of MIGRATIONS moves the database from version i to i+1. Never edit a
+migration that has shipped: append a new one.
+"""
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: runs, programs, events
+    """
+    CREATE TABLE runs (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        task          TEXT NOT NULL,
+        task_path     TEXT NOT NULL,
+        config        TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        target_score  REAL,
+        created_at    REAL NOT NULL,
+        updated_at    REAL NOT NULL
+    );
+
+    CREATE TABLE programs (
+        id              INTEGER PRIMARY KEY,
+        run_id          INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        parent_id       INTEGER REFERENCES programs(id),
+        island          INTEGER NOT NULL DEFAULT 0,
+        generation      INTEGER NOT NULL,
+        code            TEXT NOT NULL,
+        code_hash       TEXT NOT NULL,
+        diff            TEXT,
+        patch_type      TEXT NOT NULL,
+        description     TEXT,
+        status          TEXT NOT NULL,
+        correct         INTEGER,
+        combined_score  REAL,
+        public_metrics  TEXT,
+        private_metrics TEXT,
+        text_feedback   TEXT,
+        error           TEXT,
+        stdout_tail     TEXT,
+        stderr_tail     TEXT,
+        eval_seconds    REAL,
+        cost_usd        REAL NOT NULL DEFAULT 0,
+        created_at      REAL NOT NULL,
+        evaluated_at    REAL,
+        UNIQUE (run_id, code_hash)
+    );
+    CREATE INDEX programs_by_score ON programs(run_id, combined_score DESC, id);
+    CREATE INDEX programs_by_parent ON programs(parent_id);
+    CREATE INDEX programs_by_status ON programs(run_id, status);
+
+    CREATE TABLE events (
+        id         INTEGER PRIMARY KEY,
+        run_id     INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        ts         REAL NOT NULL,
+        kind       TEXT NOT NULL,
+        data       TEXT NOT NULL
+    );
+    CREATE INDEX events_by_run ON events(run_id, id);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

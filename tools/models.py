@@ -1,0 +1,132 @@
+"""Pydantic inputs and outputs of the evolution tools (the MCP schemas come from these)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .selection import Strategy
+
+PatchType = Literal["diff", "full"]
+
+
+class RunConfig(BaseModel):
+    """Per-run settings; every field has a sensible default."""
+
+    selection: Strategy = Field("weighted", description="parent selection: uniform, power_law or weighted")
+    power_law_alpha: float = Field(1.0, ge=0, le=50, description="power_law: p ~ rank^-alpha")
+    weighted_lambda: float = Field(10.0, gt=0, le=1000, description="weighted: sigmoid sharpness")
+    num_inspirations: int = Field(2, ge=0, le=8, description="other good programs shown in each brief")
+    max_code_bytes: int = Field(256 * 1024, ge=1024, le=4 * 1024 * 1024, description="largest program accepted")
+    timeout_s: float | None = Field(None, gt=0, le=3600, description="evaluation timeout; default: the task's")
+    ticket_ttl_s: float = Field(900, gt=0, description="a sampled parent counts as in flight this long")
+    seed: int | None = Field(None, description="random seed of parent selection")
+
+
+class TaskInfo(BaseModel):
+    name: str
+    summary: str
+    target_score: float | None
+    kind: str
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskInfo]
+    hint: str = "pass a name to start_run, or the path of a task directory (initial.py + evaluate.py)"
+
+
+class RunInfo(BaseModel):
+    run_id: int
+    name: str
+    task: str
+    status: str
+    target_score: float | None
+    created_at: float
+    config: dict[str, Any]
+
+
+class RunList(BaseModel):
+    runs: list[RunInfo]
+
+
+class ProgramSummary(BaseModel):
+    id: int
+    parent_id: int | None
+    island: int
+    generation: int
+    status: str = Field(description="pending, running, evaluated or failed")
+    correct: bool | None
+    combined_score: float | None = Field(description="higher is better; full precision")
+    patch_type: str
+    description: str | None
+    error: str | None
+    public_metrics: dict[str, Any]
+    eval_seconds: float | None
+    created_at: float
+    evaluated_at: float | None
+
+
+class ProgramDetail(ProgramSummary):
+    run_id: int
+    code: str
+    diff: str | None
+    text_feedback: str | None
+    stdout_tail: str | None
+    stderr_tail: str | None
+    resource_uri: str
+
+
+class RunStatus(BaseModel):
+    run: RunInfo
+    counts: dict[str, int] = Field(description="programs by status")
+    evaluated: int
+    in_flight: int = Field(description="programs being evaluated plus sampled parents not yet used")
+    best: ProgramSummary | None
+    target_score: float | None
+    gap_to_target: float | None
+
+
+class ParentView(BaseModel):
+    id: int
+    island: int
+    generation: int
+    combined_score: float | None
+    correct: bool | None
+    public_metrics: dict[str, Any]
+    text_feedback: str | None
+    code: str
+
+
+class SampledParent(BaseModel):
+    run_id: int
+    ticket: str = Field(description="pass back to propose_candidate so in-flight counts stay right")
+    strategy: str
+    parent: ParentView
+    inspirations: list[ParentView]
+    best_score: float | None
+    brief: str = Field(description="a complete prompt for writing the change, answer format included")
+
+
+class ProposalResult(BaseModel):
+    run_id: int
+    program: ProgramSummary
+    parent_score: float | None
+    best_score_before: float | None
+    delta_to_parent: float | None
+    delta_to_best: float | None
+    is_new_best: bool
+    notes: list[str] = []
+    next_step: str
+
+
+class ArchivePage(BaseModel):
+    run_id: int
+    programs: list[ProgramSummary]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
+
+
+class Lineage(BaseModel):
+    run_id: int
+    program_id: int
+    chain: list[ProgramSummary] = Field(description="oldest ancestor first, the program last")

@@ -1,0 +1,89 @@
+"""Run lifecycle tools: list_tasks, start_run, list_runs, get_run_status, stop_run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..evaluators.task import BUILTIN_TASKS, TaskError, resolve_task
+from ..store import RunRecord
+from . import markers
+from .errors import EvoError
+from .models import RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
+from .steps import check_syntax, code_hash, evaluate, summary
+from .workspace import Workspace
+
+
+def run_info(run: RunRecord) -> RunInfo:
+    return RunInfo(run_id=run.id, name=run.name, task=run.task, status=run.status, target_score=run.target_score,
+                   created_at=run.created_at, config=run.config)
+
+
+async def list_tasks(ws: Workspace) -> TaskList:
+    return TaskList(tasks=[TaskInfo(name=t.name, summary=t.summary, target_score=t.target_score, kind="builtin")
+                           for t in BUILTIN_TASKS.values()])
+
+
+async def start_run(ws: Workspace, task: str, name: str | None = None,
+                    config: dict[str, Any] | None = None) -> RunStatus:
+    try:
+        run_config = RunConfig.model_validate(config or {})
+    except ValidationError as exc:
+        raise EvoError(f"bad run config: {exc.errors(include_url=False)}") from None
+    try:
+        resolved = resolve_task(task)
+    except TaskError as exc:
+        raise EvoError(str(exc)) from None
+    markers.split(resolved.initial_code, "the task's initial program")
+    check_syntax(resolved.initial_code, resolved.language, "the task's initial program")
+    run = await ws.archive.create_run(
+        name=name or f"{resolved.name}",
+        task=resolved.name,
+        task_path=resolved.source,
+        config=run_config.model_dump(),
+        target_score=resolved.target_score,
+    )
+    seed = await ws.archive.insert_program(
+        run_id=run.id, parent_id=None, island=0, generation=0, code=resolved.initial_code,
+        code_hash=code_hash(resolved.initial_code), diff=None, patch_type="seed", description="initial program",
+    )
+    await ws.archive.add_event(run.id, "run_started", {"task": resolved.name, "seed": seed.id})
+    result = await evaluate(ws, run.id, seed.id)
+    if result.program.status == "failed":
+        await ws.archive.set_run_status(run.id, "stopped")
+        await ws.archive.add_event(run.id, "run_stopped", {"reason": "seed failed"})
+        raise EvoError(
+            f"the task's initial program failed its evaluation, so run {run.id} was stopped: "
+            f"{result.program.error}. Fix initial.py or evaluate.py and start a new run"
+        )
+    return await get_run_status(ws, run.id)
+
+
+async def list_runs(ws: Workspace) -> RunList:
+    return RunList(runs=[run_info(r) for r in await ws.archive.list_runs()])
+
+
+async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
+    run = await ws.run(run_id)
+    counts = await ws.archive.counts_by_status(run_id)
+    best = await ws.archive.best_program(run_id)
+    tickets = sum(ws.tickets.in_flight(run_id).values())
+    best_score = best["combined_score"] if best else None
+    return RunStatus(
+        run=run_info(run),
+        counts=counts,
+        evaluated=counts.get("evaluated", 0) + counts.get("failed", 0),
+        in_flight=counts.get("running", 0) + counts.get("pending", 0) + tickets,
+        best=summary(best) if best else None,
+        target_score=run.target_score,
+        gap_to_target=None if best_score is None or run.target_score is None else run.target_score - best_score,
+    )
+
+
+async def stop_run(ws: Workspace, run_id: int) -> RunStatus:
+    run = await ws.run(run_id)
+    if run.status == "running":
+        await ws.archive.set_run_status(run_id, "stopped")
+        await ws.archive.add_event(run_id, "run_stopped", {"reason": "stop_run"})
+    return await get_run_status(ws, run_id)
