@@ -221,11 +221,9 @@ class Archive:
             ),
         )
 
-    async def reset_unfinished(self, run_id: int) -> int:
+    async def reset_unfinished(self) -> int:
         """Put programs left `running` by a dead process back to `pending`."""
-        cur = await self._db.execute(
-            "UPDATE programs SET status = 'pending' WHERE run_id = ? AND status = 'running'", (run_id,)
-        )
+        cur = await self._db.execute("UPDATE programs SET status = 'pending' WHERE status = 'running'")
         return cur.rowcount
 
     async def page_programs(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -55,3 +58,15 @@ class Workspace:
             timeout = self.config(run).timeout_s
             self._tasks[run.id] = task.model_copy(update={"timeout_s": timeout}) if timeout else task
         return self._tasks[run.id]
+
+
+@asynccontextmanager
+async def open_workspace(db_path: str | Path, slots: int | None = None,
+                         isolate_network: bool = True) -> AsyncIterator[Workspace]:
+    """Open the archive and an executor; programs a dead process left `running` go back to `pending`."""
+    archive = await Archive.open(db_path)
+    try:
+        await archive.reset_unfinished()
+        yield Workspace(archive, LocalExecutor(slots, isolate_network=isolate_network))
+    finally:
+        await archive.close()

@@ -1,0 +1,178 @@
+"""The MCP adapter: each tool is a thin wrapper over a function of evomcp.tools.
+
+The workspace (archive, executor) is opened by the caller and outlives every MCP
+session, so stdio, streamable HTTP and in-memory clients all share one archive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from .. import __version__
+from ..tools import runs, steps, views
+from ..tools.errors import EvoError
+from ..tools.models import (
+    ArchivePage,
+    Lineage,
+    ProgramDetail,
+    ProposalResult,
+    RunList,
+    RunStatus,
+    SampledParent,
+    TaskList,
+)
+from ..tools.workspace import Workspace
+
+T = TypeVar("T")
+
+INSTRUCTIONS = """\
+evomcp evolves a program against an evaluator that scores it (higher combined_score is better).
+Loop: start_run(task) once -> sample_parent(run_id) -> write a change following the returned brief ->
+propose_candidate(run_id, parent_id, patch or code, ticket) -> read score and error -> repeat.
+Only code between EVOLVE-BLOCK-START and EVOLVE-BLOCK-END may change. get_run_status, get_archive,
+get_program and get_lineage read the run; program code is also a resource evomcp://runs/{run_id}/programs/{id}.
+"""
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+
+RunId = Annotated[int, Field(description="id of the run (from start_run or list_runs)", ge=1)]
+ProgramId = Annotated[int, Field(description="id of a program of that run", ge=1)]
+
+
+async def _call(coro: Awaitable[T]) -> T:
+    try:
+        return await coro
+    except EvoError as exc:
+        raise ToolError(str(exc)) from None
+
+
+def build_server(ws: Workspace) -> MCPServer:
+    mcp = MCPServer("evomcp", version=__version__, instructions=INSTRUCTIONS,
+                    description="LLM-driven program evolution: sample parents, propose changes, score them")
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_tasks() -> TaskList:
+        """List the built-in benchmark tasks (name, what it asks, best known score).
+
+        A run can also use any task directory: pass its path to start_run."""
+        return await _call(runs.list_tasks(ws))
+
+    @mcp.tool(annotations=WRITES)
+    async def start_run(
+        task: Annotated[str, Field(description="built-in task name (see list_tasks) or path of a task directory",
+                                   max_length=4096)],
+        name: Annotated[str | None, Field(description="a label for the run", max_length=200)] = None,
+        config: Annotated[dict[str, Any] | None, Field(
+            description="optional run settings: selection (uniform|power_law|weighted), power_law_alpha, "
+                        "weighted_lambda, num_inspirations, max_code_bytes, timeout_s, seed")] = None,
+    ) -> RunStatus:
+        """Start a run on a task: stores and evaluates the initial program (generation 0), returns the status.
+
+        Then call sample_parent(run_id) to begin evolving."""
+        return await _call(runs.start_run(ws, task, name, config))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_runs() -> RunList:
+        """List every run in the archive with its status and task."""
+        return await _call(runs.list_runs(ws))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_run_status(run_id: RunId) -> RunStatus:
+        """Progress of a run: programs by status, work in flight, the best program and the gap to the target."""
+        return await _call(runs.get_run_status(ws, run_id))
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                                          open_world_hint=False))
+    async def stop_run(run_id: RunId) -> RunStatus:
+        """Stop a run: it keeps its archive but accepts no new programs."""
+        return await _call(runs.stop_run(ws, run_id))
+
+    @mcp.tool(annotations=WRITES)
+    async def sample_parent(
+        run_id: RunId,
+        strategy: Annotated[Literal["uniform", "power_law", "weighted"] | None,
+                            Field(description="override the run's parent selection for this call")] = None,
+    ) -> SampledParent:
+        """Pick a parent program to improve and get a ready-to-use brief for writing the change.
+
+        The brief holds the task, the parent's code and score, inspirations and the exact answer format.
+        Pass the returned ticket to propose_candidate."""
+        return await _call(steps.sample_parent(ws, run_id, strategy))
+
+    @mcp.tool(annotations=WRITES)
+    async def propose_candidate(
+        ctx: Context,
+        run_id: RunId,
+        parent_id: ProgramId,
+        patch: Annotated[str | None, Field(
+            description="SEARCH/REPLACE blocks: '<<<<<<< SEARCH' old lines '=======' new lines '>>>>>>> REPLACE'"
+        )] = None,
+        code: Annotated[str | None, Field(description="the whole new program (instead of patch)")] = None,
+        patch_type: Annotated[Literal["diff", "full"] | None,
+                              Field(description="diff for patch, full for code; inferred when omitted")] = None,
+        description: Annotated[str | None, Field(description="one line on the idea of the change",
+                                                 max_length=2000)] = None,
+        evaluate: Annotated[bool, Field(description="score it now (default) or leave it pending")] = True,
+        ticket: Annotated[str | None, Field(description="the ticket sample_parent returned", max_length=64)] = None,
+    ) -> ProposalResult:
+        """Apply a change to a parent, store the new program and (by default) evaluate it.
+
+        Returns its score, whether it is correct, the error if any, and the deltas to its parent and the best."""
+        return await _call(steps.propose_candidate(
+            ws, run_id, parent_id, patch=patch, code=code, patch_type=patch_type, description=description,
+            evaluate_now=evaluate, ticket=ticket, progress=_progress(ctx)))
+
+    @mcp.tool(annotations=WRITES)
+    async def evaluate(ctx: Context, run_id: RunId, program_id: ProgramId) -> ProposalResult:
+        """Evaluate a pending program (one proposed with evaluate=false, or interrupted) and return its score."""
+        return await _call(steps.evaluate(ws, run_id, program_id, progress=_progress(ctx)))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_archive(
+        run_id: RunId,
+        limit: Annotated[int, Field(description="programs per page (1-200)")] = 20,
+        cursor: Annotated[str | None, Field(description="next_cursor of the previous page", max_length=512)] = None,
+        order: Annotated[Literal["score", "newest", "oldest"], Field(description="sort order")] = "score",
+        island: Annotated[int | None, Field(description="only this island")] = None,
+        correct_only: Annotated[bool, Field(description="only programs that passed the checker")] = False,
+    ) -> ArchivePage:
+        """Page through a run's programs (scores, status, errors; no code: use get_program for code)."""
+        return await _call(views.get_archive(ws, run_id, limit, cursor, order, island, correct_only))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_program(run_id: RunId, program_id: ProgramId) -> ProgramDetail:
+        """One program with its code, diff against its parent, metrics, feedback and output tails."""
+        return await _call(views.get_program(ws, run_id, program_id))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_lineage(run_id: RunId, program_id: ProgramId) -> Lineage:
+        """The chain of ancestors of a program, oldest first, with their scores."""
+        return await _call(views.get_lineage(ws, run_id, program_id))
+
+    @mcp.resource("evomcp://runs/{run_id}/programs/{program_id}", mime_type="text/x-python",
+                  description="the code of one program of a run")
+    async def program_code(run_id: int, program_id: int) -> str:
+        program = await ws.archive.get_program(run_id, program_id)
+        if program is None:
+            raise ResourceError(f"run {run_id} has no program {program_id}")
+        return program.code
+
+    return mcp
+
+
+def _progress(ctx: Context) -> Callable[[float, str], Awaitable[None]]:
+    async def report(elapsed: float, message: str) -> None:
+        try:
+            await ctx.report_progress(elapsed, None, message)
+        except Exception:  # a client that does not listen must not break the evaluation
+            pass
+
+    return report
