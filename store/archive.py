@@ -98,7 +98,11 @@ class Archive:
         await db.execute("PRAGMA foreign_keys=ON")
         await db.execute("PRAGMA busy_timeout=5000")
         archive = cls(db, path)
-        await archive._migrate()
+        try:
+            await archive._migrate()
+        except BaseException:
+            await db.close()
+            raise
         return archive
 
     async def close(self) -> None:

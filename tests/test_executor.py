@@ -1,0 +1,156 @@
+"""The sandboxed executor on real child processes: contracts, failures, secrets, clean-up."""
+
+import os
+import textwrap
+
+import pytest
+
+from evomcp.evaluators.executor import LocalExecutor
+from evomcp.evaluators.task import resolve_task
+
+from conftest import DATA
+
+CIRCLES = resolve_task("circle_packing_26")
+
+
+def candidate(body: str) -> str:
+    return "# EVOLVE-BLOCK-START\n" + textwrap.dedent(body) + "# EVOLVE-BLOCK-END\n"
+
+
+def own_descendants() -> set[int]:
+    """Every live process whose ancestry leads back to this test process."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+                state = stat.rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    me, found = os.getpid(), set()
+    for pid in parents:
+        p = pid
+        while p in parents and p > 1:
+            p = parents[p]
+            if p == me:
+                found.add(pid)
+                break
+    return found
+
+
+@pytest.fixture
+def executor():
+    return LocalExecutor(slots=2)
+
+
+async def test_builtin_seed_scores(executor):
+    report = await executor.evaluate(CIRCLES, CIRCLES.initial_code)
+    assert report.correct and not report.failed
+    assert 1.0 < report.combined_score < 2.0
+    assert report.public["n"] == 26
+
+
+async def test_secrets_never_reach_the_candidate(executor, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    code = candidate("""
+        import os
+        def run_packing():
+            print(sorted(os.environ))
+            raise RuntimeError(repr([os.environ.get(k) for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")]))
+    """)
+    report = await executor.evaluate(CIRCLES, code)
+    assert report.failed
+    assert "[None, None]" in report.error
+    assert "secret" not in report.stdout_tail + report.stderr_tail + report.error
+
+
+async def test_timeout_kills_the_whole_group(executor):
+    code = candidate("""
+        import subprocess, time
+        subprocess.Popen(["sleep", "300"])
+        def run_packing():
+            while True:
+                time.sleep(0.01)
+    """)
+    report = await executor.evaluate(CIRCLES.model_copy(update={"timeout_s": 1.5}), code)
+    assert report.failed and report.error.startswith("timeout")
+    assert not own_descendants()
+
+
+async def test_crash_exit_and_exceptions_are_reasons(executor):
+    segv = candidate("""
+        import ctypes
+        def run_packing():
+            ctypes.string_at(0)
+    """)
+    report = await executor.evaluate(CIRCLES, segv)
+    assert report.failed and "SIGSEGV" in report.error
+    early_exit = candidate("""
+        import sys
+        def run_packing():
+            sys.exit(0)
+    """)
+    report = await executor.evaluate(CIRCLES, early_exit)
+    assert report.failed and "sys.exit" in report.error
+    hard_exit = candidate("""
+        import os
+        def run_packing():
+            os._exit(0)
+    """)
+    report = await executor.evaluate(CIRCLES, hard_exit)
+    assert report.failed and "before returning a result" in report.error
+    raises = candidate("""
+        def run_packing():
+            raise ValueError("bad idea")
+    """)
+    report = await executor.evaluate(CIRCLES, raises)
+    assert report.failed and report.error == "ValueError: bad idea"
+
+
+@pytest.mark.parametrize("ret,needle", [
+    ("np.full((26, 2), np.nan), np.ones(26) * 0.01", "non-finite"),
+    ("np.zeros((25, 2)) + 0.5, np.ones(25) * 0.01", "shape"),
+    ("np.zeros((26, 2)) + 0.5, np.ones(26) * 0.01", "overlap"),
+    ("np.zeros((26, 2)), np.ones(26) * 0.01", "not inside"),
+    ("'perfect'", "must return"),
+])
+async def test_invalid_data_is_invalid_with_reason(executor, ret, needle):
+    code = candidate(f"""
+        import numpy as np
+        def run_packing():
+            return {ret}
+    """)
+    report = await executor.evaluate(CIRCLES, code)
+    assert not report.correct and not report.failed
+    assert needle in report.error
+
+
+async def test_output_is_capped_and_tail_kept(executor):
+    code = candidate("""
+        import sys
+        def run_packing():
+            for i in range(200000):
+                print("line", i)
+            print("THE END")
+            raise ValueError("done")
+    """)
+    report = await executor.evaluate(CIRCLES, code)
+    assert len(report.stdout_tail) < 10000 and "THE END" in report.stdout_tail
+    assert "earlier bytes dropped" in report.stdout_tail
+
+
+@pytest.mark.parametrize("task_dir", ["fn_task", "script_task"])
+async def test_task_directory_contracts(executor, task_dir):
+    task = resolve_task(str(DATA / task_dir))
+    assert task.kind == ("evaluate_fn" if task_dir == "fn_task" else "script")
+    seed = await executor.evaluate(task, task.initial_code)
+    assert seed.correct and seed.combined_score == pytest.approx(-2.0)
+    assert seed.public["value"] == 1.0
+    better = await executor.evaluate(task, task.initial_code.replace("return 1.0", "return 2.5"))
+    assert better.combined_score == pytest.approx(-0.5)
+    broken = await executor.evaluate(task, task.initial_code.replace("return 1.0", "return 1/0"))
+    assert not broken.correct and "division by zero" in broken.error

@@ -1,0 +1,141 @@
+"""The MCP surface through the real `mcp` client, in memory, in both protocol eras."""
+
+import pytest
+from mcp import Client
+
+from conftest import DATA, rings_patch
+from evomcp.server.app import build_server
+
+MODES = ["auto", "legacy"]
+STEP_TOOLS = {"list_tasks", "start_run", "list_runs", "get_run_status", "stop_run", "sample_parent",
+              "propose_candidate", "evaluate", "get_archive", "get_program", "get_lineage"}
+
+
+async def call_ok(client, name, args=None, **kw):
+    result = await client.call_tool(name, args or {}, **kw)
+    assert not result.is_error, result.content[0].text
+    return result.structured_content
+
+
+async def call_err(client, name, args):
+    result = await client.call_tool(name, args)
+    assert result.is_error, f"{name} should have failed"
+    return result.content[0].text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tools_are_listed_with_schemas_and_hints(ws, mode):
+    async with Client(build_server(ws), mode=mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert STEP_TOOLS <= set(tools)
+        for name in ("list_tasks", "list_runs", "get_run_status", "get_archive", "get_program", "get_lineage"):
+            assert tools[name].annotations.read_only_hint is True
+        assert tools["propose_candidate"].annotations.read_only_hint is False
+        for tool in tools.values():
+            assert tool.description and tool.output_schema, tool.name
+        assert "sample_parent" in (client.instructions or "")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_full_loop_in_memory(ws, mode):
+    async with Client(build_server(ws), mode=mode) as client:
+        tasks = await call_ok(client, "list_tasks")
+        assert "circle_packing_26" in [t["name"] for t in tasks["tasks"]]
+        status = await call_ok(client, "start_run", {"task": "circle_packing_26", "name": "memory"})
+        run_id = status["run"]["run_id"]
+        seed = status["best"]
+        assert seed["generation"] == 0 and status["target_score"] == 2.6359830849
+        sampled = await call_ok(client, "sample_parent", {"run_id": run_id})
+        assert sampled["parent"]["id"] == seed["id"]
+        assert "<<<<<<< SEARCH" in sampled["brief"] and repr(seed["combined_score"]) in sampled["brief"]
+        progress = []
+
+        async def on_progress(value, total, message):
+            progress.append(message)
+
+        result = await call_ok(client, "propose_candidate", {
+            "run_id": run_id, "parent_id": seed["id"], "patch": rings_patch(0.25, 0.45),
+            "ticket": sampled["ticket"], "description": "wider rings"}, progress_callback=on_progress)
+        assert progress and "evaluating" in progress[0]
+        child = result["program"]
+        assert child["status"] == "evaluated" and child["correct"]
+        assert result["delta_to_parent"] == pytest.approx(child["combined_score"] - seed["combined_score"])
+        assert result["is_new_best"] == (child["combined_score"] > seed["combined_score"])
+        # propose without evaluating, then evaluate
+        pending = await call_ok(client, "propose_candidate", {
+            "run_id": run_id, "parent_id": child["id"], "patch": rings_patch(0.23, 0.44).replace(
+                "(8, 0.22), (17, 0.42)", "(8, 0.25), (17, 0.45)"), "evaluate": False})
+        assert pending["program"]["status"] == "pending"
+        evaluated = await call_ok(client, "evaluate", {"run_id": run_id, "program_id": pending["program"]["id"]})
+        assert evaluated["program"]["status"] == "evaluated"
+        page = await call_ok(client, "get_archive", {"run_id": run_id, "limit": 2})
+        assert len(page["programs"]) == 2 and page["next_cursor"]
+        scores = [p["combined_score"] for p in page["programs"]]
+        assert scores == sorted(scores, reverse=True)
+        rest = await call_ok(client, "get_archive", {"run_id": run_id, "limit": 2, "cursor": page["next_cursor"]})
+        assert len(rest["programs"]) == 1 and rest["next_cursor"] is None
+        assert "code" not in page["programs"][0]
+        program = await call_ok(client, "get_program", {"run_id": run_id, "program_id": child["id"]})
+        assert "0.25" in program["code"] and "+    rings = [(8, 0.25), (17, 0.45)]" in program["diff"]
+        lineage = await call_ok(client, "get_lineage", {"run_id": run_id, "program_id": pending["program"]["id"]})
+        assert [p["id"] for p in lineage["chain"]] == [seed["id"], child["id"], pending["program"]["id"]]
+        resource = await client.read_resource(program["resource_uri"])
+        assert resource.contents[0].text == program["code"]
+        runs = await call_ok(client, "list_runs")
+        assert run_id in [r["run_id"] for r in runs["runs"]]
+        status = await call_ok(client, "get_run_status", {"run_id": run_id})
+        assert status["counts"] == {"evaluated": 3} and status["evaluated"] == 3
+        stopped = await call_ok(client, "stop_run", {"run_id": run_id})
+        assert stopped["run"]["status"] == "stopped"
+
+
+async def test_bad_input_gets_errors_that_say_what_to_do(ws):
+    async with Client(build_server(ws)) as client:
+        status = await call_ok(client, "start_run", {"task": "circle_packing_26"})
+        run_id, seed = status["run"]["run_id"], status["best"]["id"]
+        assert "list_runs" in await call_err(client, "get_run_status", {"run_id": 999})
+        assert "get_archive" in await call_err(client, "get_program", {"run_id": run_id, "program_id": 999})
+        assert "neither a built-in task" in await call_err(client, "start_run", {"task": "no_such_task"})
+        message = await call_err(client, "propose_candidate", {
+            "run_id": run_id, "parent_id": seed, "patch": rings_patch(1, 2).replace("0.22", "0.99")})
+        assert "does not match" in message and "closest region" in message
+        outside = "<<<<<<< SEARCH\nN_CIRCLES = 26\n=======\nN_CIRCLES = 2\n>>>>>>> REPLACE"
+        assert "outside the EVOLVE-BLOCK" in await call_err(client, "propose_candidate", {
+            "run_id": run_id, "parent_id": seed, "patch": outside})
+        program = (await call_ok(client, "get_program", {"run_id": run_id, "program_id": seed}))["code"]
+        broken = program.replace("# EVOLVE-BLOCK-END\n", "")
+        assert "never closed" in await call_err(client, "propose_candidate", {
+            "run_id": run_id, "parent_id": seed, "code": broken})
+        assert "syntax error" in await call_err(client, "propose_candidate", {
+            "run_id": run_id, "parent_id": seed, "patch": rings_patch(0.3, "(")})
+        huge = "<<<<<<< SEARCH\n    rings = [(8, 0.22), (17, 0.42)]\n=======\n" + "x = 1\n" * 60000 + ">>>>>>> REPLACE"
+        assert "over this run's limit" in await call_err(client, "propose_candidate", {
+            "run_id": run_id, "parent_id": seed, "patch": huge})
+        first = await call_ok(client, "propose_candidate", {
+            "run_id": run_id, "parent_id": seed, "patch": rings_patch(0.24, 0.43)})
+        message = await call_err(client, "propose_candidate", {
+            "run_id": run_id, "parent_id": seed, "patch": rings_patch(0.24, 0.43)})
+        assert f"duplicate of program {first['program']['id']}" in message
+        assert "exactly one of" in await call_err(client, "propose_candidate", {"run_id": run_id, "parent_id": seed})
+        assert "cursor" in await call_err(client, "get_archive", {"run_id": run_id, "cursor": "garbage!"})
+        await call_ok(client, "stop_run", {"run_id": run_id})
+        assert "is stopped" in await call_err(client, "sample_parent", {"run_id": run_id})
+        assert "is stopped" in await call_err(client, "propose_candidate", {
+            "run_id": run_id, "parent_id": seed, "patch": rings_patch(0.21, 0.41)})
+        # nothing was lost along the way
+        final = await call_ok(client, "get_run_status", {"run_id": run_id})
+        assert final["counts"] == {"evaluated": 2}
+
+
+async def test_task_directory_run_and_failing_seed(ws, tmp_path):
+    async with Client(build_server(ws)) as client:
+        status = await call_ok(client, "start_run", {"task": str(DATA / "fn_task")})
+        assert status["run"]["task"] == "toy_value" and status["best"]["combined_score"] == -2.0
+        bad = tmp_path / "bad_task"
+        bad.mkdir()
+        (bad / "initial.py").write_text("# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\n")
+        (bad / "evaluate.py").write_text("raise ImportError('broken evaluator')\ndef evaluate(p):\n    return {}\n")
+        message = await call_err(client, "start_run", {"task": str(bad)})
+        assert "initial program failed" in message and "broken evaluator" in message
+        (bad / "initial.py").write_text("x = 1\n")
+        assert "no EVOLVE-BLOCK" in await call_err(client, "start_run", {"task": str(bad)})

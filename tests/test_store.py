@@ -1,0 +1,108 @@
+"""The archive on a real SQLite file: schema, writes, queries, persistence."""
+
+import sqlite3
+
+import pytest
+
+from evomcp.store import Archive, BadCursor, DuplicateProgram, EvaluationResult
+from evomcp.store.schema import SCHEMA_VERSION
+
+
+async def _run_with_programs(archive, scores):
+    run = await archive.create_run("r", "t", "t", {"selection": "weighted"}, 1.0)
+    ids = []
+    parent = None
+    for i, score in enumerate(scores):
+        p = await archive.insert_program(run_id=run.id, parent_id=parent, island=0, generation=i,
+                                         code=f"x = {i}\n", code_hash=f"h{i}", diff=None, patch_type="diff",
+                                         description=None)
+        await archive.save_result(p.id, EvaluationResult(status="evaluated", correct=score is not None,
+                                                         combined_score=score))
+        ids.append(p.id)
+        parent = p.id
+    return run, ids
+
+
+async def test_schema_versioned_and_wal(db_path):
+    archive = await Archive.open(db_path)
+    await archive.close()
+    con = sqlite3.connect(db_path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+
+
+async def test_newer_schema_is_refused(db_path):
+    con = sqlite3.connect(db_path)
+    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
+    con.close()
+    with pytest.raises(RuntimeError, match="upgrade evomcp"):
+        await Archive.open(db_path)
+
+
+async def test_writes_are_durable_without_close(db_path):
+    archive = await Archive.open(db_path)
+    run, ids = await _run_with_programs(archive, [1.0, 2.0])
+    # a second connection sees everything at once: each write was committed before returning
+    con = sqlite3.connect(db_path)
+    assert con.execute("SELECT COUNT(*) FROM programs").fetchone()[0] == 2
+    assert con.execute("SELECT combined_score FROM programs WHERE id=?", (ids[1],)).fetchone()[0] == 2.0
+    con.close()
+    await archive.close()
+
+
+async def test_duplicate_code_names_its_twin(db_path):
+    archive = await Archive.open(db_path)
+    run, ids = await _run_with_programs(archive, [1.0])
+    with pytest.raises(DuplicateProgram) as info:
+        await archive.insert_program(run_id=run.id, parent_id=None, island=0, generation=0, code="x = 0\n",
+                                     code_hash="h0", diff=None, patch_type="full", description=None)
+    assert info.value.twin_id == ids[0]
+    await archive.close()
+
+
+async def test_pages_by_score_with_cursor_cover_everything_once(db_path):
+    archive = await Archive.open(db_path)
+    scores = [0.5, 2.0, None, 1.0, 2.0, 0.1, None, 3.0]
+    run, ids = await _run_with_programs(archive, scores)
+    seen, cursor = [], None
+    while True:
+        rows, cursor = await archive.page_programs(run.id, order="score", limit=3, cursor=cursor)
+        seen += rows
+        if cursor is None:
+            break
+    assert sorted(r["id"] for r in seen) == sorted(ids)
+    got = [r["combined_score"] for r in seen]
+    assert got[:6] == [3.0, 2.0, 2.0, 1.0, 0.5, 0.1] and got[6:] == [None, None]
+    newest, _ = await archive.page_programs(run.id, order="newest", limit=2)
+    assert [r["id"] for r in newest] == ids[::-1][:2]
+    correct, _ = await archive.page_programs(run.id, correct_only=True, limit=50)
+    assert len(correct) == 6
+    with pytest.raises(BadCursor):
+        await archive.page_programs(run.id, cursor="not-a-cursor")
+    await archive.close()
+
+
+async def test_lineage_counts_best_and_reopen(db_path):
+    archive = await Archive.open(db_path)
+    run, ids = await _run_with_programs(archive, [1.0, 1.5, None, 0.2])
+    chain = await archive.lineage(run.id, ids[-1])
+    assert [r["id"] for r in chain] == ids
+    assert await archive.counts_by_status(run.id) == {"evaluated": 4}
+    assert (await archive.best_program(run.id))["id"] == ids[1]
+    await archive.close()
+    reopened = await Archive.open(db_path)
+    assert (await reopened.best_program(run.id))["combined_score"] == 1.5
+    assert (await reopened.get_run(run.id)).config == {"selection": "weighted"}
+    assert await reopened.integrity_check() == "ok"
+    await reopened.close()
+
+
+async def test_selection_pool_counts_pending_children(db_path):
+    archive = await Archive.open(db_path)
+    run, ids = await _run_with_programs(archive, [1.0])
+    await archive.insert_program(run_id=run.id, parent_id=ids[0], island=0, generation=1, code="y=1\n",
+                                 code_hash="c1", diff=None, patch_type="diff", description=None)
+    pool = await archive.selection_pool(run.id)
+    assert [(r["id"], r["children"]) for r in pool] == [(ids[0], 1)]
+    await archive.close()
