@@ -93,3 +93,11 @@ async def test_http_subprocess_ten_steps(http_server, mode):
     async with Client(url, mode=mode) as client:
         best = await drive_ten_steps(client, db)
     assert best > 1.7
+
+
+def test_example_client_script_runs(tmp_path):
+    out = subprocess.run([sys.executable, "examples/drive_run.py", "--steps", "3", "--db", str(tmp_path / "e.db")],
+                         capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    assert "best: program" in out.stdout
