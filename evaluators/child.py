@@ -1,9 +1,20 @@
-"""Entry point of the sandboxed child that runs one candidate.
+"""The sandboxed side of an evaluation: a warm fork server and the child it forks per candidate.
 
-Run as `python -I child.py` (by path: it imports nothing from evomcp). It reads a
-JSON spec on stdin, locks itself down (rlimits, optional user+net namespace),
-then runs the candidate and writes one JSON document to the result pipe. The
-candidate's own stdout/stderr stay on fds 1 and 2, which the parent caps.
+Run by path with `python -I child.py --serve`; it imports nothing of evomcp. It starts
+with an environment already scrubbed of secrets, imports the heavy libraries once,
+then reads one JSON request a line on stdin. For each it forks a child that:
+
+1. starts its own session, points fds 0/1/2 at /dev/null and capped files in its
+   private working directory, and takes the environment of the request;
+2. enters fresh user, network, PID and mount namespaces where the kernel allows
+   (no network, no view of other processes, the archive and secret files hidden),
+   forking once more so the candidate is PID 1 of its namespace: when it ends, every
+   process it started ends with it;
+3. applies rlimits and runs the candidate, then writes one JSON document to
+   `result.json` and exits without running any atexit code.
+
+The server is told the child's pid at once and its exit status when it is reaped.
+A process that ran candidate code is never reused.
 """
 
 import ctypes
@@ -12,11 +23,70 @@ import json
 import math
 import os
 import resource
+import select
+import signal
 import sys
 import traceback
 
+CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+
+
+# ---------------------------------------------------------------- isolation
+
+
+def _hide(paths, workdir):
+    """Cover secret directories with an empty tmpfs and secret files with /dev/null."""
+    for path in paths:
+        if not os.path.lexists(path):
+            continue
+        real = os.path.realpath(path)
+        if os.path.isdir(real):
+            if os.path.realpath(workdir).startswith(real.rstrip("/") + "/"):
+                continue
+            ok = _libc.mount(b"tmpfs", real.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64k,mode=0555")
+        else:
+            ok = _libc.mount(b"/dev/null", real.encode(), None, MS_BIND, None)
+        if ok != 0:
+            raise OSError(ctypes.get_errno(), f"cannot hide {path}")
+
+
+def _enter_namespaces(hide):
+    """New user+net+pid+mount namespaces; returns False where the kernel refuses."""
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS) != 0:
+        return False
+    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "cannot make mounts private")
+    _hide(hide, os.getcwd())
+    return True
+
+
+def _become_pid_one():
+    """Fork so that the caller continues as PID 1 of the new PID namespace.
+
+    The parent stays behind only to pass the exit status on: 128 + signal number when
+    the candidate was killed by a signal.
+    """
+    pid = os.fork()
+    if pid == 0:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        return
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
 def _apply_limits(limits):
@@ -31,7 +101,7 @@ def _apply_limits(limits):
         value = limits.get(key)
         if value is None:
             continue
-        soft, hard = resource.getrlimit(which)
+        _, hard = resource.getrlimit(which)
         value = int(value) if hard == resource.RLIM_INFINITY else min(int(value), hard)
         try:
             resource.setrlimit(which, (value, value))
@@ -39,15 +109,7 @@ def _apply_limits(limits):
             pass
 
 
-def _isolate_network():
-    """Enter fresh user and network namespaces: no interface but a downed loopback."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
-            return "none"
-        return "netns"
-    except OSError:
-        return "none"
+# ---------------------------------------------------------------- running the candidate
 
 
 def _jsonable(value, depth=0):
@@ -55,7 +117,7 @@ def _jsonable(value, depth=0):
         raise ValueError("result nests too deeply")
     if hasattr(value, "tolist"):
         value = value.tolist()
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, (bool, str)) or value is None:
         return value
     if isinstance(value, int):
         return value
@@ -78,8 +140,10 @@ def _load_module(name, path):
     return module
 
 
-def _run(spec):
+def _run_candidate(spec):
     kind = spec["kind"]
+    if kind == "probe":
+        return {"ok": True, "value": None}
     if kind == "entry":
         module = _load_module("candidate", spec["program_path"])
         entry = getattr(module, spec["entry"], None)
@@ -96,42 +160,149 @@ def _run(spec):
     return {"ok": False, "error": f"unknown child kind {kind!r}"}
 
 
-def main():
-    spec = json.loads(sys.stdin.read())
-    result_fd = spec["result_fd"]
-    os.set_inheritable(result_fd, False)
-    isolation = _isolate_network() if spec.get("isolate_network") else "none"
-    _apply_limits(spec.get("limits", {}))
-    if spec["kind"] == "script":
-        os.close(result_fd)
-        sys.stdout.flush()
-        argv = [sys.executable, "-I", spec["evaluate_path"], "--program_path", spec["program_path"],
-                "--results_dir", spec["results_dir"]]
-        os.execv(sys.executable, argv)
+def _outcome(spec):
     try:
-        outcome = _run(spec)
+        return _run_candidate(spec)
     except SystemExit as exc:
-        outcome = {"ok": False, "error": f"the program called sys.exit({exc.code!r}) instead of returning"}
+        return {"ok": False, "error": f"the program called sys.exit({exc.code!r}) instead of returning"}
     except MemoryError:
-        outcome = {"ok": False, "error": "MemoryError: the program exceeded its memory limit"}
+        return {"ok": False, "error": "memory limit: MemoryError (the program exceeded its address space limit)"}
     except RecursionError:
-        outcome = {"ok": False, "error": "RecursionError: unbounded recursion"}
-    except BaseException as exc:  # noqa: BLE001 - everything the candidate raises is data
+        return {"ok": False, "error": "RecursionError: unbounded recursion"}
+    except BaseException as exc:  # noqa: BLE001 - whatever the candidate raises is data
         tb = traceback.format_exc(limit=-8)
-        outcome = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": tb[-4000:]}
-    outcome["isolation"] = isolation
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": tb[-4000:]}
+
+
+def run_child(spec, isolate=True):
+    """Body of a forked child: never returns."""
     try:
-        data = json.dumps(outcome).encode()
-    except (TypeError, ValueError) as exc:
-        data = json.dumps({"ok": False, "error": f"result is not JSON-serialisable: {exc}"}).encode()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    view = memoryview(data)
-    while view:
-        written = os.write(result_fd, view)
-        view = view[written:]
-    os.close(result_fd)
-    os._exit(0)
+        workdir = spec["workdir"]
+        try:
+            os.setsid()
+        except OSError:
+            pass  # already a session leader (one-shot mode)
+        os.chdir(workdir)
+        null = os.open(os.devnull, os.O_RDONLY)
+        out = os.open("stdout.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        err = os.open("stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        for fd, target in ((null, 0), (out, 1), (err, 2)):
+            os.dup2(fd, target)
+        os.closerange(3, 4096)
+        sys.stdin = open(0, closefd=False)
+        sys.stdout = open(1, "w", closefd=False, buffering=1)
+        sys.stderr = open(2, "w", closefd=False, buffering=1)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update(spec["env"])
+        isolation = "none"
+        if isolate and spec.get("isolate", True):
+            if _enter_namespaces(spec.get("hide", [])):
+                isolation = "namespaces"
+                _become_pid_one()
+        if "numba" in sys.modules:
+            sys.modules["numba"].config.CACHE_DIR = os.path.join(workdir, ".numba")
+        _apply_limits(spec.get("limits", {}))
+        result_path = os.path.join(workdir, "result.json")
+        if spec["kind"] == "script":
+            argv = [sys.executable, "-I", spec["evaluate_path"], "--program_path", spec["program_path"],
+                    "--results_dir", spec["results_dir"]]
+            os.execv(sys.executable, argv)
+        outcome = _outcome(spec)
+        outcome["isolation"] = isolation
+        try:
+            data = json.dumps(outcome)
+        except (TypeError, ValueError) as exc:
+            data = json.dumps({"ok": False, "error": f"result is not JSON-serialisable: {exc}"})
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = os.open(result_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        view = memoryview(data.encode())
+        while view:
+            view = view[os.write(fd, view):]
+        os.close(fd)
+        os._exit(0)
+    except BaseException:  # noqa: BLE001 - a child must never return into the server loop
+        try:
+            os.write(2, traceback.format_exc().encode()[-4000:])
+        finally:
+            os._exit(70)
+
+
+# ---------------------------------------------------------------- the fork server
+
+
+def _reply(message):
+    os.write(1, (json.dumps(message) + "\n").encode())
+
+
+def serve(preload):
+    for name in preload:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children = {}  # pid -> request id
+    buffer = b""
+    _reply({"ready": True, "pid": os.getpid(), "preloaded": sorted(n for n in preload if n in sys.modules)})
+    while True:
+        try:
+            readable, _, _ = select.select([0, wake_r], [], [])
+        except InterruptedError:
+            readable = [wake_r]
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        if 0 in readable:
+            chunk = os.read(0, 1 << 20)
+            if not chunk:
+                break  # the server went away: stop; children have their own sessions and limits
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                request = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    run_child(request["spec"])
+                children[pid] = request["id"]
+                _reply({"id": request["id"], "pid": pid})
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            request_id = children.pop(pid, None)
+            if request_id is None:
+                continue
+            if os.WIFSIGNALED(status):
+                _reply({"id": request_id, "exit": None, "signal": os.WTERMSIG(status)})
+            else:
+                _reply({"id": request_id, "exit": os.WEXITSTATUS(status), "signal": None})
+
+
+def main():
+    if "--serve" in sys.argv:
+        preload = sys.argv[sys.argv.index("--serve") + 1:]
+        serve([p for p in preload if p])
+        return
+    # one-shot mode: a fresh interpreter per candidate (the baseline of bench/eval_cost.py)
+    spec = json.loads(sys.stdin.read())
+    run_child(spec)
 
 
 if __name__ == "__main__":

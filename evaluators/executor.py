@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from .sandbox import ChildOutcome, Limits, run_child
+from .sandbox import SECRET_PATHS, ChildOutcome, ForkServer, Limits
 from .task import Task, builtin_scorer
 from .verdict import Verdict
 
@@ -77,13 +77,46 @@ def verdict_from_metrics(metrics: dict[str, Any], correct: Any = None, error: An
 
 
 class LocalExecutor:
-    """Evaluates candidates in fresh sandboxed child processes on this machine."""
+    """Evaluates candidates in fresh sandboxed children forked from a warm template process.
 
-    def __init__(self, slots: int | None = None, isolate_network: bool = True):
+    `hide` lists files and folders (the archive, for one) that candidates must not see;
+    the usual secret folders of the user's home are always hidden.
+    """
+
+    def __init__(self, slots: int | None = None, isolate: bool = True, hide: tuple[str, ...] = (),
+                 preload: tuple[str, ...] = ("numpy",)):
         self.slots = slots or os.cpu_count() or 1
-        self.isolate_network = isolate_network
+        home = Path.home()
+        self._fork = ForkServer(preload=preload, isolate=isolate,
+                                hide=(*hide, *(str(home / p) for p in SECRET_PATHS)))
         self._limiter = anyio.CapacityLimiter(self.slots)
         self.in_flight = 0
+        self._isolation: str | None = None
+
+    async def aclose(self) -> None:
+        await self._fork.aclose()
+
+    @property
+    def template_pid(self) -> int | None:
+        """Pid of the warm template process, while it runs."""
+        return self._fork.pid
+
+    async def __aenter__(self) -> LocalExecutor:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def isolation(self) -> str:
+        """The isolation level children get here: `namespaces` or `none` (rlimits and session only)."""
+        if self._isolation is None:
+            workdir = Path(tempfile.mkdtemp(prefix="evomcp-probe-"))
+            try:
+                outcome = await self._fork.run({"kind": "probe"}, workdir, Limits(timeout_s=30))
+            finally:
+                await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
+            self._isolation = outcome.isolation
+        return self._isolation
 
     def limits_for(self, task: Task) -> Limits:
         return Limits(timeout_s=task.timeout_s, address_space_bytes=task.memory_mb * 1024**2)
@@ -102,7 +135,7 @@ class LocalExecutor:
         try:
             program_path = workdir / f"program{task.file_suffix}"
             program_path.write_text(code)
-            spec: dict[str, Any] = {"program_path": str(program_path), "isolate_network": self.isolate_network}
+            spec: dict[str, Any] = {"program_path": str(program_path)}
             results_dir = workdir / "results"
             if task.kind == "builtin":
                 spec.update(kind="entry", entry=task.entry)
@@ -118,7 +151,7 @@ class LocalExecutor:
                 )
                 results_dir.mkdir()
             limits = self.limits_for(task)
-            outcome = await run_child(spec, workdir, limits)
+            outcome = await self._fork.run(spec, workdir, limits)
             verdict, failed = await self._judge(task, outcome, limits, results_dir)
             return EvaluationReport(
                 **verdict.model_dump(),

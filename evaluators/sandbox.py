@@ -1,8 +1,8 @@
-"""Parent side of the sandbox: spawn the child, feed it, cap its output, kill it on time.
+"""Parent side of the sandbox: the warm fork server, limits, timeouts and reading what a child left.
 
-The child gets its own session (so a timeout kills its whole process group), a
-private working directory, an environment with nothing of the server's secrets,
-and rlimits it applies to itself before any candidate code runs.
+`ForkServer` starts `child.py --serve` once, with an environment that holds none of
+the server's secrets, and asks it for one forked child per candidate. The child
+leaves `stdout.txt`, `stderr.txt` and `result.json` in its private working directory.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import ByteReceiveStream
+from anyio.abc import Process
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 
@@ -25,13 +25,16 @@ CHILD_SCRIPT = Path(__file__).with_name("child.py")
 _PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                 "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+# Files and folders of the user that a candidate has no business reading.
+SECRET_PATHS = (".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".gnupg", ".netrc",
+                ".git-credentials", ".pypirc", ".npmrc", ".config/openai", ".anthropic")
 
 
 @dataclass
 class Limits:
     timeout_s: float = 60.0
     address_space_bytes: int | None = 4 * 1024**3
-    cpu_seconds: int | None = None  # default: timeout rounded up, plus one
+    cpu_seconds: int | None = None  # default: timeout rounded up, plus two
     file_size_bytes: int | None = 64 * 1024**2
     open_files: int | None = 256
     processes: int | None = None
@@ -58,44 +61,21 @@ class ChildOutcome:
     stdout_tail: str
     stderr_tail: str
     elapsed_s: float
-    output_truncated: bool = False
     isolation: str = "none"
-    signal_name: str | None = field(default=None)
+    signal_name: str | None = None
 
 
-class _Tail:
-    """Keeps the last `cap` bytes of a stream and counts the rest."""
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.data = bytearray()
-        self.total = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        self.data += chunk
-        if len(self.data) > self.cap:
-            del self.data[: len(self.data) - self.cap]
-
-    def text(self) -> str:
-        text = self.data.decode("utf-8", "replace")
-        if self.total > self.cap:
-            text = f"[... {self.total - self.cap} earlier bytes dropped ...]\n" + text
-        return text
-
-
-def clean_environment(workdir: Path) -> dict[str, str]:
+def base_environment() -> dict[str, str]:
     env = {k: os.environ[k] for k in _PASSED_THROUGH if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update({k: "1" for k in _THREAD_VARS})
-    env.update(
-        HOME=str(workdir),
-        TMPDIR=str(workdir),
-        NUMBA_CACHE_DIR=str(workdir / ".numba"),
-        PYTHONDONTWRITEBYTECODE="1",
-        MPLBACKEND="Agg",
-    )
+    env.update(PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
     return env
+
+
+def child_environment(workdir: Path) -> dict[str, str]:
+    return {**base_environment(), "HOME": str(workdir), "TMPDIR": str(workdir),
+            "NUMBA_CACHE_DIR": str(workdir / ".numba")}
 
 
 def kill_group(pid: int) -> None:
@@ -105,108 +85,175 @@ def kill_group(pid: int) -> None:
         pass
 
 
-async def _drain(stream: ByteReceiveStream | None, tail: _Tail) -> None:
-    if stream is None:
-        return
-    async for chunk in stream:
-        tail.add(chunk)
-
-
-async def _drain_fd(fd: int, sink: bytearray, cap: int) -> bool:
-    """Read a pipe fd to EOF without a thread; returns False when it held more than `cap`."""
-    os.set_blocking(fd, False)
+def read_tail(path: Path, cap: int) -> str:
     try:
-        while True:
-            await anyio.wait_readable(fd)
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                return True
-            if len(sink) + len(chunk) > cap:
-                return False
-            sink += chunk
-    finally:
-        os.close(fd)
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            if size > cap:
+                f.seek(size - cap)
+            data = f.read(cap)
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    if size > cap:
+        text = f"[... {size - cap} earlier bytes dropped ...]\n" + text
+    return text
 
 
-async def run_child(spec: dict[str, Any], workdir: Path, limits: Limits) -> ChildOutcome:
-    """Run child.py with `spec` in `workdir` under `limits`; never raises for candidate behaviour."""
-    read_fd, write_fd = os.pipe()
-    spec = {**spec, "result_fd": write_fd, "limits": limits.rlimits()}
-    started = time.monotonic()
+def read_result(path: Path, cap: int) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        process = await anyio.open_process(
-            [sys.executable, "-I", str(CHILD_SCRIPT)],
-            cwd=workdir,
-            env=clean_environment(workdir),
-            start_new_session=True,
-            pass_fds=(write_fd,),
+        size = path.stat().st_size
+    except OSError:
+        return None, None
+    if size > cap:
+        return None, f"the result was larger than {cap} bytes"
+    try:
+        result = json.loads(path.read_bytes())
+    except ValueError:
+        return None, "the result file held invalid JSON"
+    if not isinstance(result, dict):
+        return None, "the result file held something other than a JSON object"
+    return result, None
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class ForkServerError(RuntimeError):
+    pass
+
+
+class ForkServer:
+    """One warm `child.py --serve` process; forks a fresh child per request.
+
+    There is no background reader: whichever caller is waiting reads the next reply
+    line under a lock and files it under its request id, so the fork server needs no
+    task group and can be opened and closed from any task.
+    """
+
+    def __init__(self, preload: tuple[str, ...] = ("numpy",), isolate: bool = True,
+                 hide: tuple[str, ...] = ()):
+        self.preload = preload
+        self.isolate = isolate
+        self.hide = list(hide)
+        self._process: Process | None = None
+        self._buffer = b""
+        self._replies: dict[int, dict[str, Any]] = {}  # request id -> what the fork server said so far
+        self._next_id = 0
+        self._write_lock = anyio.Lock()
+        self._read_lock = anyio.Lock()
+        self.ready_info: dict[str, Any] = {}
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._process.returncode is None else None
+
+    async def _ensure_started(self) -> Process:
+        if self._process is not None and self._process.returncode is None:
+            return self._process
+        if self._process is not None:
+            await self.aclose()
+        self._buffer = b""
+        self._process = await anyio.open_process(
+            [sys.executable, "-I", str(CHILD_SCRIPT), "--serve", *self.preload],
+            env=base_environment(), stderr=None, start_new_session=True,
         )
-    finally:
-        os.close(write_fd)
-    out, err = _Tail(limits.output_tail_bytes), _Tail(limits.output_tail_bytes)
-    result_bytes = bytearray()
-    result_fits = True
-    timed_out = False
+        with anyio.fail_after(120):
+            message = await self._read_message(self._process)
+        if not message.get("ready"):
+            raise ForkServerError(f"the fork server said {message!r} instead of ready")
+        self.ready_info = message
+        return self._process
 
-    async def read_result() -> None:
-        nonlocal result_fits
-        result_fits = await _drain_fd(read_fd, result_bytes, limits.result_max_bytes)
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_drain, process.stdout, out)
-            tg.start_soon(_drain, process.stderr, err)
-            tg.start_soon(read_result)
-            assert process.stdin is not None
-            try:
-                await process.stdin.send(json.dumps(spec).encode())
-                await process.stdin.aclose()
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
-            with anyio.move_on_after(limits.timeout_s) as scope:
-                await process.wait()
-            timed_out = scope.cancelled_caught
-            # Kill the whole group either way: grandchildren must not outlive the evaluation.
+    async def aclose(self) -> None:
+        if self._process is not None:
+            process, self._process = self._process, None
             kill_group(process.pid)
-            await process.wait()
-            # Pipes held open by an escaped descendant must not hang us.
-            tg.cancel_scope.deadline = anyio.current_time() + 2.0
-    finally:
-        kill_group(process.pid)
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
-    elapsed = time.monotonic() - started
+            with anyio.CancelScope(shield=True):
+                await process.aclose()
+        for reply in self._replies.values():
+            reply.setdefault("lost", True)
 
-    result: dict[str, Any] | None = None
-    result_error: str | None = None
-    if not result_fits:
-        result_error = f"the result was larger than {limits.result_max_bytes} bytes"
-    elif result_bytes:
+    async def _read_message(self, process: Process) -> dict[str, Any]:
+        assert process.stdout is not None
+        while b"\n" not in self._buffer:
+            try:
+                chunk = await process.stdout.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                raise ForkServerError("the fork server exited") from None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    async def _wait(self, request_id: int, key: str, timeout: float) -> dict[str, Any] | None:
+        """The reply once it holds `key` (or the fork server died); None on timeout."""
+        reply = self._replies[request_id]
+        with anyio.move_on_after(timeout):
+            while key not in reply and not reply.get("lost"):
+                async with self._read_lock:
+                    if key in reply or reply.get("lost"):
+                        break
+                    process = self._process
+                    if process is None:
+                        reply["lost"] = True
+                        break
+                    try:
+                        message = await self._read_message(process)
+                    except ForkServerError:
+                        await self.aclose()
+                        break
+                    if message.get("id") in self._replies:
+                        self._replies[message["id"]].update(message)
+            return reply
+        return None
+
+    async def run(self, spec: dict[str, Any], workdir: Path, limits: Limits) -> ChildOutcome:
+        self._next_id += 1
+        request_id = self._next_id
+        self._replies[request_id] = {}
+        spec = {**spec, "workdir": str(workdir), "env": child_environment(workdir), "limits": limits.rlimits(),
+                "isolate": self.isolate, "hide": self.hide}
+        started = time.monotonic()
+        pid = None
+        timed_out = False
         try:
-            result = json.loads(result_bytes)
-            if not isinstance(result, dict):
-                result, result_error = None, "the result channel held something other than a JSON object"
-        except ValueError:
-            result_error = "the result channel held invalid JSON"
-    returncode = process.returncode
-    signal_name = None
-    if returncode is not None and returncode < 0:
-        try:
-            signal_name = signal.Signals(-returncode).name
-        except ValueError:
-            signal_name = f"signal {-returncode}"
-    return ChildOutcome(
-        returncode=returncode,
-        timed_out=timed_out,
-        result=result,
-        result_error=result_error,
-        stdout_tail=out.text(),
-        stderr_tail=err.text(),
-        elapsed_s=elapsed,
-        output_truncated=out.total > out.cap or err.total > err.cap,
-        isolation=(result or {}).get("isolation", "none") if result else "none",
-        signal_name=signal_name,
-    )
+            async with self._write_lock:
+                process = await self._ensure_started()
+                assert process.stdin is not None
+                await process.stdin.send((json.dumps({"id": request_id, "spec": spec}) + "\n").encode())
+            reply = await self._wait(request_id, "pid", 30)
+            if reply is None or reply.get("lost"):
+                raise ForkServerError("the fork server did not start the child")
+            pid = reply["pid"]
+            remaining = limits.timeout_s - (time.monotonic() - started)
+            reply = await self._wait(request_id, "exit", max(remaining, 0.01))
+            if reply is None:
+                timed_out = True
+                kill_group(pid)
+                reply = await self._wait(request_id, "exit", 10)
+            if reply is None or reply.get("lost"):
+                raise ForkServerError("the fork server lost the child")
+        finally:
+            if pid is not None:
+                kill_group(pid)  # grandchildren must not outlive the evaluation
+            self._replies.pop(request_id, None)
+        elapsed = time.monotonic() - started
+        exit_code, sig = reply.get("exit"), reply.get("signal")
+        if sig is None and exit_code is not None and exit_code > 128:
+            sig = exit_code - 128  # the candidate was PID 1 of its namespace: status passed on as 128 + signal
+        result, result_error = read_result(workdir / "result.json", limits.result_max_bytes)
+        return ChildOutcome(
+            returncode=exit_code if sig is None else -sig,
+            timed_out=timed_out,
+            result=result,
+            result_error=result_error,
+            stdout_tail=read_tail(workdir / "stdout.txt", limits.output_tail_bytes),
+            stderr_tail=read_tail(workdir / "stderr.txt", limits.output_tail_bytes),
+            elapsed_s=elapsed,
+            isolation=(result or {}).get("isolation", "none"),
+            signal_name=None if sig is None else signal_name(sig),
+        )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -73,21 +76,40 @@ def _db(args: argparse.Namespace) -> Path:
     return args.db or default_db()
 
 
+async def _on_signal(stop: Callable[[], None]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("%s received: shutting down", signal.Signals(signum).name)
+            stop()
+            return
+
+
 async def _serve(args: argparse.Namespace) -> None:
+    """Serve until the client goes away or SIGINT/SIGTERM; the archive is closed cleanly either way."""
     from .app import build_server
 
     async with open_workspace(_db(args), args.slots) as ws:
         server = build_server(ws)
         log.info("archive %s", ws.archive.path)
-        if not args.http:
-            await server.run_stdio_async()
-            return
-        import uvicorn
+        async with anyio.create_task_group() as tg:
+            if not args.http:
+                tg.start_soon(_on_signal, tg.cancel_scope.cancel)
+                await server.run_stdio_async()
+                tg.cancel_scope.cancel()
+                return
+            import uvicorn
 
-        app = server.streamable_http_app(host=args.host)
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
-        log.info("serving streamable HTTP on http://%s:%d/mcp", args.host, args.port)
-        await uvicorn.Server(config).serve()
+            class Uvicorn(uvicorn.Server):
+                @contextlib.contextmanager
+                def capture_signals(self):  # signals are ours: see _on_signal
+                    yield
+
+            app = server.streamable_http_app(host=args.host)
+            http = Uvicorn(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+            tg.start_soon(_on_signal, lambda: setattr(http, "should_exit", True))
+            log.info("serving streamable HTTP on http://%s:%d/mcp", args.host, args.port)
+            await http.serve()
+            tg.cancel_scope.cancel()
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -137,12 +159,20 @@ async def _run(args: argparse.Namespace) -> None:
                     best[0] = result.program.combined_score
                 live.update(table())
 
-            try:
+            interrupted = False
+
+            def interrupt() -> None:
+                nonlocal interrupted
+                interrupted = True
+                tg.cancel_scope.cancel()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_on_signal, interrupt)
                 await drive(ws, run_id, budget=args.budget, concurrency=args.concurrency or ws.executor.slots,
                             on_result=on_result)
-            except BaseException:
-                console.print(f"stopped; continue with: evomcp run {args.task} --resume {run_id}")
-                raise
+                tg.cancel_scope.cancel()
+        if interrupted:
+            console.print(f"interrupted; nothing is lost. Continue with: evomcp run {args.task} --resume {run_id}")
         final = await runs.get_run_status(ws, run_id)
         console.print(
             f"run {run_id}: initial {initial!r} -> best {final.best.combined_score if final.best else None!r} "

@@ -42,8 +42,9 @@ def own_descendants() -> set[int]:
 
 
 @pytest.fixture
-def executor():
-    return LocalExecutor(slots=2)
+async def executor():
+    async with LocalExecutor(slots=2) as ex:
+        yield ex
 
 
 async def test_builtin_seed_scores(executor):
@@ -78,7 +79,7 @@ async def test_timeout_kills_the_whole_group(executor):
     """)
     report = await executor.evaluate(CIRCLES.model_copy(update={"timeout_s": 1.5}), code)
     assert report.failed and report.error.startswith("timeout")
-    assert not own_descendants()
+    assert own_descendants() == {executor.template_pid}
 
 
 async def test_crash_exit_and_exceptions_are_reasons(executor):

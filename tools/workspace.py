@@ -62,11 +62,17 @@ class Workspace:
 
 @asynccontextmanager
 async def open_workspace(db_path: str | Path, slots: int | None = None,
-                         isolate_network: bool = True) -> AsyncIterator[Workspace]:
-    """Open the archive and an executor; programs a dead process left `running` go back to `pending`."""
+                         isolate: bool = True) -> AsyncIterator[Workspace]:
+    """Open the archive and an executor; programs a dead process left `running` go back to `pending`.
+
+    Candidates never see the archive: its files are hidden from them.
+    """
     archive = await Archive.open(db_path)
+    db = str(Path(db_path).resolve())
+    executor = LocalExecutor(slots, isolate=isolate, hide=(db, f"{db}-wal", f"{db}-shm"))
     try:
         await archive.reset_unfinished()
-        yield Workspace(archive, LocalExecutor(slots, isolate_network=isolate_network))
+        yield Workspace(archive, executor)
     finally:
+        await executor.aclose()
         await archive.close()
