@@ -29,6 +29,13 @@ class EvaluationReport(Verdict):
 
 
 def _failure_reason(outcome: ChildOutcome, limits: Limits) -> str:
+    reason = _first_reason(outcome, limits)
+    if outcome.forks_refused:
+        reason += f"; the program also hit the process limit ({outcome.forks_refused} forks refused)"
+    return reason
+
+
+def _first_reason(outcome: ChildOutcome, limits: Limits) -> str:
     if outcome.timed_out:
         return f"timeout: still running after {limits.timeout_s:g} s; the whole process group was killed"
     if outcome.result_error:
@@ -159,7 +166,7 @@ class LocalExecutor:
                 stdout_tail=outcome.stdout_tail,
                 stderr_tail=outcome.stderr_tail,
                 seconds=time.monotonic() - started,
-                isolation=outcome.isolation,
+                isolation=outcome.isolation if outcome.result else (self._isolation or outcome.isolation),
             )
         finally:
             await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)

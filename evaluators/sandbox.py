@@ -19,6 +19,8 @@ from typing import Any
 import anyio
 from anyio.abc import Process
 
+from .cgroups import PidsCgroups
+
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 
 # Variables a candidate may see; everything else (API keys, tokens, proxies) is dropped.
@@ -63,6 +65,7 @@ class ChildOutcome:
     elapsed_s: float
     isolation: str = "none"
     signal_name: str | None = None
+    forks_refused: int = 0
 
 
 def base_environment() -> dict[str, str]:
@@ -136,8 +139,9 @@ class ForkServer:
     """
 
     def __init__(self, preload: tuple[str, ...] = ("numpy",), isolate: bool = True,
-                 hide: tuple[str, ...] = ()):
+                 hide: tuple[str, ...] = (), max_pids: int = 256):
         self.preload = preload
+        self.cgroups = PidsCgroups(max_pids)
         self.isolate = isolate
         self.hide = list(hide)
         self._process: Process | None = None
@@ -211,15 +215,21 @@ class ForkServer:
             return reply
         return None
 
+    @staticmethod
+    def describe(level: str, cgroup: bool) -> str:
+        return f"{level}+pids-cgroup" if cgroup else level
+
     async def run(self, spec: dict[str, Any], workdir: Path, limits: Limits) -> ChildOutcome:
         self._next_id += 1
         request_id = self._next_id
         self._replies[request_id] = {}
+        cgroup = await anyio.to_thread.run_sync(self.cgroups.create, f"eval-{os.getpid()}-{request_id}")
         spec = {**spec, "workdir": str(workdir), "env": child_environment(workdir), "limits": limits.rlimits(),
-                "isolate": self.isolate, "hide": self.hide}
+                "isolate": self.isolate, "hide": self.hide, "cgroup": str(cgroup) if cgroup else None}
         started = time.monotonic()
         pid = None
         timed_out = False
+        forks_refused = 0
         try:
             async with self._write_lock:
                 process = await self._ensure_started()
@@ -240,6 +250,8 @@ class ForkServer:
         finally:
             if pid is not None:
                 kill_group(pid)  # grandchildren must not outlive the evaluation
+            with anyio.CancelScope(shield=True):
+                forks_refused = await anyio.to_thread.run_sync(self.cgroups.remove, cgroup)
             self._replies.pop(request_id, None)
         elapsed = time.monotonic() - started
         exit_code, sig = reply.get("exit"), reply.get("signal")
@@ -254,6 +266,7 @@ class ForkServer:
             stdout_tail=read_tail(workdir / "stdout.txt", limits.output_tail_bytes),
             stderr_tail=read_tail(workdir / "stderr.txt", limits.output_tail_bytes),
             elapsed_s=elapsed,
-            isolation=(result or {}).get("isolation", "none"),
+            isolation=self.describe((result or {}).get("isolation", "none"), cgroup is not None),
             signal_name=None if sig is None else signal_name(sig),
+            forks_refused=forks_refused,
         )

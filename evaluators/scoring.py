@@ -18,16 +18,38 @@ class InvalidData(ValueError):
     pass
 
 
-def as_array(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+NON_FINITE_TOKENS = ("nan", "inf", "-inf")  # how the sandbox's JSON carries non-finite floats
+
+
+def _numbers(value: Any, what: str) -> np.ndarray:
+    """`value` as a float64 array; only ints and floats are numbers (not bools, strings or None)."""
     try:
-        array = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise InvalidData(f"{what} is not an array of numbers ({exc})") from None
-    if array.shape != shape:
-        raise InvalidData(f"{what} has shape {array.shape}, expected {shape}")
+    if raw.dtype.kind == "U" and np.isin(raw, NON_FINITE_TOKENS).any():
+        raise InvalidData(f"{what} holds non-finite values (NaN or inf)")
+    if raw.dtype.kind not in "iuf":
+        kind = {"b": "booleans", "U": "strings", "S": "bytes", "O": "non-numbers", "c": "complex numbers"}
+        raise InvalidData(f"{what} is not an array of numbers (it holds {kind.get(raw.dtype.kind, raw.dtype)})")
+    array = raw.astype(np.float64)
     if not np.all(np.isfinite(array)):
         raise InvalidData(f"{what} holds non-finite values (NaN or inf)")
     return np.ascontiguousarray(array)
+
+
+def as_array(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    array = _numbers(value, what)
+    if array.shape != shape:
+        raise InvalidData(f"{what} has shape {array.shape}, expected {shape}")
+    return array
+
+
+def as_vector(value: Any, min_len: int, max_len: int, what: str) -> np.ndarray:
+    array = _numbers(value, what)
+    if array.ndim != 1 or not min_len <= array.shape[0] <= max_len:
+        raise InvalidData(f"{what} has shape {array.shape}, expected (n,) with {min_len} <= n <= {max_len}")
+    return array
 
 
 def score_circle_packing(value: Any, n: int) -> Verdict:
@@ -58,4 +80,107 @@ def score_circle_packing(value: Any, n: int) -> Verdict:
         public={"sum_radii": total, "n": n, "min_radius": float(radii.min()), "max_radius": float(radii.max())},
         private={"centers": centers.tolist(), "radii": radii.tolist()},
         text_feedback=f"valid packing of {n} circles, sum of radii {total!r}",
+    )
+
+
+TRIANGLE_SIDE = 2.0 / 3.0**0.25  # the equilateral triangle (0,0), (s,0), (s/2, s*sqrt(3)/2) has area 1
+TRIANGLE_TOLERANCE = 1e-12
+_TRIANGLE_EDGES = ("bottom edge y = 0", "left edge y = sqrt(3)*x", "right edge y = sqrt(3)*(s - x)")
+
+
+def triangle_edge_distances(points: np.ndarray, side: float = TRIANGLE_SIDE) -> np.ndarray:
+    """Signed distances (n, 3) of points to the three edges of the triangle, positive inside."""
+    x, y = points[:, 0], points[:, 1]
+    root3 = np.sqrt(3.0)
+    return np.stack([y, (root3 * x - y) / 2.0, (root3 * (side - x) - y) / 2.0], axis=1)
+
+
+def score_heilbronn_triangle(value: Any, n: int) -> Verdict:
+    """Smallest triangle area of n points in the unit-area equilateral triangle, over the triangle's area."""
+    try:
+        points = as_array(value, (n, 2), "points")
+    except InvalidData as exc:
+        return Verdict.invalid(str(exc))
+    distances = triangle_edge_distances(points)
+    outside = distances < -TRIANGLE_TOLERANCE
+    if outside.any():
+        i, edge = (int(v) for v in np.argwhere(outside)[0])
+        x, y = points[i]
+        return Verdict.invalid(
+            f"point {i} ({x!r}, {y!r}) is outside the triangle: {-distances[i, edge]!r} beyond the "
+            f"{_TRIANGLE_EDGES[edge]} (tolerance {TRIANGLE_TOLERANCE})"
+        )
+    area, i, j, k = kernels.min_triangle_area(points)
+    score = float(area / (TRIANGLE_SIDE**2 * np.sqrt(3.0) / 4.0))
+    return Verdict(
+        correct=True,
+        combined_score=score,
+        public={"min_area": score, "smallest_triangle": [i, j, k], "n": n},
+        private={"points": points.tolist()},
+        text_feedback=f"valid: {n} points, smallest triangle {i}, {j}, {k} with normalised area {score!r}",
+    )
+
+
+COORDINATE_LIMIT = 1e6
+
+
+def score_min_max_distance(value: Any, n: int, dim: int, best: float) -> Verdict:
+    """best / (max distance / min distance)^2 of n points in R^dim: 1.0 matches the best known ratio."""
+    try:
+        points = as_array(value, (n, dim), "points")
+    except InvalidData as exc:
+        return Verdict.invalid(str(exc))
+    too_far = np.abs(points).max(axis=1) > COORDINATE_LIMIT
+    if too_far.any():
+        i = int(np.argmax(too_far))
+        return Verdict.invalid(f"point {i} has a coordinate beyond +-{COORDINATE_LIMIT:,.0f}: {points[i].tolist()!r}")
+    dmin2, i, j, dmax2, k, l = kernels.distance_extremes(points)
+    if dmin2 == 0.0:
+        return Verdict.invalid(f"points {i} and {j} coincide at {points[i].tolist()!r}: the minimum distance is 0")
+    ratio2 = dmax2 / dmin2
+    if not np.isfinite(ratio2):
+        return Verdict.invalid(f"points {i} and {j} nearly coincide: the distance ratio overflows")
+    score = float(best / ratio2)
+    return Verdict(
+        correct=True,
+        combined_score=score,
+        public={"ratio_squared": float(ratio2), "ratio": float(np.sqrt(ratio2)), "min_distance": float(np.sqrt(dmin2)),
+                "max_distance": float(np.sqrt(dmax2)), "closest_pair": [i, j], "farthest_pair": [k, l], "n": n},
+        private={"points": points.tolist()},
+        text_feedback=f"valid: (max/min distance)^2 = {ratio2!r}, closest pair {i}, {j}, farthest pair {k}, {l}",
+    )
+
+
+def autocorrelation_bound(heights: np.ndarray) -> tuple[float, int]:
+    """max_t (f*f)(t) / (integral f)^2 of the step function with these heights on [-1/4, 1/4].
+
+    With n steps of width h = 1/(2n), f*f is piecewise linear with knots t_m = -1/2 + m*h and
+    (f*f)(t_m) = h * convolve(heights, heights)[m - 1], so the bound is exact. Also returns m.
+    """
+    a = heights / heights.max()  # scale-free; avoids overflow
+    conv = np.convolve(a, a)
+    m = int(np.argmax(conv))
+    return float(2 * a.shape[0] * conv[m] / a.sum() ** 2), m + 1
+
+
+def score_autocorrelation_first(value: Any, max_steps: int, best: float) -> Verdict:
+    """best / C for a non-negative step function f on [-1/4, 1/4]: 1.0 matches the best known bound."""
+    try:
+        heights = as_vector(value, 1, max_steps, "heights")
+    except InvalidData as exc:
+        return Verdict.invalid(str(exc))
+    if (heights < 0).any():
+        i = int(np.argmax(heights < 0))
+        return Verdict.invalid(f"heights[{i}] = {heights[i]!r} is negative; f must be non-negative")
+    if heights.max() == 0.0:
+        return Verdict.invalid("all heights are zero; the integral of f must be positive")
+    bound, knot = autocorrelation_bound(heights)
+    n = heights.shape[0]
+    t = -0.5 + knot / (2 * n)
+    return Verdict(
+        correct=True,
+        combined_score=best / bound,
+        public={"bound": bound, "n_steps": n, "argmax_t": t, "zero_steps": int((heights == 0).sum())},
+        private={"heights": heights.tolist()},
+        text_feedback=f"valid: {n} steps, max (f*f)/(integral f)^2 = {bound!r}, reached at t = {t!r}",
     )

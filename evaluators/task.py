@@ -101,10 +101,101 @@ def _circle_packing(n: int, best: float) -> BuiltinTask:
     )
 
 
+def _heilbronn_triangle(n: int, best: float) -> BuiltinTask:
+    from .scoring import TRIANGLE_SIDE, TRIANGLE_TOLERANCE, score_heilbronn_triangle
+
+    return BuiltinTask(
+        name=f"heilbronn_triangle_{n}",
+        summary=f"place {n} points in a unit-area equilateral triangle, maximise the smallest triangle "
+                f"area (best known {best})",
+        description=(
+            f"Heilbronn problem for triangles. Place {n} points in the equilateral triangle with vertices "
+            f"(0, 0), (s, 0) and (s/2, s*sqrt(3)/2), where s = 2 / 3**0.25 = {TRIANGLE_SIDE!r} so that its "
+            f"area is 1, maximising the smallest area of any triangle formed by three of the points. The "
+            f"program must define run_heilbronn() returning an array of shape ({n}, 2) of (x, y) points. "
+            f"Checks: finite numbers of the exact shape; every point inside the triangle, i.e. y >= 0, "
+            f"y <= sqrt(3)*x and y <= sqrt(3)*(s - x), each with a tolerance of {TRIANGLE_TOLERANCE} in "
+            f"distance to the edge. combined_score is the smallest area over all {n * (n - 1) * (n - 2) // 6} "
+            f"triples divided by the triangle's area (higher is better; three collinear or coincident points "
+            f"score 0). The best known value is {best} (AlphaEvolve, 2025). Hints: optimal configurations use "
+            f"the boundary (several points on the edges and at or near the vertices) and are not symmetric "
+            f"grids, which have collinear triples; maximise the minimum area by local search, random restarts "
+            f"or a smooth surrogate (e.g. a soft-min of areas) with the points projected back into the "
+            f"triangle. numpy is available, scipy may not be; the program must finish within the time limit."
+        ),
+        seed_file="heilbronn_triangle/initial.py",
+        seed_replacements={"N_POINTS = 11": f"N_POINTS = {n}"},
+        entry="run_heilbronn",
+        target_score=best,
+        scorer=partial(score_heilbronn_triangle, n=n),
+    )
+
+
+def _min_max_distance(n: int, best: float) -> BuiltinTask:
+    from .scoring import COORDINATE_LIMIT, score_min_max_distance
+
+    return BuiltinTask(
+        name=f"min_max_distance_{n}",
+        summary=f"place {n} points in the plane, minimise (max distance / min distance)^2 "
+                f"(best known {best}; score = best / ratio^2)",
+        description=(
+            f"Place {n} points in the plane so that the ratio of the largest to the smallest pairwise distance "
+            f"is as small as possible. The program must define run_points() returning an array of shape "
+            f"({n}, 2). Checks: finite numbers of the exact shape, every coordinate within "
+            f"+-{COORDINATE_LIMIT:,.0f}, no two points coinciding. The ratio is scale- and rotation-invariant. "
+            f"combined_score = {best} / (max distance / min distance)^2, so higher is better and 1.0 "
+            f"matches the best known ratio^2 = {best} (AlphaEvolve, 2025). Hints: good configurations look like pieces of a triangular (hexagonal) lattice "
+            f"bounded by a near-circle, then relaxed; minimise the max distance subject to all distances >= 1 "
+            f"with a penalty method or a smooth max (log-sum-exp) and many random restarts. numpy is available, "
+            f"scipy may not be; the program must finish within the time limit."
+        ),
+        seed_file="min_max_distance/initial.py",
+        seed_replacements={"N_POINTS = 16": f"N_POINTS = {n}"},
+        entry="run_points",
+        target_score=1.0,
+        scorer=partial(score_min_max_distance, n=n, dim=2, best=best),
+    )
+
+
+def _autocorrelation_first(best: float, max_steps: int = 600) -> BuiltinTask:
+    from .scoring import score_autocorrelation_first
+
+    return BuiltinTask(
+        name="autocorrelation_first",
+        summary=f"non-negative step function on [-1/4, 1/4] minimising max(f*f) / (integral f)^2 "
+                f"(best known upper bound {best}; score = {best} / bound)",
+        description=(
+            f"First autocorrelation inequality: find a non-negative function f on [-1/4, 1/4] making "
+            f"C = max_t (f*f)(t) / (integral of f)^2 as small as possible, where (f*f)(t) = integral of "
+            f"f(x) f(t - x) dx is the autoconvolution. f is a step function: the program must define "
+            f"run_autocorrelation() returning heights, an array of shape (n,) with 1 <= n <= {max_steps}, and "
+            f"f = heights[i] on [-1/4 + i*h, -1/4 + (i+1)*h) with h = 1/(2n). Checks: finite numbers, a 1-D "
+            f"array of allowed length, every height >= 0 and not all zero. C is computed exactly: f*f is "
+            f"piecewise linear with knots at t = -1/2 + m*h, so C = 2n * max(np.convolve(heights, heights)) "
+            f"/ sum(heights)^2 (invariant under scaling the heights). combined_score = {best} / C, so higher is "
+            f"better and 1.0 matches the best known upper bound C <= {best} (AlphaEvolve, 2025, mathematical "
+            f"discoveries, first autocorrelation inequality; the previous best was 1.5098). A constant f "
+            f"gives C = 2. Hints: good functions are irregular and asymmetric, with narrow spikes and "
+            f"possibly stretches of zero; optimise the heights directly (e.g. gradient descent on a soft-max of the "
+            f"autoconvolution, or subgradient steps on its maximum, projecting onto heights >= 0), start from "
+            f"a coarse solution and upsample it to more steps. numpy is available, scipy may not be; the "
+            f"program must finish within the time limit."
+        ),
+        seed_file="autocorrelation_first/initial.py",
+        entry="run_autocorrelation",
+        target_score=1.0,
+        scorer=partial(score_autocorrelation_first, max_steps=max_steps, best=best),
+    )
+
+
 BUILTIN_TASKS: dict[str, BuiltinTask] = {
     t.name: t
     for t in (
         _circle_packing(26, 2.6359830849),
+        _circle_packing(32, 2.9395727712),
+        _heilbronn_triangle(11, 0.036529889880030156),
+        _min_max_distance(16, 12.88926611203463),
+        _autocorrelation_first(1.5053),
     )
 }
 

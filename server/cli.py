@@ -18,6 +18,7 @@ from .. import __version__
 from ..tools import runs, views
 from ..tools.errors import EvoError
 from ..tools.workspace import open_workspace
+from .hardening import make_undumpable
 from .settings import default_db
 
 log = logging.getLogger("evomcp")
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=os.environ.get("EVOMCP_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    make_undumpable()
     handler = {"serve": _serve, "run": _run, "tasks": _tasks, "runs": _runs, "show": _show}[args.command]
     try:
         anyio.run(handler, args)

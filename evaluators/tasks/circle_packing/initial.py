@@ -7,9 +7,10 @@ N_CIRCLES = 26
 
 # EVOLVE-BLOCK-START
 def construct_centers(n):
-    """Concentric rings around the middle of the square."""
+    """Concentric rings around the middle of the square; an outer ring takes the rest."""
     centers = [(0.5, 0.5)]
     rings = [(8, 0.22), (17, 0.42)]
+    rings.append((n - len(centers) - sum(count for count, _ in rings), 0.55))  # the rest, if any
     for count, radius in rings:
         for k in range(count):
             if len(centers) == n:

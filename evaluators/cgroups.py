@@ -1,0 +1,83 @@
+"""A pids cgroup per evaluation, where the machine lets us make one.
+
+It caps how many processes a candidate can start (a fork bomb cannot exhaust the
+machine's pids, which rlimits cannot promise for root), and it names every process
+of the evaluation, so clean-up kills them all, including any that left the session.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+
+
+def _find_root() -> Path | None:
+    for root in _ROOTS:
+        parent = root / "evomcp"
+        try:
+            parent.mkdir(exist_ok=True)
+            probe = parent / f"probe-{os.getpid()}"
+            probe.mkdir(exist_ok=True)
+            try:
+                if (probe / "pids.max").exists():
+                    return parent
+            finally:
+                probe.rmdir()
+        except OSError:
+            continue
+    return None
+
+
+class PidsCgroups:
+    """Makes and removes `evomcp/<name>` cgroups with a pids.max; inert where unavailable."""
+
+    def __init__(self, max_pids: int = 256):
+        self.max_pids = max_pids
+        self.root = _find_root()
+
+    @property
+    def available(self) -> bool:
+        return self.root is not None
+
+    def create(self, name: str) -> Path | None:
+        if self.root is None:
+            return None
+        path = self.root / name
+        try:
+            path.mkdir()
+            (path / "pids.max").write_text(str(self.max_pids))
+        except OSError:
+            return None
+        return path
+
+    def remove(self, path: Path | None) -> int:
+        """Kill every process still in the cgroup, remove it, and say how many forks it refused."""
+        if path is None:
+            return 0
+        try:
+            events = (path / "pids.events").read_text().split()
+            refused = int(events[events.index("max") + 1]) if "max" in events else 0
+        except (OSError, ValueError, IndexError):
+            refused = 0
+        for _ in range(50):
+            try:
+                pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+            except OSError:
+                pids = []
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+        try:
+            path.rmdir()
+        except OSError:
+            pass
+        return refused
