@@ -18,6 +18,7 @@ A process that ran candidate code is never reused.
 """
 
 import ctypes
+import errno
 import importlib.util
 import json
 import math
@@ -172,6 +173,12 @@ def _outcome(spec):
         return {"ok": False, "error": "memory limit: MemoryError (the program exceeded its address space limit)"}
     except RecursionError:
         return {"ok": False, "error": "RecursionError: unbounded recursion"}
+    except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            return {"ok": False, "error": "file size limit: the program wrote more to a file or to its output "
+                                          "than allowed"}
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000],
+                "traceback": traceback.format_exc(limit=-8)[-4000:]}
     except BaseException as exc:  # noqa: BLE001 - whatever the candidate raises is data
         tb = traceback.format_exc(limit=-8)
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": tb[-4000:]}
@@ -222,8 +229,11 @@ def run_child(spec, isolate=True):
             data = json.dumps(outcome)
         except (TypeError, ValueError) as exc:
             data = json.dumps({"ok": False, "error": f"result is not JSON-serialisable: {exc}"})
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                pass  # output over its size limit: the tail already holds what fitted
         fd = os.open(result_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         view = memoryview(data.encode())
         while view:

@@ -72,7 +72,8 @@ def build_server(ws: Workspace) -> MCPServer:
         name: Annotated[str | None, Field(description="a label for the run", max_length=200)] = None,
         config: Annotated[dict[str, Any] | None, Field(
             description="optional run settings: selection (uniform|power_law|weighted), power_law_alpha, "
-                        "weighted_lambda, num_inspirations, max_code_bytes, timeout_s, seed")] = None,
+                        "weighted_lambda, num_inspirations, max_code_bytes, timeout_s, seed, "
+                        "require_isolation (none|namespaces)")] = None,
     ) -> RunStatus:
         """Start a run on a task: stores and evaluates the initial program (generation 0), returns the status.
 

@@ -22,6 +22,8 @@ class RunConfig(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=3600, description="evaluation timeout; default: the task's")
     ticket_ttl_s: float = Field(900, gt=0, description="a sampled parent counts as in flight this long")
     seed: int | None = Field(None, description="random seed of parent selection")
+    require_isolation: Literal["none", "namespaces"] = Field(
+        "none", description="refuse to start unless candidates get at least this isolation level")
 
 
 class TaskInfo(BaseModel):
@@ -85,6 +87,9 @@ class RunStatus(BaseModel):
     best: ProgramSummary | None
     target_score: float | None
     gap_to_target: float | None
+    isolation: str = Field(description="what candidates get here: 'namespaces' (no network, no view of other "
+                                       "processes or of the archive) or 'none' (rlimits and a session only), "
+                                       "plus '+pids-cgroup' where the number of processes is capped")
 
 
 class ParentView(BaseModel):

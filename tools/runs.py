@@ -35,6 +35,12 @@ async def start_run(ws: Workspace, task: str, name: str | None = None,
         resolved = resolve_task(task)
     except TaskError as exc:
         raise EvoError(str(exc)) from None
+    isolation = await ws.executor.isolation()
+    if run_config.require_isolation == "namespaces" and not isolation.startswith("namespaces"):
+        raise EvoError(
+            f"this run requires isolation 'namespaces' but candidates here only get {isolation!r}: the kernel "
+            f"refused user namespaces (enable unprivileged user namespaces), or drop require_isolation"
+        )
     markers.split(resolved.initial_code, "the task's initial program")
     check_syntax(resolved.initial_code, resolved.language, "the task's initial program")
     run = await ws.archive.create_run(
@@ -78,6 +84,7 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         best=summary(best) if best else None,
         target_score=run.target_score,
         gap_to_target=None if best_score is None or run.target_score is None else run.target_score - best_score,
+        isolation=await ws.executor.isolation(),
     )
 
 

@@ -1,0 +1,272 @@
+"""Hostile candidates, proposed through the tools like any other: each is recorded with a reason,
+the run goes on, no secret is seen, no process is left behind and the archive stays intact."""
+
+import os
+import socket
+import textwrap
+
+import pytest
+
+from conftest import rings_patch
+from evomcp.tools import runs, steps
+from evomcp.tools.errors import EvoError
+from evomcp.tools.workspace import open_workspace
+from test_executor import own_descendants
+
+SECRET = "sk-adversarial-test-secret-0123456789"
+
+
+@pytest.fixture
+async def run(ws, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    status = await runs.start_run(ws, "circle_packing_26", config={"timeout_s": 4})
+    return status.run.run_id, status.best
+
+
+# The seed's fixed run_packing() returns (construct_centers(n), compute_radii(centers)): route both to attack().
+ROUTE = """
+_attack_result = None
+
+
+def construct_centers(n):
+    global _attack_result
+    _attack_result = attack()
+    return _attack_result[0] if isinstance(_attack_result, tuple) else _attack_result
+
+
+def compute_radii(centers):
+    return _attack_result[1] if isinstance(_attack_result, tuple) else None
+"""
+
+
+async def propose(ws, run_id, seed, body):
+    """Propose a program whose EVOLVE-BLOCK is `body`, with its run_packing() as the attack."""
+    parent = await ws.program(run_id, seed.id)
+    block = textwrap.dedent(body).replace("def run_packing(", "def attack(") + ROUTE
+    before, rest = parent.code.split("# EVOLVE-BLOCK-START\n")
+    code = before + "# EVOLVE-BLOCK-START\n" + block + "# EVOLVE-BLOCK-END\n" + rest.split("# EVOLVE-BLOCK-END\n")[1]
+    return await steps.propose_candidate(ws, run_id, seed.id, code=code)
+
+
+async def assert_healthy(ws, run_id, seed):
+    """The server still works: a normal change evaluates, the archive passes its integrity check."""
+    assert await ws.archive.integrity_check() == "ok"
+    assert own_descendants() <= {ws.executor.template_pid}
+    ok = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43))
+    assert ok.program.correct
+    return ok
+
+
+ATTACKS = {
+    "infinite loop": ("""
+        def run_packing():
+            while True:
+                pass
+        """, "timeout"),
+    "8 GB allocation": ("""
+        def run_packing():
+            block = bytearray(8 * 1024**3)
+            return block
+        """, "memory limit"),
+    "fork bomb": ("""
+        import os, time
+        def run_packing():
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    time.sleep(0.05)
+        """, "process limit"),
+    "grandchild that outlives it": ("""
+        import os, time
+        def run_packing():
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    time.sleep(300)
+                os._exit(0)
+            raise RuntimeError("parent done")
+        """, "parent done"),
+    "100 MB of output": ("""
+        import sys
+        def run_packing():
+            line = "x" * 1023 + "\\n"
+            for _ in range(100 * 1024):
+                sys.stdout.write(line)
+        """, "file size limit"),
+    "1 GB file": ("""
+        def run_packing():
+            with open("big.bin", "wb") as f:
+                for _ in range(1024):
+                    f.write(b"\\0" * 1024 * 1024)
+        """, "file size limit"),
+    "unbounded recursion": ("""
+        def run_packing():
+            return attack()
+        """, "RecursionError"),
+    "segfault through ctypes": ("""
+        import ctypes
+        def run_packing():
+            return ctypes.string_at(0)
+        """, "SIGSEGV"),
+    "sys.exit(0) before returning": ("""
+        import sys
+        def run_packing():
+            sys.exit(0)
+        """, "sys.exit"),
+    "NaN radii": ("""
+        import numpy as np
+        def run_packing():
+            return np.full((26, 2), 0.5), np.full(26, np.nan)
+        """, "non-finite"),
+    "inf centers": ("""
+        import numpy as np
+        def run_packing():
+            return np.full((26, 2), np.inf), np.full(26, 0.01)
+        """, "non-finite"),
+    "wrong shapes": ("""
+        import numpy as np
+        def run_packing():
+            return np.zeros((3, 3)), np.zeros(7)
+        """, "shape"),
+}
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+async def test_attack_is_recorded_and_contained(ws, run, name):
+    run_id, seed = run
+    body, reason = ATTACKS[name]
+    result = await propose(ws, run_id, seed, body)
+    program = await ws.program(run_id, result.program.id)
+    assert not program.correct and program.combined_score is None
+    assert reason in program.error, program.error
+    await assert_healthy(ws, run_id, seed)
+
+
+async def test_secrets_are_out_of_reach(ws, run):
+    run_id, seed = run
+    result = await propose(ws, run_id, seed, f"""
+        import os, glob
+        def run_packing():
+            found = []
+            for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+                found.append(os.environ.get(key))
+            for path in glob.glob("/proc/*/environ"):
+                try:
+                    if b"{SECRET[:12]}" in open(path, "rb").read():
+                        found.append(path)
+                except OSError:
+                    pass
+            try:
+                found.append(open("/proc/{os.getpid()}/environ", "rb").read()[:50])
+            except OSError:
+                pass
+            raise RuntimeError("found " + repr(found))
+        """)
+    program = await ws.program(run_id, result.program.id)
+    assert program.error == "RuntimeError: found [None, None]"
+    everything = "".join(str(v) for v in program.model_dump().values())
+    assert SECRET not in everything
+    await assert_healthy(ws, run_id, seed)
+
+
+async def test_the_archive_is_hidden(ws, run):
+    run_id, seed = run
+    db = str(ws.archive.path.resolve())
+    result = await propose(ws, run_id, seed, f"""
+        def run_packing():
+            try:
+                data = open({db!r}, "rb").read(64)
+            except OSError as exc:
+                raise RuntimeError("no access: " + type(exc).__name__)
+            raise RuntimeError("read %d bytes" % len(data))
+        """)
+    program = await ws.program(run_id, result.program.id)
+    assert program.error in ("RuntimeError: read 0 bytes",) or "no access" in program.error
+    await assert_healthy(ws, run_id, seed)
+
+
+async def test_no_network_not_even_loopback(ws, run):
+    run_id, seed = run
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    result = await propose(ws, run_id, seed, f"""
+        import socket
+        def run_packing():
+            errors = []
+            for address in (("127.0.0.1", {port}), ("192.0.2.1", 80)):
+                try:
+                    socket.create_connection(address, timeout=1).close()
+                    errors.append("connected")
+                except OSError as exc:
+                    errors.append(type(exc).__name__)
+            raise RuntimeError(repr(errors))
+        """)
+    program = await ws.program(run_id, result.program.id)
+    assert "connected" not in program.error and program.error.startswith("RuntimeError")
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    listener.close()
+    await assert_healthy(ws, run_id, seed)
+
+
+async def test_killing_the_server_or_parent_fails(ws, run):
+    run_id, seed = run
+    result = await propose(ws, run_id, seed, f"""
+        import os, signal
+        def run_packing():
+            outcomes = []
+            for pid in ({os.getpid()}, os.getppid()):
+                if pid <= 0:
+                    outcomes.append("no parent in sight")
+                    continue
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    outcomes.append("sent")
+                except OSError as exc:
+                    outcomes.append(type(exc).__name__)
+            raise RuntimeError(repr(outcomes))
+        """)
+    program = await ws.program(run_id, result.program.id)
+    assert program.error.startswith("RuntimeError") and "'sent'" not in program.error
+    await assert_healthy(ws, run_id, seed)
+
+
+async def test_monkeypatching_cannot_fake_a_score(ws, run):
+    run_id, seed = run
+    result = await propose(ws, run_id, seed, """
+        import json, os
+        import numpy as np
+        np.sum = lambda *a, **k: 1000.0
+        np.all = lambda *a, **k: True
+        def run_packing():
+            centers = np.full((26, 2), 0.5)
+            radii = np.full(26, 0.5)
+            return centers, radii
+        """)
+    program = await ws.program(run_id, result.program.id)
+    assert not program.correct and "overlap" in program.error
+    forged = await propose(ws, run_id, seed, """
+        import json, os
+        def run_packing():
+            with open("result.json", "w") as f:
+                json.dump({"ok": True, "value": [[[0.5, 0.5]] * 26, [0.5] * 26], "isolation": "none"}, f)
+            os._exit(0)
+        """)
+    program = await ws.program(run_id, forged.program.id)
+    assert not program.correct and program.combined_score is None
+    await assert_healthy(ws, run_id, seed)
+
+
+async def test_isolation_level_is_reported_and_can_be_required(ws):
+    status = await runs.start_run(ws, "circle_packing_26", config={"require_isolation": "namespaces"})
+    assert status.isolation.startswith("namespaces")
+    async with open_workspace(ws.archive.path.with_name("weak.db"), isolate=False) as weak:
+        assert (await runs.get_run_status(weak, (await runs.start_run(weak, "circle_packing_26")).run.run_id)
+                ).isolation.startswith("none")
+        with pytest.raises(EvoError, match="requires isolation 'namespaces'"):
+            await runs.start_run(weak, "circle_packing_26", config={"require_isolation": "namespaces"})
