@@ -13,8 +13,9 @@ from typing import Any
 
 import anyio
 
-from .sandbox import SECRET_PATHS, ChildOutcome, ForkServer, Limits
-from .task import Task, builtin_scorer
+from .sandbox import SECRET_PATHS, ChildOutcome, ForkServer, ForkServerError, Limits
+from .scorer import Scorer
+from .task import Task
 from .verdict import Verdict
 
 
@@ -96,12 +97,19 @@ class LocalExecutor:
         home = Path.home()
         self._fork = ForkServer(preload=preload, isolate=isolate,
                                 hide=(*hide, *(str(home / p) for p in SECRET_PATHS)))
+        self._scorer = Scorer()
         self._limiter = anyio.CapacityLimiter(self.slots)
         self.in_flight = 0
         self._isolation: str | None = None
 
     async def aclose(self) -> None:
         await self._fork.aclose()
+        await self._scorer.aclose()
+
+    @property
+    def helper_pids(self) -> set[int]:
+        """Pids of the long-lived helpers: the warm template and the trusted scorer."""
+        return {pid for pid in (self._fork.pid, self._scorer.pid) if pid is not None}
 
     @property
     def template_pid(self) -> int | None:
@@ -158,7 +166,12 @@ class LocalExecutor:
                 )
                 results_dir.mkdir()
             limits = self.limits_for(task)
-            outcome = await self._fork.run(spec, workdir, limits)
+            try:
+                outcome = await self._fork.run(spec, workdir, limits)
+            except ForkServerError as exc:
+                return EvaluationReport(correct=False, failed=True, seconds=time.monotonic() - started,
+                                        error=f"sandbox failure: {exc}; the template process is restarted on "
+                                              f"the next evaluation, so evaluating this program again may work")
             verdict, failed = await self._judge(task, outcome, limits, results_dir)
             return EvaluationReport(
                 **verdict.model_dump(),
@@ -187,8 +200,7 @@ class LocalExecutor:
             error = str(result.get("error", "the program failed"))
             return Verdict(correct=False, error=error, text_feedback=result.get("traceback")), True
         if task.kind == "builtin":
-            scorer = builtin_scorer(task)
-            return await anyio.to_thread.run_sync(scorer, result.get("value")), False
+            return await self._scorer.score(task.name, result.get("value")), False
         verdict = verdict_from_metrics(result.get("value") or {})
         return verdict, verdict.combined_score is None
 

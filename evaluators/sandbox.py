@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import Process
 
 from .cgroups import PidsCgroups
+from .channel import JsonLineChannel, kill_group
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 
@@ -81,13 +81,6 @@ def child_environment(workdir: Path) -> dict[str, str]:
             "NUMBA_CACHE_DIR": str(workdir / ".numba")}
 
 
-def kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def read_tail(path: Path, cap: int) -> str:
     try:
         size = path.stat().st_size
@@ -131,120 +124,52 @@ class ForkServerError(RuntimeError):
 
 
 class ForkServer:
-    """One warm `child.py --serve` process; forks a fresh child per request.
-
-    There is no background reader: whichever caller is waiting reads the next reply
-    line under a lock and files it under its request id, so the fork server needs no
-    task group and can be opened and closed from any task.
-    """
+    """One warm `child.py --serve` process; forks a fresh child per request."""
 
     def __init__(self, preload: tuple[str, ...] = ("numpy",), isolate: bool = True,
                  hide: tuple[str, ...] = (), max_pids: int = 256):
-        self.preload = preload
-        self.cgroups = PidsCgroups(max_pids)
         self.isolate = isolate
         self.hide = list(hide)
-        self._process: Process | None = None
-        self._buffer = b""
-        self._replies: dict[int, dict[str, Any]] = {}  # request id -> what the fork server said so far
-        self._next_id = 0
-        self._write_lock = anyio.Lock()
-        self._read_lock = anyio.Lock()
-        self.ready_info: dict[str, Any] = {}
+        self.cgroups = PidsCgroups(max_pids)
+        self._channel = JsonLineChannel([sys.executable, "-I", str(CHILD_SCRIPT), "--serve", *preload],
+                                        env=base_environment())
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None and self._process.returncode is None else None
-
-    async def _ensure_started(self) -> Process:
-        if self._process is not None and self._process.returncode is None:
-            return self._process
-        if self._process is not None:
-            await self.aclose()
-        self._buffer = b""
-        self._process = await anyio.open_process(
-            [sys.executable, "-I", str(CHILD_SCRIPT), "--serve", *self.preload],
-            env=base_environment(), stderr=None, start_new_session=True,
-        )
-        with anyio.fail_after(120):
-            message = await self._read_message(self._process)
-        if not message.get("ready"):
-            raise ForkServerError(f"the fork server said {message!r} instead of ready")
-        self.ready_info = message
-        return self._process
+        return self._channel.pid
 
     async def aclose(self) -> None:
-        if self._process is not None:
-            process, self._process = self._process, None
-            kill_group(process.pid)
-            with anyio.CancelScope(shield=True):
-                await process.aclose()
-        for reply in self._replies.values():
-            reply.setdefault("lost", True)
-
-    async def _read_message(self, process: Process) -> dict[str, Any]:
-        assert process.stdout is not None
-        while b"\n" not in self._buffer:
-            try:
-                chunk = await process.stdout.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                raise ForkServerError("the fork server exited") from None
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    async def _wait(self, request_id: int, key: str, timeout: float) -> dict[str, Any] | None:
-        """The reply once it holds `key` (or the fork server died); None on timeout."""
-        reply = self._replies[request_id]
-        with anyio.move_on_after(timeout):
-            while key not in reply and not reply.get("lost"):
-                async with self._read_lock:
-                    if key in reply or reply.get("lost"):
-                        break
-                    process = self._process
-                    if process is None:
-                        reply["lost"] = True
-                        break
-                    try:
-                        message = await self._read_message(process)
-                    except ForkServerError:
-                        await self.aclose()
-                        break
-                    if message.get("id") in self._replies:
-                        self._replies[message["id"]].update(message)
-            return reply
-        return None
+        await self._channel.aclose()
 
     @staticmethod
     def describe(level: str, cgroup: bool) -> str:
         return f"{level}+pids-cgroup" if cgroup else level
 
     async def run(self, spec: dict[str, Any], workdir: Path, limits: Limits) -> ChildOutcome:
-        self._next_id += 1
-        request_id = self._next_id
-        self._replies[request_id] = {}
-        cgroup = await anyio.to_thread.run_sync(self.cgroups.create, f"eval-{os.getpid()}-{request_id}")
+        cgroup = await anyio.to_thread.run_sync(self.cgroups.create, f"eval-{os.getpid()}-{workdir.name}")
         spec = {**spec, "workdir": str(workdir), "env": child_environment(workdir), "limits": limits.rlimits(),
                 "isolate": self.isolate, "hide": self.hide, "cgroup": str(cgroup) if cgroup else None}
         started = time.monotonic()
         pid = None
         timed_out = False
         forks_refused = 0
+        request_id = None
         try:
-            async with self._write_lock:
-                process = await self._ensure_started()
-                assert process.stdin is not None
-                await process.stdin.send((json.dumps({"id": request_id, "spec": spec}) + "\n").encode())
-            reply = await self._wait(request_id, "pid", 30)
-            if reply is None or reply.get("lost"):
+            for attempt in range(2):  # a template that died since the last request is restarted once
+                request_id = await self._channel.send({"spec": spec})
+                reply = await self._channel.wait(request_id, "pid", 30)
+                if reply is not None and not reply.get("lost"):
+                    break
+                self._channel.forget(request_id)
+            else:
                 raise ForkServerError("the fork server did not start the child")
             pid = reply["pid"]
             remaining = limits.timeout_s - (time.monotonic() - started)
-            reply = await self._wait(request_id, "exit", max(remaining, 0.01))
+            reply = await self._channel.wait(request_id, "exit", max(remaining, 0.01))
             if reply is None:
                 timed_out = True
                 kill_group(pid)
-                reply = await self._wait(request_id, "exit", 10)
+                reply = await self._channel.wait(request_id, "exit", 10)
             if reply is None or reply.get("lost"):
                 raise ForkServerError("the fork server lost the child")
         finally:
@@ -252,7 +177,8 @@ class ForkServer:
                 kill_group(pid)  # grandchildren must not outlive the evaluation
             with anyio.CancelScope(shield=True):
                 forks_refused = await anyio.to_thread.run_sync(self.cgroups.remove, cgroup)
-            self._replies.pop(request_id, None)
+            if request_id is not None:
+                self._channel.forget(request_id)
         elapsed = time.monotonic() - started
         exit_code, sig = reply.get("exit"), reply.get("signal")
         if sig is None and exit_code is not None and exit_code > 128:

@@ -257,6 +257,3 @@ def resolve_task(name_or_path: str) -> Task:
         return BUILTIN_TASKS[name_or_path].task()
     return load_task_dir(Path(name_or_path))
 
-
-def builtin_scorer(task: Task) -> Callable[[Any], Verdict]:
-    return BUILTIN_TASKS[task.name].scorer

@@ -52,7 +52,7 @@ async def propose(ws, run_id, seed, body):
 async def assert_healthy(ws, run_id, seed):
     """The server still works: a normal change evaluates, the archive passes its integrity check."""
     assert await ws.archive.integrity_check() == "ok"
-    assert own_descendants() <= {ws.executor.template_pid}
+    assert own_descendants() <= ws.executor.helper_pids
     ok = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43))
     assert ok.program.correct
     return ok

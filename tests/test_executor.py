@@ -79,7 +79,7 @@ async def test_timeout_kills_the_whole_group(executor):
     """)
     report = await executor.evaluate(CIRCLES.model_copy(update={"timeout_s": 1.5}), code)
     assert report.failed and report.error.startswith("timeout")
-    assert own_descendants() == {executor.template_pid}
+    assert own_descendants() == executor.helper_pids
 
 
 async def test_crash_exit_and_exceptions_are_reasons(executor):
@@ -155,3 +155,42 @@ async def test_task_directory_contracts(executor, task_dir):
     assert better.combined_score == pytest.approx(-0.5)
     broken = await executor.evaluate(task, task.initial_code.replace("return 1.0", "return 1/0"))
     assert not broken.correct and "division by zero" in broken.error
+
+
+async def test_template_death_fails_one_evaluation_and_the_next_works(executor):
+    import signal
+
+    import anyio
+
+    await executor.evaluate(CIRCLES, CIRCLES.initial_code)
+    slow = candidate("""
+        import time
+        def run_packing():
+            time.sleep(20)
+    """)
+    reports = []
+
+    async def evaluate_slow():
+        reports.append(await executor.evaluate(CIRCLES, slow))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(evaluate_slow)
+        await anyio.sleep(0.5)
+        os.kill(executor.template_pid, signal.SIGKILL)
+    assert reports[0].failed and "sandbox failure" in reports[0].error
+    again = await executor.evaluate(CIRCLES, CIRCLES.initial_code)
+    assert again.correct
+    assert own_descendants() == executor.helper_pids
+
+
+async def test_scorer_process_is_separate_and_restarts(executor):
+    import signal
+
+    first = await executor.evaluate(CIRCLES, CIRCLES.initial_code)
+    helpers = executor.helper_pids
+    assert len(helpers) == 2 and os.getpid() not in helpers
+    scorer = (helpers - {executor.template_pid}).pop()
+    os.kill(scorer, signal.SIGKILL)
+    second = await executor.evaluate(CIRCLES, CIRCLES.initial_code)
+    assert second.correct and second.combined_score == first.combined_score
+    assert scorer not in executor.helper_pids

@@ -1,0 +1,53 @@
+"""The trusted scorer process: scores data returned by candidates, never runs candidate code.
+
+Started by `evaluators.scorer.Scorer` as `python -I -m evomcp.evaluators.scorer_worker`.
+It compiles (or loads from the cache) the Numba kernels once, says ready, then answers
+one JSON request a line: {"id", "task", "value"} -> {"id", "verdict"}.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from . import kernels
+from .task import BUILTIN_TASKS
+from .verdict import Verdict
+
+
+def _warm_up() -> None:
+    """Compile or load every kernel, so the first real request is fast."""
+    points = np.random.default_rng(0).random((4, 2))
+    kernels.check_circles(points, np.full(4, 0.01))
+    for name in ("min_triangle_area", "distance_extremes"):
+        kernel = getattr(kernels, name, None)
+        if kernel is not None:
+            kernel(points)
+
+
+def _score(request: dict) -> Verdict:
+    task = BUILTIN_TASKS.get(request.get("task", ""))
+    if task is None:
+        return Verdict.invalid(f"no built-in task {request.get('task')!r}")
+    try:
+        return task.scorer(request.get("value"))
+    except Exception as exc:  # noqa: BLE001 - odd data must not stop the scorer
+        return Verdict.invalid(f"the checker could not read this result ({type(exc).__name__}: {exc})")
+
+
+def main() -> None:
+    _warm_up()
+    out = sys.stdout
+    out.write(json.dumps({"ready": True, "tasks": sorted(BUILTIN_TASKS)}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        verdict = _score(request)
+        out.write(json.dumps({"id": request["id"], "verdict": verdict.model_dump(mode="json")}) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()
