@@ -54,7 +54,8 @@ async def _propose(ws: Workspace, run_id: int, stats: LoopStats) -> ProposalResu
     code, description = change
     try:
         result = await steps.propose_candidate(ws, run_id, sampled.parent.id, code=code, patch_type="full",
-                                               description=description, ticket=sampled.ticket)
+                                               description=description, ticket=sampled.ticket,
+                                               operator="perturb")
     except EvoError:
         stats.rejected += 1
         ws.tickets.redeem(sampled.ticket, run_id, sampled.parent.id)

@@ -53,6 +53,7 @@ def _run(row: sqlite3.Row) -> RunRecord:
 
 def _program(row: sqlite3.Row) -> ProgramRecord:
     data = dict(row)
+    data.pop("embedding", None)
     data["public_metrics"] = _load_json(data["public_metrics"])
     data["private_metrics"] = _load_json(data["private_metrics"])
     data["correct"] = None if data["correct"] is None else bool(data["correct"])
@@ -167,20 +168,30 @@ class Archive:
         patch_type: str,
         description: str | None,
         cost_usd: float = 0.0,
+        embedding: bytes | None = None,
+        allow_duplicate: bool = False,
     ) -> ProgramRecord:
-        try:
+        """Insert a pending program; refuses exact duplicates in the run unless `allow_duplicate`.
+
+        The duplicate check and the insert are one statement, so concurrent proposals of the
+        same code cannot both get in.
+        """
+        values = (run_id, parent_id, island, generation, code, code_hash, diff, patch_type, description, cost_usd,
+                  embedding, time.time())
+        columns = ("run_id, parent_id, island, generation, code, code_hash, diff, patch_type, description, status,"
+                   " cost_usd, embedding, created_at")
+        if allow_duplicate:
             cur = await self._db.execute(
-                "INSERT INTO programs(run_id, parent_id, island, generation, code, code_hash, diff,"
-                " patch_type, description, status, cost_usd, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                (run_id, parent_id, island, generation, code, code_hash, diff, patch_type, description,
-                 cost_usd, time.time()),
+                f"INSERT INTO programs({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)", values)
+        else:
+            cur = await self._db.execute(
+                f"INSERT INTO programs({columns}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?"
+                " WHERE NOT EXISTS (SELECT 1 FROM programs WHERE run_id = ? AND code_hash = ?)",
+                (*values, run_id, code_hash),
             )
-        except sqlite3.IntegrityError:
-            twin = await self.find_by_hash(run_id, code_hash)
-            if twin is None:
-                raise
-            raise DuplicateProgram(twin) from None
+            if cur.rowcount == 0:
+                twin = await self.find_by_hash(run_id, code_hash)
+                raise DuplicateProgram(twin if twin is not None else -1)
         program = await self.get_program(run_id, cur.lastrowid)
         assert program is not None
         return program
@@ -188,7 +199,7 @@ class Archive:
     async def find_by_hash(self, run_id: int, code_hash: str) -> int | None:
         row = await (
             await self._db.execute(
-                "SELECT id FROM programs WHERE run_id = ? AND code_hash = ?", (run_id, code_hash)
+                "SELECT id FROM programs WHERE run_id = ? AND code_hash = ? ORDER BY id LIMIT 1", (run_id, code_hash)
             )
         ).fetchone()
         return row[0] if row else None
@@ -342,6 +353,76 @@ class Archive:
             )
         ).fetchall()
         return [_summary(r) for r in rows]
+
+    async def latest_failed(self, run_id: int, island: int) -> int | None:
+        """The newest program of an island that failed or was judged incorrect (for fix mode)."""
+        row = await (
+            await self._db.execute(
+                "SELECT id FROM programs WHERE run_id = ? AND island = ? AND status IN ('evaluated', 'failed')"
+                " AND correct = 0 ORDER BY id DESC LIMIT 1",
+                (run_id, island),
+            )
+        ).fetchone()
+        return row[0] if row else None
+
+    async def copy_program(self, program_id: int, island: int) -> int:
+        """Copy a program (result included) onto another island; used to seed every island."""
+        columns = ("run_id, parent_id, generation, code, code_hash, diff, patch_type, description, status, correct,"
+                   " combined_score, public_metrics, private_metrics, text_feedback, error, stdout_tail, stderr_tail,"
+                   " eval_seconds, cost_usd, embedding, created_at, evaluated_at")
+        cur = await self._db.execute(
+            f"INSERT INTO programs(island, {columns}) SELECT ?, {columns} FROM programs WHERE id = ?",
+            (island, program_id),
+        )
+        return cur.lastrowid
+
+    async def island_stats(self, run_id: int) -> dict[int, dict[str, Any]]:
+        rows = await (
+            await self._db.execute(
+                """
+                SELECT island, COUNT(*) AS programs, COALESCE(SUM(correct = 1), 0) AS correct,
+                       (SELECT p2.id FROM programs p2 WHERE p2.run_id = p.run_id AND p2.island = p.island
+                        AND p2.correct = 1 ORDER BY p2.combined_score DESC, p2.id LIMIT 1) AS best_id,
+                       MAX(CASE WHEN correct = 1 THEN combined_score END) AS best_score
+                FROM programs p WHERE run_id = ? GROUP BY island ORDER BY island
+                """,
+                (run_id,),
+            )
+        ).fetchall()
+        return {r["island"]: {k: r[k] for k in ("programs", "correct", "best_id", "best_score")} for r in rows}
+
+    async def move_programs(self, program_ids: list[int], island: int) -> None:
+        await self._db.executemany("UPDATE programs SET island = ? WHERE id = ?", [(island, i) for i in program_ids])
+
+    async def embeddings(self, run_id: int) -> list[tuple[int, int, bytes]]:
+        rows = await (
+            await self._db.execute(
+                "SELECT id, island, embedding FROM programs WHERE run_id = ? AND embedding IS NOT NULL ORDER BY id",
+                (run_id,),
+            )
+        ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # notes: small per-run state (bandit statistics, scratchpad, counters) -------
+
+    async def get_note(self, run_id: int, key: str) -> Any:
+        row = await (
+            await self._db.execute("SELECT value FROM notes WHERE run_id = ? AND key = ?", (run_id, key))
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def set_note(self, run_id: int, key: str, value: Any) -> None:
+        await self._db.execute(
+            "INSERT INTO notes(run_id, key, value, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(run_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (run_id, key, json.dumps(value), time.time()),
+        )
+
+    async def count_events(self, run_id: int, kind: str) -> int:
+        (n,) = await (
+            await self._db.execute("SELECT COUNT(*) FROM events WHERE run_id = ? AND kind = ?", (run_id, kind))
+        ).fetchone()
+        return n
 
     # events ------------------------------------------------------------------
 

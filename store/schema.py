@@ -41,10 +41,11 @@ MIGRATIONS: list[str] = [
         stderr_tail     TEXT,
         eval_seconds    REAL,
         cost_usd        REAL NOT NULL DEFAULT 0,
+        embedding       BLOB,
         created_at      REAL NOT NULL,
-        evaluated_at    REAL,
-        UNIQUE (run_id, code_hash)
+        evaluated_at    REAL
     );
+    CREATE INDEX programs_by_hash ON programs(run_id, code_hash);
     CREATE INDEX programs_by_score ON programs(run_id, combined_score DESC, id);
     CREATE INDEX programs_by_parent ON programs(parent_id);
     CREATE INDEX programs_by_status ON programs(run_id, status);
@@ -57,6 +58,14 @@ MIGRATIONS: list[str] = [
         data       TEXT NOT NULL
     );
     CREATE INDEX events_by_run ON events(run_id, id);
+
+    CREATE TABLE notes (
+        run_id     INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (run_id, key)
+    );
     """,
 ]
 

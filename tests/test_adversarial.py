@@ -20,7 +20,7 @@ SECRET = "sk-adversarial-test-secret-0123456789"
 async def run(ws, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
-    status = await runs.start_run(ws, "circle_packing_26", config={"timeout_s": 4})
+    status = await runs.start_run(ws, "circle_packing_26", config={"timeout_s": 4, "novelty": False})
     return status.run.run_id, status.best
 
 

@@ -41,7 +41,8 @@ async def test_full_loop_in_memory(ws, mode):
     async with Client(build_server(ws), mode=mode) as client:
         tasks = await call_ok(client, "list_tasks")
         assert "circle_packing_26" in [t["name"] for t in tasks["tasks"]]
-        status = await call_ok(client, "start_run", {"task": "circle_packing_26", "name": "memory"})
+        status = await call_ok(client, "start_run", {"task": "circle_packing_26", "name": "memory",
+                                                  "config": {"novelty": False, "num_islands": 1}})
         run_id = status["run"]["run_id"]
         seed = status["best"]
         assert seed["generation"] == 0 and status["target_score"] == 2.6359830849
@@ -89,9 +90,19 @@ async def test_full_loop_in_memory(ws, mode):
         assert stopped["run"]["status"] == "stopped"
 
 
+GROW_RADII = """<<<<<<< SEARCH
+    return radii * (1 - 1e-9)
+=======
+    for i in range(n):
+        gaps = [np.linalg.norm(centers[i] - centers[j]) - radii[j] for j in range(n) if j != i]
+        radii[i] = min(radii[i], min(gaps))
+    return radii * (1 - 1e-9)
+>>>>>>> REPLACE"""
+
+
 async def test_bad_input_gets_errors_that_say_what_to_do(ws):
     async with Client(build_server(ws)) as client:
-        status = await call_ok(client, "start_run", {"task": "circle_packing_26"})
+        status = await call_ok(client, "start_run", {"task": "circle_packing_26", "config": {"num_islands": 1}})
         run_id, seed = status["run"]["run_id"], status["best"]["id"]
         assert "list_runs" in await call_err(client, "get_run_status", {"run_id": 999})
         assert "get_archive" in await call_err(client, "get_program", {"run_id": run_id, "program_id": 999})
@@ -111,10 +122,13 @@ async def test_bad_input_gets_errors_that_say_what_to_do(ws):
         huge = "<<<<<<< SEARCH\n    rings = [(8, 0.22), (17, 0.42)]\n=======\n" + "x = 1\n" * 60000 + ">>>>>>> REPLACE"
         assert "over this run's limit" in await call_err(client, "propose_candidate", {
             "run_id": run_id, "parent_id": seed, "patch": huge})
-        first = await call_ok(client, "propose_candidate", {
+        near_copy = await call_err(client, "propose_candidate", {
             "run_id": run_id, "parent_id": seed, "patch": rings_patch(0.24, 0.43)})
-        message = await call_err(client, "propose_candidate", {
-            "run_id": run_id, "parent_id": seed, "patch": rings_patch(0.24, 0.43)})
+        assert f"too similar to program {seed}" in near_copy and "nothing was stored" in near_copy
+        first = await call_ok(client, "propose_candidate", {"run_id": run_id, "parent_id": seed, "patch": GROW_RADII})
+        assert first["novelty"]["checked"] and first["novelty"]["similarity"] < 0.995
+        message = await call_err(client, "propose_candidate", {"run_id": run_id, "parent_id": seed,
+                                                               "patch": GROW_RADII})
         assert f"duplicate of program {first['program']['id']}" in message
         assert "exactly one of" in await call_err(client, "propose_candidate", {"run_id": run_id, "parent_id": seed})
         assert "cursor" in await call_err(client, "get_archive", {"run_id": run_id, "cursor": "garbage!"})
@@ -124,7 +138,7 @@ async def test_bad_input_gets_errors_that_say_what_to_do(ws):
             "run_id": run_id, "parent_id": seed, "patch": rings_patch(0.21, 0.41)})
         # nothing was lost along the way
         final = await call_ok(client, "get_run_status", {"run_id": run_id})
-        assert final["counts"] == {"evaluated": 2}
+        assert final["counts"] == {"evaluated": 2} and final["novelty_rejections"] == 1
 
 
 async def test_task_directory_run_and_failing_seed(ws, tmp_path):

@@ -43,5 +43,5 @@ def test_weighted_survives_equal_scores():
 
 
 def test_unknown_strategy_is_named():
-    with pytest.raises(ValueError, match="uniform, power_law, weighted"):
+    with pytest.raises(ValueError, match="uniform, power_law, weighted, hill_climbing, beam, best_of_n"):
         selection.probabilities("greedy", np.ones(2), np.zeros(2))

@@ -18,7 +18,7 @@ STEPS = [(0.23, 0.43), (0.24, 0.44), (0.25, 0.45), (0.26, 0.455), (0.27, 0.46), 
 
 
 async def drive_ten_steps(client, db_path):
-    status = (await client.call_tool("start_run", {"task": "circle_packing_26"})).structured_content
+    status = (await client.call_tool("start_run", {"task": "circle_packing_26", "config": {"novelty": False, "num_islands": 1}})).structured_content
     run_id, parent = status["run"]["run_id"], status["best"]
     current = (0.22, 0.42)
     best = parent["combined_score"]

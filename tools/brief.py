@@ -33,15 +33,28 @@ def build_brief(
     best_score: float | None,
     inspirations: list[Any],
     failures: list[dict[str, Any]],
+    parent_delta_base: float | None = None,
+    mode: str = "improve",
+    patch_type: str = "diff",
 ) -> str:
-    out = [
-        f"# Task: {task_name}",
-        description.strip(),
-        "",
-        f"## Current program (id {parent.id}, generation {parent.generation}, island {parent.island})",
-        f"combined_score: {fmt_score(parent.combined_score)} (higher is better; best so far "
-        f"{fmt_score(best_score)}, delta to best {fmt_delta(parent.combined_score, best_score)})",
-    ]
+    out = [f"# Task: {task_name}", description.strip(), ""]
+    if mode == "fix":
+        out += [
+            f"## Program to fix (id {parent.id}, island {parent.island})",
+            "No program of this island passes the checker yet. Find why this one fails and repair it.",
+            f"error: {(parent.error or 'invalid result').strip()[:2000]}",
+        ]
+        if getattr(parent, "stderr_tail", None):
+            out.append(f"stderr (tail):\n{parent.stderr_tail.strip()[-1500:]}")
+        if getattr(parent, "stdout_tail", None):
+            out.append(f"stdout (tail):\n{parent.stdout_tail.strip()[-800:]}")
+    else:
+        out += [
+            f"## Current program (id {parent.id}, generation {parent.generation}, island {parent.island})",
+            f"combined_score: {fmt_score(parent.combined_score)} (higher is better; delta to its parent "
+            f"{fmt_delta(parent.combined_score, parent_delta_base)}; best so far {fmt_score(best_score)}, "
+            f"delta to best {fmt_delta(parent.combined_score, best_score)})",
+        ]
     if parent.public_metrics:
         out.append(f"metrics: {_metrics(parent.public_metrics)}")
     if parent.text_feedback:
@@ -60,13 +73,23 @@ def build_brief(
         for f in failures:
             out.append(f"- program {f['id']}: {(f.get('error') or 'invalid').strip()[:400]}")
         out.append("")
+    preferred = "a" if patch_type == "diff" or mode == "fix" else "b"
     out += [
         "## Your answer",
+        ASKS[patch_type if mode == "improve" else "fix"] + f" Preferred form: ({preferred}).",
         "Change only code between the EVOLVE-BLOCK-START and EVOLVE-BLOCK-END markers. Keep the entry "
         "points and return types the task asks for. Answer with a short description of the idea, then either",
         "(a) a diff: one or more blocks of the form",
         DIFF_FORMAT,
         "(each SEARCH must copy existing lines exactly; blocks apply in order), or",
-        "(b) the whole new program in one fenced code block.",
+        "(b) the whole new program in one fenced code block (code outside the markers is kept as it is).",
     ]
     return "\n".join(out)
+
+
+ASKS = {
+    "diff": "Make one focused improvement to the current program, as a diff.",
+    "full": "Rewrite the mutable part of the current program with a better approach, as a whole program.",
+    "cross": "Combine the best ideas of the current program and the inspirations into one better program.",
+    "fix": "Fix the program so that it passes the checker, as a diff; keep what already works.",
+}

@@ -8,16 +8,29 @@ from pydantic import BaseModel, Field
 
 from .selection import Strategy
 
-PatchType = Literal["diff", "full"]
+PatchType = Literal["diff", "full", "cross"]
 
 
 class RunConfig(BaseModel):
     """Per-run settings; every field has a sensible default."""
 
-    selection: Strategy = Field("weighted", description="parent selection: uniform, power_law or weighted")
+    selection: Strategy = Field(
+        "weighted", description="parent selection: uniform, power_law, weighted, hill_climbing, beam or best_of_n")
     power_law_alpha: float = Field(1.0, ge=0, le=50, description="power_law: p ~ rank^-alpha")
     weighted_lambda: float = Field(10.0, gt=0, le=1000, description="weighted: sigmoid sharpness")
+    beam_width: int = Field(4, ge=1, le=1000, description="beam: children per program before moving on")
+    num_islands: int = Field(2, ge=1, le=32, description="islands evolving apart; the seed starts on each")
+    migration_interval: int = Field(25, ge=0, description="evaluations between migrations (0: never)")
+    migration_rate: float = Field(0.1, gt=0, le=0.5, description="share of each island's best that migrates")
+    archive_size: int = Field(40, ge=1, le=10000, description="elite programs inspirations are drawn from")
     num_inspirations: int = Field(2, ge=0, le=8, description="other good programs shown in each brief")
+    novelty: bool = Field(True, description="refuse near-copies of programs of the same island")
+    novelty_threshold: float = Field(0.995, gt=0, le=1, description="cosine similarity above which a "
+                                     "candidate counts as a near-copy")
+    novelty_exempt: list[str] = Field(["perturb"], description="operators whose changes skip the novelty check "
+                                      "(perturb tunes constants: near-copies are its purpose)")
+    patch_mix: dict[PatchType, float] = Field({"diff": 0.6, "full": 0.3, "cross": 0.1},
+                                              description="how often each patch type is suggested")
     max_code_bytes: int = Field(256 * 1024, ge=1024, le=4 * 1024 * 1024, description="largest program accepted")
     timeout_s: float | None = Field(None, gt=0, le=3600, description="evaluation timeout; default: the task's")
     ticket_ttl_s: float = Field(900, gt=0, description="a sampled parent counts as in flight this long")
@@ -79,6 +92,13 @@ class ProgramDetail(ProgramSummary):
     resource_uri: str
 
 
+class IslandStatus(BaseModel):
+    programs: int
+    correct: int
+    best_score: float | None
+    best_id: int | None
+
+
 class RunStatus(BaseModel):
     run: RunInfo
     counts: dict[str, int] = Field(description="programs by status")
@@ -87,6 +107,8 @@ class RunStatus(BaseModel):
     best: ProgramSummary | None
     target_score: float | None
     gap_to_target: float | None
+    novelty_rejections: int = Field(0, description="candidates refused as near-copies")
+    islands: dict[int, IslandStatus] = Field(default_factory=dict)
     isolation: str = Field(description="what candidates get here: 'namespaces' (no network, no view of other "
                                        "processes or of the archive) or 'none' (rlimits and a session only), "
                                        "plus '+pids-cgroup' where the number of processes is capped")
@@ -107,15 +129,26 @@ class SampledParent(BaseModel):
     run_id: int
     ticket: str = Field(description="pass back to propose_candidate so in-flight counts stay right")
     strategy: str
+    island: int
+    mode: Literal["improve", "fix"] = Field(description="fix: the island has no correct program yet; repair this one")
+    patch_type: PatchType = Field(description="the kind of change the brief asks for")
     parent: ParentView
     inspirations: list[ParentView]
     best_score: float | None
     brief: str = Field(description="a complete prompt for writing the change, answer format included")
 
 
+class NoveltyCheck(BaseModel):
+    checked: bool
+    nearest_id: int | None = None
+    similarity: float | None = None
+    note: str | None = None
+
+
 class ProposalResult(BaseModel):
     run_id: int
     program: ProgramSummary
+    novelty: NoveltyCheck | None = None
     parent_score: float | None
     best_score_before: float | None
     delta_to_parent: float | None

@@ -8,9 +8,10 @@ from pydantic import ValidationError
 
 from ..evaluators.task import BUILTIN_TASKS, TaskError, resolve_task
 from ..store import RunRecord
-from . import markers
+from . import markers, novelty
 from .errors import EvoError
-from .models import RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
+from .islands import seed_islands
+from .models import IslandStatus, RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
 from .steps import check_syntax, code_hash, evaluate, summary
 from .workspace import Workspace
 
@@ -53,6 +54,7 @@ async def start_run(ws: Workspace, task: str, name: str | None = None,
     seed = await ws.archive.insert_program(
         run_id=run.id, parent_id=None, island=0, generation=0, code=resolved.initial_code,
         code_hash=code_hash(resolved.initial_code), diff=None, patch_type="seed", description="initial program",
+        embedding=novelty.embed(resolved.initial_code).tobytes(),
     )
     await ws.archive.add_event(run.id, "run_started", {"task": resolved.name, "seed": seed.id})
     result = await evaluate(ws, run.id, seed.id)
@@ -63,6 +65,8 @@ async def start_run(ws: Workspace, task: str, name: str | None = None,
             f"the task's initial program failed its evaluation, so run {run.id} was stopped: "
             f"{result.program.error}. Fix initial.py or evaluate.py and start a new run"
         )
+    await seed_islands(ws, run.id, seed.id, run_config.num_islands)
+    ws.novelty.forget(run.id)
     return await get_run_status(ws, run.id)
 
 
@@ -85,6 +89,8 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         target_score=run.target_score,
         gap_to_target=None if best_score is None or run.target_score is None else run.target_score - best_score,
         isolation=await ws.executor.isolation(),
+        novelty_rejections=await ws.archive.count_events(run_id, "novelty_rejected"),
+        islands={i: IslandStatus(**stats) for i, stats in (await ws.archive.island_stats(run_id)).items()},
     )
 
 

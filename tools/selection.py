@@ -11,8 +11,8 @@ from typing import Literal
 
 import numpy as np
 
-Strategy = Literal["uniform", "power_law", "weighted"]
-STRATEGIES: tuple[str, ...] = ("uniform", "power_law", "weighted")
+Strategy = Literal["uniform", "power_law", "weighted", "hill_climbing", "beam", "best_of_n"]
+STRATEGIES: tuple[str, ...] = ("uniform", "power_law", "weighted", "hill_climbing", "beam", "best_of_n")
 
 
 def uniform(scores: np.ndarray) -> np.ndarray:
@@ -42,17 +42,48 @@ def weighted(scores: np.ndarray, children: np.ndarray, lam: float = 10.0) -> np.
     return weights / weights.sum()
 
 
-def probabilities(strategy: str, scores: np.ndarray, children: np.ndarray, *, alpha: float = 1.0,
-                  lam: float = 10.0) -> np.ndarray:
+def _one_hot(n: int, index: int) -> np.ndarray:
+    p = np.zeros(n)
+    p[index] = 1.0
+    return p
+
+
+def hill_climbing(scores: np.ndarray) -> np.ndarray:
+    """Always the best (the earliest of equals)."""
+    return _one_hot(len(scores), int(np.argmax(scores)))
+
+
+def beam(scores: np.ndarray, children: np.ndarray, width: int = 4) -> np.ndarray:
+    """The best program that has fewer than `width` children; the best when all have that many."""
+    order = np.argsort(-scores, kind="stable")
+    open_slots = order[children[order] < width]
+    return _one_hot(len(scores), int(open_slots[0] if len(open_slots) else order[0]))
+
+
+def best_of_n(generations: np.ndarray) -> np.ndarray:
+    """Always the seed: n independent changes of the initial program."""
+    seeds = np.flatnonzero(generations == 0)
+    return _one_hot(len(generations), int(seeds[0] if len(seeds) else np.argmin(generations)))
+
+
+def probabilities(strategy: str, scores: np.ndarray, children: np.ndarray, generations: np.ndarray | None = None,
+                  *, alpha: float = 1.0, lam: float = 10.0, width: int = 4) -> np.ndarray:
     if strategy == "uniform":
         return uniform(scores)
     if strategy == "power_law":
         return power_law(scores, alpha)
     if strategy == "weighted":
         return weighted(scores, children, lam)
+    if strategy == "hill_climbing":
+        return hill_climbing(scores)
+    if strategy == "beam":
+        return beam(scores, children, width)
+    if strategy == "best_of_n":
+        return best_of_n(np.zeros(len(scores)) if generations is None else generations)
     raise ValueError(f"unknown selection strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
 
 
-def choose(rng: np.random.Generator, strategy: str, scores: np.ndarray, children: np.ndarray, **params) -> int:
-    p = probabilities(strategy, np.asarray(scores, float), np.asarray(children, float), **params)
+def choose(rng: np.random.Generator, strategy: str, scores, children, generations=None, **params) -> int:
+    gens = None if generations is None else np.asarray(generations, float)
+    p = probabilities(strategy, np.asarray(scores, float), np.asarray(children, float), gens, **params)
     return int(rng.choice(len(p), p=p))

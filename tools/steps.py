@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,10 +11,11 @@ import anyio
 import numpy as np
 
 from ..store import DuplicateProgram, EvaluationResult, ProgramRecord
-from . import markers, patches, selection
+from . import markers, novelty, patches, selection
 from .brief import build_brief
 from .errors import EvoError
-from .models import ParentView, PatchType, ProgramSummary, ProposalResult, SampledParent
+from .islands import choose_island, migrate_if_due
+from .models import NoveltyCheck, ParentView, PatchType, ProgramSummary, ProposalResult, RunConfig, SampledParent
 from .workspace import Workspace
 
 Progress = Callable[[float, str], Awaitable[None]]
@@ -44,36 +46,102 @@ def parent_view(p: ProgramRecord) -> ParentView:
                       correct=p.correct, public_metrics=p.public_metrics, text_feedback=p.text_feedback, code=p.code)
 
 
-async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None) -> SampledParent:
+async def _inspirations(ws: Workspace, run_id: int, config: RunConfig, island: int,
+                        parent: ProgramRecord) -> list[ProgramRecord]:
+    """The island's best, then elites of the whole run (the top ones and a random one), in score order."""
+    if config.num_inspirations == 0:
+        return []
+    chosen: list[int] = []
+    island_best = await ws.archive.top_k(run_id, 1, island=island)
+    elites = [row["id"] for row in await ws.archive.top_k(run_id, config.archive_size)]
+    for candidate in [row["id"] for row in island_best] + elites[: max(1, config.num_inspirations - 1)]:
+        if candidate != parent.id and candidate not in chosen:
+            chosen.append(candidate)
+    rest = [i for i in elites if i != parent.id and i not in chosen]
+    if rest and len(chosen) >= config.num_inspirations:
+        chosen[config.num_inspirations - 1] = int(ws.rng.choice(rest))  # keep one slot for diversity
+    elif rest:
+        chosen.append(int(ws.rng.choice(rest)))
+    programs = [await ws.program(run_id, i) for i in chosen[: config.num_inspirations]]
+    return sorted(programs, key=lambda p: -(p.combined_score or -math.inf))
+
+
+def _suggest_patch_type(ws: Workspace, config: RunConfig, has_inspirations: bool, mode: str) -> PatchType:
+    if mode == "fix":
+        return "diff"
+    mix = {k: v for k, v in config.patch_mix.items() if v > 0 and (k != "cross" or has_inspirations)}
+    if not mix:
+        return "diff"
+    kinds = list(mix)
+    weights = np.array([mix[k] for k in kinds], dtype=float)
+    return kinds[int(ws.rng.choice(len(kinds), p=weights / weights.sum()))]
+
+
+async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
+                        island: int | None = None) -> SampledParent:
     run = await ws.open_run(run_id)
     config = ws.config(run)
     strategy = strategy or config.selection
     if strategy not in selection.STRATEGIES:
         raise EvoError(f"unknown strategy {strategy!r}; use one of {', '.join(selection.STRATEGIES)}")
-    pool = await ws.archive.selection_pool(run_id)
-    if not pool:
-        raise EvoError(f"run {run_id} has no correct evaluated program to sample from yet; evaluate one first")
-    in_flight = ws.tickets.in_flight(run_id)
-    scores = np.array([row["combined_score"] for row in pool], dtype=float)
-    children = np.array([row["children"] + in_flight.get(row["id"], 0) for row in pool], dtype=float)
-    index = selection.choose(ws.rng, strategy, scores, children, alpha=config.power_law_alpha,
-                             lam=config.weighted_lambda)
-    parent = await ws.program(run_id, pool[index]["id"])
-    inspirations = []
-    for row in await ws.archive.top_k(run_id, config.num_inspirations + 1):
-        if row["id"] != parent.id and len(inspirations) < config.num_inspirations:
-            inspirations.append(await ws.program(run_id, row["id"]))
+    if island is None:
+        island = choose_island(ws, run_id, config)
+    elif not 0 <= island < config.num_islands:
+        raise EvoError(f"run {run_id} has islands 0 to {config.num_islands - 1}; island {island} does not exist")
+    pool = await ws.archive.selection_pool(run_id, island)
+    mode = "improve"
+    if pool:
+        in_flight = ws.tickets.in_flight(run_id)
+        scores = np.array([row["combined_score"] for row in pool], dtype=float)
+        children = np.array([row["children"] + in_flight.get(row["id"], 0) for row in pool], dtype=float)
+        generations = np.array([row["generation"] for row in pool], dtype=float)
+        index = selection.choose(ws.rng, strategy, scores, children, generations, alpha=config.power_law_alpha,
+                                 lam=config.weighted_lambda, width=config.beam_width)
+        parent = await ws.program(run_id, pool[index]["id"])
+    else:
+        failed = await ws.archive.latest_failed(run_id, island)
+        if failed is None:
+            raise EvoError(f"island {island} of run {run_id} has no evaluated program yet; evaluate one first")
+        parent, mode = await ws.program(run_id, failed), "fix"
+    inspirations = await _inspirations(ws, run_id, config, island, parent) if mode == "improve" else []
+    patch_type = _suggest_patch_type(ws, config, bool(inspirations), mode)
     best = await ws.archive.best_program(run_id)
     best_score = best["combined_score"] if best else None
+    grandparent_score = None
+    if parent.parent_id is not None:
+        grandparent = await ws.archive.get_program(run_id, parent.parent_id)
+        grandparent_score = grandparent.combined_score if grandparent else None
     task = ws.task(run)
     brief = build_brief(
         task_name=task.name, description=task.description, language=task.language, parent=parent,
-        best_score=best_score, inspirations=inspirations,
-        failures=await ws.archive.recent_failures(run_id, parent.id),
+        best_score=best_score, parent_delta_base=grandparent_score, inspirations=inspirations,
+        failures=await ws.archive.recent_failures(run_id, parent.id), mode=mode, patch_type=patch_type,
     )
-    ticket = ws.tickets.issue(run_id, parent.id, config.ticket_ttl_s)
-    return SampledParent(run_id=run_id, ticket=ticket, strategy=strategy, parent=parent_view(parent),
+    ticket = ws.tickets.issue(run_id, parent.id, island, config.ticket_ttl_s)
+    return SampledParent(run_id=run_id, ticket=ticket, strategy=strategy, island=island, mode=mode,
+                         patch_type=patch_type, parent=parent_view(parent),
                          inspirations=[parent_view(p) for p in inspirations], best_score=best_score, brief=brief)
+
+
+async def _check_novelty(ws: Workspace, run_id: int, config: RunConfig, island: int, vector: np.ndarray,
+                         operator: str | None) -> NoveltyCheck:
+    if not config.novelty:
+        return NoveltyCheck(checked=False, note="novelty checks are off for this run")
+    if operator is not None and operator in config.novelty_exempt:
+        return NoveltyCheck(checked=False, note=f"operator {operator!r} is exempt (run config novelty_exempt)")
+    if not ws.novelty.loaded(run_id):
+        ws.novelty.load(run_id, await ws.archive.embeddings(run_id))
+    nearest, similarity = ws.novelty.nearest(run_id, island, vector)
+    check = NoveltyCheck(checked=True, nearest_id=nearest, similarity=similarity)
+    if nearest is not None and similarity > config.novelty_threshold:
+        await ws.archive.add_event(run_id, "novelty_rejected", {"nearest": nearest, "similarity": similarity,
+                                                                "island": island})
+        raise EvoError(
+            f"too similar to program {nearest} of island {island} (cosine similarity {similarity:.5f} > "
+            f"threshold {config.novelty_threshold}); nothing was stored. Try a more substantial change "
+            f"(another idea, not a re-wording)"
+        )
+    return check
 
 
 async def propose_candidate(
@@ -87,6 +155,8 @@ async def propose_candidate(
     evaluate_now: bool = True,
     ticket: str | None = None,
     progress: Progress | None = None,
+    operator: str | None = None,
+    cost_usd: float = 0.0,
 ) -> ProposalResult:
     run = await ws.open_run(run_id)
     config = ws.config(run)
@@ -99,7 +169,7 @@ async def propose_candidate(
         raise EvoError(f"the change is {len(text.encode())} bytes, over this run's limit of "
                        f"{config.max_code_bytes}; send a smaller diff")
     kind: PatchType = patch_type or ("diff" if patch is not None else "full")
-    applied = patches.apply_diff(parent.code, text) if kind == "diff" else patches.apply_full(parent.code, text)
+    applied = patches.apply_diff(parent.code, text) if patch is not None else patches.apply_full(parent.code, text)
     child_code = applied.code
     if len(child_code.encode()) > config.max_code_bytes:
         raise EvoError(f"the resulting program is {len(child_code.encode())} bytes, over this run's limit of "
@@ -109,23 +179,34 @@ async def propose_candidate(
     check_syntax(child_code, task.language, "the resulting program")
     if child_code == parent.code:
         raise EvoError("the change leaves the program as it was; propose a change that does something")
+    digest = code_hash(child_code)
+    twin = await ws.archive.find_by_hash(run_id, digest)
+    if twin is not None:
+        raise EvoError(f"this program is an exact duplicate of program {twin}; propose a different change")
+    vector = novelty.embed(child_code)
+    novelty_check = await _check_novelty(ws, run_id, config, parent.island, vector, operator)
     best = await ws.archive.best_program(run_id)
     best_before = best["combined_score"] if best else None
     try:
         program = await ws.archive.insert_program(
             run_id=run_id, parent_id=parent.id, island=parent.island, generation=parent.generation + 1,
-            code=child_code, code_hash=code_hash(child_code), diff=patches.unified_diff(parent.code, child_code),
-            patch_type=kind, description=description,
+            code=child_code, code_hash=digest, diff=patches.unified_diff(parent.code, child_code),
+            patch_type=kind, description=description, embedding=vector.tobytes(), cost_usd=cost_usd,
         )
     except DuplicateProgram as dup:
         raise EvoError(f"this program is an exact duplicate of program {dup.twin_id}; propose a different change"
                        ) from None
+    ws.novelty.add(run_id, program.island, program.id, vector)
     ws.tickets.redeem(ticket, run_id, parent.id)
-    await ws.archive.add_event(run_id, "proposed", {"program": program.id, "parent": parent.id})
+    await ws.archive.add_event(run_id, "proposed", {"program": program.id, "parent": parent.id,
+                                                    "operator": operator})
     if evaluate_now:
-        return await evaluate(ws, run_id, program.id, progress=progress, best_before=best_before,
-                              notes=applied.notes)
-    return _result(run_id, summary(program), parent.combined_score, best_before, applied.notes)
+        result = await evaluate(ws, run_id, program.id, progress=progress, best_before=best_before,
+                                notes=applied.notes)
+    else:
+        result = _result(run_id, summary(program), parent.combined_score, best_before, applied.notes)
+    result.novelty = novelty_check
+    return result
 
 
 def _result(run_id: int, program: ProgramSummary, parent_score: float | None, best_before: float | None,
@@ -196,6 +277,8 @@ async def evaluate(
     await ws.archive.save_result(program_id, result)
     await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": report.combined_score,
                                                      "correct": report.correct, "isolation": report.isolation})
+    counts = await ws.archive.counts_by_status(run_id)
+    await migrate_if_due(ws, run, ws.config(run), counts.get("evaluated", 0) + counts.get("failed", 0))
     parent_score = None
     if program.parent_id is not None:
         parent = await ws.archive.get_program(run_id, program.parent_id)

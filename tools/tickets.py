@@ -12,6 +12,7 @@ from dataclasses import dataclass
 class Ticket:
     run_id: int
     parent_id: int
+    island: int
     expires_at: float
 
 
@@ -19,10 +20,10 @@ class Tickets:
     def __init__(self) -> None:
         self._open: dict[str, Ticket] = {}
 
-    def issue(self, run_id: int, parent_id: int, ttl_s: float) -> str:
+    def issue(self, run_id: int, parent_id: int, island: int, ttl_s: float) -> str:
         self._expire()
         token = secrets.token_hex(8)
-        self._open[token] = Ticket(run_id, parent_id, time.monotonic() + ttl_s)
+        self._open[token] = Ticket(run_id, parent_id, island, time.monotonic() + ttl_s)
         return token
 
     def redeem(self, token: str | None, run_id: int, parent_id: int) -> bool:
@@ -38,6 +39,10 @@ class Tickets:
     def in_flight(self, run_id: int) -> Counter[int]:
         self._expire()
         return Counter(t.parent_id for t in self._open.values() if t.run_id == run_id)
+
+    def islands_in_flight(self, run_id: int) -> Counter[int]:
+        self._expire()
+        return Counter(t.island for t in self._open.values() if t.run_id == run_id)
 
     def _expire(self) -> None:
         now = time.monotonic()

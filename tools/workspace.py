@@ -14,6 +14,7 @@ from ..evaluators.task import Task, TaskError, resolve_task
 from ..store import Archive, ProgramRecord, RunRecord
 from .errors import EvoError
 from .models import RunConfig
+from .novelty import NoveltyIndex
 from .tickets import Tickets
 
 
@@ -22,6 +23,7 @@ class Workspace:
     archive: Archive
     executor: LocalExecutor
     tickets: Tickets = field(default_factory=Tickets)
+    novelty: NoveltyIndex = field(default_factory=NoveltyIndex)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     _tasks: dict[int, Task] = field(default_factory=dict)
 

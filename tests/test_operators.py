@@ -1,0 +1,159 @@
+"""The evolution operators through the tool functions: selection, islands, novelty, fix mode, briefs."""
+
+import numpy as np
+import pytest
+
+from conftest import DATA, rings_patch
+from evomcp.tools import runs, selection, steps
+from evomcp.tools.errors import EvoError
+from evomcp.tools.novelty import embed
+
+GROW = """<<<<<<< SEARCH
+    return radii * (1 - 1e-9)
+=======
+    for i in range(n):
+        gaps = [np.linalg.norm(centers[i] - centers[j]) - radii[j] for j in range(n) if j != i]
+        radii[i] = min(radii[i], min(gaps))
+    return radii * (1 - 1e-9)
+>>>>>>> REPLACE"""
+
+
+def test_hill_climbing_beam_and_best_of_n():
+    scores = np.array([1.0, 3.0, 2.0, 3.0])
+    assert selection.hill_climbing(scores).tolist() == [0, 1, 0, 0]
+    assert selection.beam(scores, np.array([0, 2, 0, 0]), width=2).argmax() == 3
+    assert selection.beam(scores, np.array([0, 2, 0, 2]), width=2).argmax() == 2
+    assert selection.beam(scores, np.array([2, 2, 2, 2]), width=2).argmax() == 1
+    assert selection.best_of_n(np.array([3, 0, 1, 2])).argmax() == 1
+
+
+async def start(ws, **config):
+    return (await runs.start_run(ws, "circle_packing_26", config=config)).run.run_id
+
+
+async def add_children(ws, run_id, parent_id, count, offset=0):
+    """Evaluated children of parent_id with distinct ring radii (novelty off in these runs)."""
+    ids = []
+    for k in range(offset, offset + count):
+        result = await steps.propose_candidate(ws, run_id, parent_id, patch=rings_patch(0.22 + 0.001 * (k + 1), 0.42))
+        ids.append(result.program.id)
+    return ids
+
+
+async def test_in_flight_samples_spread_over_parents(ws):
+    run_id = await start(ws, num_islands=1, novelty=False, selection="weighted")
+    seed = (await runs.get_run_status(ws, run_id)).best
+    await add_children(ws, run_id, seed.id, 7)
+    sampled = [await steps.sample_parent(ws, run_id) for _ in range(8)]  # 8 workers, none has proposed yet
+    parents = {s.parent.id for s in sampled}
+    assert len(parents) >= 4, parents
+    assert (await runs.get_run_status(ws, run_id)).in_flight == 8
+
+
+async def test_tickets_expire(ws):
+    run_id = await start(ws, num_islands=1, ticket_ttl_s=0.05)
+    await steps.sample_parent(ws, run_id)
+    import anyio
+
+    await anyio.sleep(0.1)
+    assert (await runs.get_run_status(ws, run_id)).in_flight == 0
+
+
+async def test_islands_seeded_inherited_and_migrated(ws):
+    run_id = await start(ws, num_islands=2, novelty=False, migration_interval=6, migration_rate=0.5)
+    status = await runs.get_run_status(ws, run_id)
+    assert set(status.islands) == {0, 1}
+    assert all(i.programs == 1 and i.correct == 1 for i in status.islands.values())
+    seed_ids = {i: s.best_id for i, s in status.islands.items()}
+    children = await add_children(ws, run_id, seed_ids[0], 3)
+    for child in children:  # children inherit their parent's island
+        assert (await ws.program(run_id, child)).island == 0
+    assert not [e for e in await ws.archive.events(run_id) if e["kind"] == "migration"]
+    children += await add_children(ws, run_id, seed_ids[0], 1, offset=3)
+    status = await runs.get_run_status(ws, run_id)
+    # the 6th evaluation (2 seeds + 4 children) triggered a migration from island 0 to island 1
+    events = await ws.archive.events(run_id)
+    migrations = [e for e in events if e["kind"] == "migration"]
+    assert len(migrations) == 1
+    moved = migrations[0]["data"]["moved"]["1"]
+    assert moved and status.islands[0].best_id not in moved
+    for program_id in moved:
+        assert (await ws.program(run_id, program_id)).island == 1
+    moved_scores = [(await ws.program(run_id, i)).combined_score for i in moved]
+    assert status.islands[0].best_score >= max(moved_scores)
+
+
+async def test_samples_use_every_island(ws):
+    run_id = await start(ws, num_islands=3, novelty=False)
+    islands = {(await steps.sample_parent(ws, run_id)).island for _ in range(3)}
+    assert islands == {0, 1, 2}
+    with pytest.raises(EvoError, match="islands 0 to 2"):
+        await steps.sample_parent(ws, run_id, island=5)
+
+
+async def test_novelty_rejects_near_copies_and_accepts_real_changes(ws):
+    run_id = await start(ws, num_islands=1)
+    seed = (await runs.get_run_status(ws, run_id)).best
+    with pytest.raises(EvoError, match=rf"too similar to program {seed.id}"):
+        await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43))
+    event = (await ws.archive.events(run_id))[0]
+    assert event["kind"] == "novelty_rejected" and event["data"]["nearest"] == seed.id
+    assert 0.995 < event["data"]["similarity"] <= 1.0
+    accepted = await steps.propose_candidate(ws, run_id, seed.id, patch=GROW)
+    assert accepted.novelty.checked and accepted.novelty.nearest_id == seed.id
+    # the constant-tuning operator is exempt, and says so
+    tuned = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43), operator="perturb")
+    assert not tuned.novelty.checked and "exempt" in tuned.novelty.note
+    assert (await runs.get_run_status(ws, run_id)).novelty_rejections == 1
+
+
+async def test_novelty_state_survives_a_restart(db_path):
+    from evomcp.tools.workspace import open_workspace
+
+    async with open_workspace(db_path, slots=1) as ws:
+        run_id = await start(ws, num_islands=1)
+        seed = (await runs.get_run_status(ws, run_id)).best
+        child = await steps.propose_candidate(ws, run_id, seed.id, patch=GROW)
+    async with open_workspace(db_path, slots=1) as ws:
+        near_child = GROW.replace("min(gaps))", "min(gaps) )")
+        with pytest.raises(EvoError, match=rf"too similar to program {child.program.id}|exact duplicate"):
+            await steps.propose_candidate(ws, run_id, seed.id, patch=near_child)
+
+
+def test_embedding_sees_only_the_mutable_code():
+    base = "import os\n# EVOLVE-BLOCK-START\nx = 1\ny = x + 2\n# EVOLVE-BLOCK-END\nprint(x)\n"
+    other_fixed = base.replace("import os", "import sys, json, math").replace("print(x)", "print(y, x)")
+    assert float(embed(base) @ embed(other_fixed)) == pytest.approx(1.0)
+    assert embed(base).dtype == np.float32 and float(np.linalg.norm(embed(base))) == pytest.approx(1.0)
+
+
+async def test_fix_mode_when_an_island_has_no_correct_program(ws):
+    run_id = (await runs.start_run(ws, str(DATA / "broken_seed"), config={"num_islands": 1})).run.run_id
+    sampled = await steps.sample_parent(ws, run_id)
+    assert sampled.mode == "fix" and sampled.patch_type == "diff"
+    assert "must not be negative" in sampled.brief and "Fix the program" in sampled.brief
+    fixed = await steps.propose_candidate(ws, run_id, sampled.parent.id,
+                                          patch="<<<<<<< SEARCH\n    return -1.0\n=======\n    return 2.0\n>>>>>>> REPLACE")
+    assert fixed.program.correct and fixed.is_new_best
+    assert (await steps.sample_parent(ws, run_id)).mode == "improve"
+
+
+async def test_brief_inspirations_and_full_precision(ws):
+    run_id = await start(ws, num_islands=1, novelty=False, num_inspirations=2)
+    seed = (await runs.get_run_status(ws, run_id)).best
+    await add_children(ws, run_id, seed.id, 3)
+    sampled = await steps.sample_parent(ws, run_id, strategy="uniform")
+    scores = [p.combined_score for p in sampled.inspirations]
+    assert len(scores) == 2 and scores == sorted(scores, reverse=True)
+    assert sampled.parent.id not in [p.id for p in sampled.inspirations]
+    assert repr(sampled.parent.combined_score) in sampled.brief
+    assert "delta to best" in sampled.brief and "delta to its parent" in sampled.brief
+    assert sampled.patch_type in ("diff", "full", "cross")
+
+
+async def test_cross_patch_type_is_recorded(ws):
+    run_id = await start(ws, num_islands=1)
+    seed = await ws.program(run_id, (await runs.get_run_status(ws, run_id)).best.id)
+    code = seed.code.replace("    return radii * (1 - 1e-9)", GROW.split("=======\n")[1].split(">>>>>>>")[0].rstrip("\n"))
+    result = await steps.propose_candidate(ws, run_id, seed.id, code=code, patch_type="cross")
+    assert result.program.patch_type == "cross" and result.program.correct

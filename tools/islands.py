@@ -1,0 +1,53 @@
+"""Islands: sub-populations that evolve apart and exchange their good programs now and then."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..store import RunRecord
+from .models import RunConfig
+from .workspace import Workspace
+
+MIGRATION_NOTE = "migrated_at_evaluation"
+
+
+async def seed_islands(ws: Workspace, run_id: int, seed_id: int, num_islands: int) -> list[int]:
+    """Copy the evaluated seed onto islands 1..K-1 (it already sits on island 0)."""
+    return [await ws.archive.copy_program(seed_id, island) for island in range(1, num_islands)]
+
+
+def choose_island(ws: Workspace, run_id: int, config: RunConfig) -> int:
+    """The island with the least work in flight, ties broken at random, so workers spread out."""
+    busy = ws.tickets.islands_in_flight(run_id)
+    loads = np.array([busy.get(i, 0) for i in range(config.num_islands)], dtype=float)
+    candidates = np.flatnonzero(loads == loads.min())
+    return int(ws.rng.choice(candidates))
+
+
+async def migrate_if_due(ws: Workspace, run: RunRecord, config: RunConfig, evaluated: int) -> list[int]:
+    """Every `migration_interval` evaluations, move the best share of each island to the next one.
+
+    An island's best program never leaves it. Returns the ids that moved.
+    """
+    if config.num_islands < 2 or config.migration_interval <= 0:
+        return []
+    last = await ws.archive.get_note(run.id, MIGRATION_NOTE) or 0
+    if evaluated - last < config.migration_interval:
+        return []
+    await ws.archive.set_note(run.id, MIGRATION_NOTE, evaluated)
+    moves: dict[int, list[int]] = {}
+    for island in range(config.num_islands):
+        pool = await ws.archive.top_k(run.id, config.archive_size, island=island)
+        count = max(1, math.ceil(config.migration_rate * len(pool))) if len(pool) > 1 else 0
+        moves[(island + 1) % config.num_islands] = [row["id"] for row in pool[1 : 1 + count]]
+    moved = []
+    for destination, ids in moves.items():
+        if ids:
+            await ws.archive.move_programs(ids, destination)
+            moved += ids
+    if moved:
+        ws.novelty.forget(run.id)  # rows changed islands: rebuild the matrices on next use
+        await ws.archive.add_event(run.id, "migration", {"moved": moves, "at_evaluation": evaluated})
+    return moved
