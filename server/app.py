@@ -13,7 +13,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from .. import __version__
 from ..tools import runs, steps, views
@@ -29,6 +29,7 @@ from ..tools.models import (
     TaskList,
 )
 from ..tools.workspace import Workspace
+from .driver import DriverConfig, Drivers
 
 T = TypeVar("T")
 
@@ -54,7 +55,15 @@ async def _call(coro: Awaitable[T]) -> T:
         raise ToolError(str(exc)) from None
 
 
-def build_server(ws: Workspace) -> MCPServer:
+def _driver_config(driver: dict[str, Any]) -> DriverConfig:
+    try:
+        return DriverConfig.model_validate(driver)
+    except ValidationError as exc:
+        raise ToolError(f"bad driver settings: {exc.errors(include_url=False)}") from None
+
+
+def build_server(ws: Workspace, drivers: Drivers | None = None) -> MCPServer:
+    """The MCP server over a workspace; `drivers` runs built-in drivers (None: agents only)."""
     mcp = MCPServer("evomcp", version=__version__, instructions=INSTRUCTIONS,
                     description="LLM-driven program evolution: sample parents, propose changes, score them")
 
@@ -71,14 +80,43 @@ def build_server(ws: Workspace) -> MCPServer:
                                    max_length=4096)],
         name: Annotated[str | None, Field(description="a label for the run", max_length=200)] = None,
         config: Annotated[dict[str, Any] | None, Field(
-            description="optional run settings: selection (uniform|power_law|weighted), power_law_alpha, "
-                        "weighted_lambda, num_inspirations, max_code_bytes, timeout_s, seed, "
-                        "require_isolation (none|namespaces)")] = None,
+            description="optional run settings: selection (uniform|power_law|weighted|hill_climbing|beam|"
+                        "best_of_n), num_islands, migration_interval, novelty (bool), novelty_threshold, "
+                        "num_inspirations, max_code_bytes, timeout_s, seed, require_isolation (none|namespaces)")
+        ] = None,
+        driver: Annotated[dict[str, Any] | None, Field(
+            description="let the server evolve the run by itself in the background: {models: [{name, model, "
+                        "base_url, api_key_env, price_in_per_m, price_out_per_m}], perturb (bool, offline "
+                        "operator), max_evaluations, max_cost_usd, max_wall_s, target_score, concurrency, "
+                        "meta_every}; omit to drive the run yourself")] = None,
     ) -> RunStatus:
         """Start a run on a task: stores and evaluates the initial program (generation 0), returns the status.
 
-        Then call sample_parent(run_id) to begin evolving."""
-        return await _call(runs.start_run(ws, task, name, config))
+        Then call sample_parent(run_id) to evolve it yourself, or pass `driver` to have the server evolve it in
+        the background (watch it with get_run_status; both can work on one run at once)."""
+        config_driver = _driver_config(driver) if driver is not None else None
+        if config_driver is not None and drivers is None:
+            raise ToolError("this server runs no built-in drivers; drive the run with sample_parent instead")
+        status = await _call(runs.start_run(ws, task, name, config))
+        if config_driver is not None and drivers is not None:
+            await _call(drivers.start(status.run.run_id, config_driver))
+            status = await _call(runs.get_run_status(ws, status.run.run_id))
+        return status
+
+    @mcp.tool(annotations=WRITES)
+    async def resume_run(
+        run_id: RunId,
+        driver: Annotated[dict[str, Any] | None, Field(
+            description="driver settings as in start_run; omit to reuse the run's last driver settings, if any")
+        ] = None,
+    ) -> RunStatus:
+        """Reopen a stopped or interrupted run; its built-in driver (if it had one) continues from the archive."""
+        status = await _call(runs.resume_run(ws, run_id))
+        settings = driver if driver is not None else (status.driver or {}).get("config")
+        if settings is not None and drivers is not None:
+            await _call(drivers.start(run_id, _driver_config(settings)))
+            status = await _call(runs.get_run_status(ws, run_id))
+        return status
 
     @mcp.tool(annotations=READ_ONLY)
     async def list_runs() -> RunList:
@@ -93,7 +131,10 @@ def build_server(ws: Workspace) -> MCPServer:
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
                                           open_world_hint=False))
     async def stop_run(run_id: RunId) -> RunStatus:
-        """Stop a run: it keeps its archive but accepts no new programs."""
+        """Stop a run (and its built-in driver, letting evaluations in flight finish): the archive is kept,
+        new programs are refused; resume_run reopens it."""
+        if drivers is not None:
+            await drivers.stop(run_id)
         return await _call(runs.stop_run(ws, run_id))
 
     @mcp.tool(annotations=WRITES)

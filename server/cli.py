@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from .. import __version__
 from ..tools import runs, views
 from ..tools.errors import EvoError
 from ..tools.workspace import open_workspace
+from .ensemble import ModelError, ModelSpec
 from .hardening import make_undumpable
 from .settings import default_db
 
@@ -40,14 +43,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="speak streamable HTTP instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    serve.add_argument("--resume-drivers", action="store_true",
+                       help="restart the built-in drivers of runs that were being driven when the server stopped")
 
     run = sub.add_parser("run", help="evolve a task in the foreground with the built-in driver")
     _add_common(run)
     run.add_argument("task", help="built-in task name (see `evomcp tasks`) or path of a task directory")
-    run.add_argument("--budget", type=int, default=300, help="candidates to propose (default 300)")
-    run.add_argument("--concurrency", type=int, default=None, help="workers (default: slots)")
+    run.add_argument("--model", action="append", default=[], metavar="SPEC",
+                     help="a model of the ensemble: a model id, or key=value pairs: name, model, base_url, "
+                          "key_env, price_in, price_out (USD per million tokens), temps (e.g. 0.2/0.8); repeatable")
+    run.add_argument("--models", type=Path, default=None, help="JSON or TOML file with a list of model specs")
+    run.add_argument("--budget", type=int, default=300, help="candidates to evaluate (default 300)")
+    run.add_argument("--max-cost", type=float, default=None, metavar="USD", help="cap on model spending")
+    run.add_argument("--max-wall", type=float, default=None, metavar="S", help="cap on wall-clock seconds")
+    run.add_argument("--target", type=float, default=None, help="stop at this score")
+    run.add_argument("--concurrency", type=int, default=None, help="candidates at once (default: slots)")
+    run.add_argument("--no-perturb", action="store_true", help="leave out the offline perturb operator")
+    run.add_argument("--meta-every", type=int, default=0, metavar="K", help="model recommendations every K")
     run.add_argument("--seed", type=int, default=None, help="random seed")
     run.add_argument("--resume", type=int, default=None, metavar="RUN_ID", help="continue this run")
+    run.add_argument("--config", default=None, metavar="JSON", help="run config as JSON (see start_run)")
+
+    export = sub.add_parser("export", help="write a run's programs as JSON lines or CSV")
+    _add_common(export)
+    export.add_argument("run_id", type=int)
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("-o", "--output", type=Path, default=None, help="file (default: stdout)")
 
     sub.add_parser("tasks", help="list the built-in tasks")
     runs_p = sub.add_parser("runs", help="list the runs in the archive")
@@ -64,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("EVOMCP_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     make_undumpable()
-    handler = {"serve": _serve, "run": _run, "tasks": _tasks, "runs": _runs, "show": _show}[args.command]
+    handler = {"serve": _serve, "run": _run, "tasks": _tasks, "runs": _runs, "show": _show,
+               "export": _export}[args.command]
     try:
         anyio.run(handler, args)
     except EvoError as exc:
@@ -89,29 +111,69 @@ async def _on_signal(stop: Callable[[], None]) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     """Serve until the client goes away or SIGINT/SIGTERM; the archive is closed cleanly either way."""
     from .app import build_server
+    from .driver import Drivers, resume_driven_runs
 
-    async with open_workspace(_db(args), args.slots) as ws:
-        server = build_server(ws)
+    async with open_workspace(_db(args), args.slots) as ws, anyio.create_task_group() as driver_tasks:
+        drivers = Drivers(ws, driver_tasks)
+        server = build_server(ws, drivers)
         log.info("archive %s", ws.archive.path)
+        if args.resume_drivers:
+            for run_id in await resume_driven_runs(ws, drivers):
+                log.info("resumed the driver of run %d", run_id)
         async with anyio.create_task_group() as tg:
-            if not args.http:
+            if args.http:
+                await _serve_http(server, args, tg)
+            else:
                 tg.start_soon(_on_signal, tg.cancel_scope.cancel)
                 await server.run_stdio_async()
-                tg.cancel_scope.cancel()
-                return
-            import uvicorn
-
-            class Uvicorn(uvicorn.Server):
-                @contextlib.contextmanager
-                def capture_signals(self):  # signals are ours: see _on_signal
-                    yield
-
-            app = server.streamable_http_app(host=args.host)
-            http = Uvicorn(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
-            tg.start_soon(_on_signal, lambda: setattr(http, "should_exit", True))
-            log.info("serving streamable HTTP on http://%s:%d/mcp", args.host, args.port)
-            await http.serve()
             tg.cancel_scope.cancel()
+        driver_tasks.cancel_scope.cancel()
+
+
+async def _serve_http(server, args: argparse.Namespace, tg) -> None:
+    import uvicorn
+
+    class Uvicorn(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # signals are ours: see _on_signal
+            yield
+
+    app = server.streamable_http_app(host=args.host)
+    http = Uvicorn(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    tg.start_soon(_on_signal, lambda: setattr(http, "should_exit", True))
+    log.info("serving streamable HTTP on http://%s:%d/mcp", args.host, args.port)
+    await http.serve()
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    """`gpt-4.1-mini` or `name=fast,model=m,base_url=http://...,key_env=KEY,price_in=0.4,price_out=1.6,temps=0/0.7`."""
+    if "=" not in text:
+        return ModelSpec(name=text, model=text)
+    fields: dict[str, object] = {}
+    aliases = {"key_env": "api_key_env", "price_in": "price_in_per_m", "price_out": "price_out_per_m",
+               "temps": "temperatures", "url": "base_url"}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        key = aliases.get(key.strip(), key.strip())
+        if key == "temperatures":
+            fields[key] = [float(t) for t in value.split("/")]
+        elif key == "api_key_env" and value.strip().lower() in ("", "none", "null"):
+            fields[key] = None
+        else:
+            fields[key] = value.strip()
+    fields.setdefault("model", fields.get("name"))
+    fields.setdefault("name", fields["model"])
+    return ModelSpec.model_validate(fields)
+
+
+def load_models(args: argparse.Namespace) -> list[ModelSpec]:
+    specs = [parse_model_spec(text) for text in args.model]
+    if args.models is not None:
+        text = args.models.read_text()
+        data = tomllib.loads(text) if args.models.suffix == ".toml" else json.loads(text)
+        items = data.get("models", []) if isinstance(data, dict) else data
+        specs += [ModelSpec.model_validate({"name": m.get("name", m.get("model")), **m}) for m in items]
+    return specs
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -119,67 +181,76 @@ async def _run(args: argparse.Namespace) -> None:
     from rich.live import Live
     from rich.table import Table
 
-    from .driver import drive
+    from .driver import Driver, DriverConfig
 
     console = Console(stderr=True)
+    try:
+        config = DriverConfig(models=load_models(args), perturb=not args.no_perturb, max_evaluations=args.budget,
+                              max_cost_usd=args.max_cost, max_wall_s=args.max_wall, target_score=args.target,
+                              concurrency=args.concurrency or args.slots or os.cpu_count() or 1,
+                              meta_every=args.meta_every)
+    except (ValueError, OSError) as exc:
+        raise EvoError(f"bad model configuration: {exc}") from None
     async with open_workspace(_db(args), args.slots) as ws:
         if args.seed is not None:
             import numpy as np
 
             ws.rng = np.random.default_rng(args.seed)
         if args.resume is not None:
-            status = await runs.get_run_status(ws, args.resume)
-            if status.run.status != "running":
-                await ws.archive.set_run_status(args.resume, "running")
+            status = await runs.resume_run(ws, args.resume)
         else:
-            status = await runs.start_run(ws, args.task)
+            status = await runs.start_run(ws, args.task, config=json.loads(args.config) if args.config else None)
         run_id = status.run.run_id
         initial = status.best.combined_score if status.best else None
-        console.print(f"run {run_id} on {status.run.task}: archive {ws.archive.path}")
+        console.print(f"run {run_id} on {status.run.task} (isolation {status.isolation}); archive {ws.archive.path}")
         started = time.monotonic()
         best = [initial]
 
-        def table() -> Table:
+        def table(driver: Driver | None = None) -> Table:
             t = Table.grid(padding=(0, 2))
             elapsed = time.monotonic() - started
-            t.add_row("proposed", f"{stats_box[0].attempted}/{args.budget}" if stats_box else "0")
-            t.add_row("best", f"{best[0]!r}" if best[0] is not None else "-")
+            done = driver.status.evaluations if driver else 0
+            t.add_row("evaluated", f"{done}/{args.budget}")
+            t.add_row("best", repr(best[0]) if best[0] is not None else "-")
             if initial is not None and best[0] is not None:
                 t.add_row("gain", f"{best[0] - initial:+.10g}")
             if status.target_score is not None:
                 t.add_row("target", repr(status.target_score))
-            rate = stats_box[0].evaluated / elapsed if stats_box and elapsed > 0 else 0.0
-            t.add_row("rate", f"{rate:.1f} candidates/s")
+            if driver is not None:
+                t.add_row("cost", f"${driver.status.cost_usd:.4f}")
+                arms = driver.status.arms or {}
+                t.add_row("arms", "  ".join(f"{k}:{int(v['pulls'])}" for k, v in arms.items()))
+            t.add_row("rate", f"{done / elapsed if elapsed > 0 else 0.0:.1f} candidates/s")
             return t
 
-        stats_box: list = []
         with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
-            def on_result(result, stats) -> None:
-                if not stats_box:
-                    stats_box.append(stats)
+            def on_result(result, driver) -> None:
                 if result is not None and result.is_new_best:
                     best[0] = result.program.combined_score
-                live.update(table())
+                live.update(table(driver))
 
+            try:
+                driver = Driver(ws, run_id, config, on_result=on_result)
+            except ModelError as exc:
+                raise EvoError(str(exc)) from None
             interrupted = False
 
             def interrupt() -> None:
                 nonlocal interrupted
                 interrupted = True
-                tg.cancel_scope.cancel()
+                driver.stop()
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_on_signal, interrupt)
-                await drive(ws, run_id, budget=args.budget, concurrency=args.concurrency or ws.executor.slots,
-                            on_result=on_result)
+                await driver.run()
                 tg.cancel_scope.cancel()
         if interrupted:
             console.print(f"interrupted; nothing is lost. Continue with: evomcp run {args.task} --resume {run_id}")
         final = await runs.get_run_status(ws, run_id)
         console.print(
             f"run {run_id}: initial {initial!r} -> best {final.best.combined_score if final.best else None!r} "
-            f"after {final.evaluated} evaluations in {time.monotonic() - started:.1f} s "
-            f"(best program: evomcp show {run_id} --best)"
+            f"after {final.evaluated} evaluations in {time.monotonic() - started:.1f} s; "
+            f"driver {driver.status.state}: {driver.status.reason} (best program: evomcp show {run_id} --best)"
         )
 
 
@@ -196,6 +267,20 @@ async def _runs(args: argparse.Namespace) -> None:
             status = await runs.get_run_status(ws, run.run_id)
             best = status.best.combined_score if status.best else None
             print(f"{run.run_id:5} {run.status:11} {run.task:24} evaluated {status.evaluated:6}  best {best!r}")
+
+
+async def _export(args: argparse.Namespace) -> None:
+    from .export import export_run
+
+    async with open_workspace(_db(args)) as ws:
+        await ws.run(args.run_id)
+        out = open(args.output, "w", newline="") if args.output else sys.stdout
+        try:
+            count = await export_run(ws.archive, args.run_id, args.format, out)
+        finally:
+            if args.output:
+                out.close()
+    print(f"exported {count} programs", file=sys.stderr)
 
 
 async def _show(args: argparse.Namespace) -> None:

@@ -1,66 +1,392 @@
-"""The built-in driver: runs the evolution loop itself with the same tool functions an agent uses.
+"""The built-in driver: runs the evolution loop on the server with the same tool functions an agent uses.
 
-This version drives with the offline `perturb` operator; model-backed operators plug in
-at `_propose` (sample_parent -> brief -> operator -> propose_candidate -> evaluate).
+Per step: sample_parent -> a bandit picks the arm (a model of the ensemble, or the
+offline `perturb` operator) and a second bandit the patch type -> the arm writes a
+change from the brief -> propose_candidate -> evaluate -> both bandits learn from the
+child's improvement over its parent. Budgets (evaluations, cost, wall time, target)
+are checked before each step; the cost cap reserves the worst case of calls in
+flight, so it is never exceeded. All state lives in the archive (bandits, counters,
+scratchpad), so a driver resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any, Literal
 
 import anyio
+from anyio.abc import TaskGroup
+from pydantic import BaseModel, Field
 
 from ..tools import steps
+from ..tools.bandit import Bandit, BanditState
 from ..tools.errors import EvoError
 from ..tools.models import ProposalResult
 from ..tools.perturb import perturb
 from ..tools.workspace import Workspace
+from .ensemble import PERTURB, Ensemble, ModelError, ModelSpec, parse_change
+
+log = logging.getLogger("evomcp.driver")
+
+SYSTEM_PROMPT = ("You are an expert programmer improving a program by evolution. Follow the brief exactly and "
+                 "answer in the format it asks for.")
+META_PROMPT = """You review an evolutionary search over programs. Below are the most recent evaluated programs
+(score, change description, error). Write (1) a short scratchpad of what worked and what did not,
+then (2) at most 5 concrete recommendations for the next changes, one per line starting with "- ".
+
+Task: {task}
+Best score so far: {best}
+
+{rows}"""
+
+DriverState = Literal["running", "stopping", "finished", "stopped", "interrupted", "failed"]
 
 
-@dataclass
-class LoopStats:
-    attempted: int = 0
-    evaluated: int = 0
-    rejected: int = 0
-    improved: int = 0
+class DriverConfig(BaseModel):
+    models: list[ModelSpec] = Field(default_factory=list, description="the LLM ensemble; may be empty")
+    perturb: bool = Field(True, description="include the offline perturb operator as an arm")
+    max_evaluations: int | None = Field(None, ge=1, description="stop after this many evaluated candidates")
+    max_cost_usd: float | None = Field(None, ge=0, description="never spend more than this on model calls")
+    max_wall_s: float | None = Field(None, gt=0, description="stop after this many seconds of driving")
+    target_score: float | None = Field(None, description="stop when a correct program reaches this score")
+    concurrency: int = Field(2, ge=1, le=64, description="candidates worked on at once")
+    meta_every: int = Field(0, ge=0, description="every K evaluations a model writes recommendations "
+                                                 "(0: off; needs a model)")
+    max_idle_steps: int = Field(50, ge=1, description="stop after this many steps in a row without a new "
+                                                      "evaluated candidate (a broken endpoint must not spin)")
 
 
-async def drive(ws: Workspace, run_id: int, *, budget: int, concurrency: int = 2,
-                on_result: Callable[[ProposalResult | None, LoopStats], None] | None = None) -> LoopStats:
-    """Propose and evaluate up to `budget` candidates with `concurrency` workers."""
-    stats = LoopStats()
-
-    async def worker() -> None:
-        while stats.attempted < budget:
-            stats.attempted += 1
-            result = await _propose(ws, run_id, stats)
-            if on_result is not None:
-                on_result(result, stats)
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(max(1, concurrency)):
-            tg.start_soon(worker)
-    return stats
+class DriverStatus(BaseModel):
+    state: DriverState
+    reason: str | None = None
+    evaluations: int = 0
+    refused: int = 0
+    cost_usd: float = 0.0
+    reserved_usd: float = 0.0
+    in_flight: int = 0
+    arms: dict[str, dict[str, float]] = Field(default_factory=dict)
+    patch_types: dict[str, dict[str, float]] = Field(default_factory=dict)
+    config: DriverConfig
 
 
-async def _propose(ws: Workspace, run_id: int, stats: LoopStats) -> ProposalResult | None:
-    sampled = await steps.sample_parent(ws, run_id)
-    change = perturb(sampled.parent.code, ws.rng)
-    if change is None:
-        stats.rejected += 1
-        ws.tickets.redeem(sampled.ticket, run_id, sampled.parent.id)
+ARMS_NOTE, PATCH_NOTE, DRIVER_NOTE, META_NOTE = "bandit:arms", "bandit:patch_types", "driver", "meta"
+
+
+class Driver:
+    """Drives one run until a budget is reached or stop() is called."""
+
+    def __init__(self, ws: Workspace, run_id: int, config: DriverConfig,
+                 on_result: Callable[[ProposalResult | None, Driver], None] | None = None):
+        self.ws = ws
+        self.run_id = run_id
+        self.config = config
+        self.ensemble = Ensemble(config.models)
+        self.on_result = on_result
+        self.arms = ([PERTURB] if config.perturb else []) + [m.name for m in config.models]
+        if not self.arms:
+            raise EvoError("the driver has no arm: configure at least one model or keep perturb on")
+        self.ensemble.check(budgeted=config.max_cost_usd is not None)
+        self.status = DriverStatus(state="running", config=config)
+        self._arm_bandit = Bandit()
+        self._patch_bandit = Bandit(cost_weight=0.0)
+        self._reserved = 0.0
+        self._spent = 0.0
+        self._started = time.monotonic()
+        self._stop = anyio.Event()
+        self._evaluations_at_start = 0
+        self._last_meta = 0
+        self._call_cost = 0.0
+        self._idle_steps = 0
+        self._last_failure = ""
+        self.done = anyio.Event()
+
+    # state kept in the archive ------------------------------------------------
+
+    async def _load(self) -> None:
+        archive = self.ws.archive
+        for note, bandit in ((ARMS_NOTE, self._arm_bandit), (PATCH_NOTE, self._patch_bandit)):
+            saved = await archive.get_note(self.run_id, note)
+            if saved:
+                bandit.state = BanditState.model_validate(saved)
+                for arm in bandit.state.arms.values():
+                    arm.pending = 0  # pulls in flight died with the previous process
+        self._spent = await archive.llm_cost(self.run_id)
+        self._last_meta = (await archive.get_note(self.run_id, META_NOTE) or {}).get("at", 0)
+
+    async def _save(self) -> None:
+        archive = self.ws.archive
+        await archive.set_note(self.run_id, ARMS_NOTE, self._arm_bandit.state.model_dump())
+        await archive.set_note(self.run_id, PATCH_NOTE, self._patch_bandit.state.model_dump())
+        self.status.arms = self._arm_bandit.summary()
+        self.status.patch_types = self._patch_bandit.summary()
+        self.status.cost_usd = self._spent
+        self.status.reserved_usd = self._reserved
+        await archive.set_note(self.run_id, DRIVER_NOTE, self.status.model_dump(mode="json"))
+
+    async def _evaluated(self) -> int:
+        counts = await self.ws.archive.counts_by_status(self.run_id)
+        return counts.get("evaluated", 0) + counts.get("failed", 0)
+
+    # budgets ----------------------------------------------------------------
+
+    async def _budget_reason(self) -> str | None:
+        c = self.config
+        if self._stop.is_set():
+            return "stopped by request"
+        run = await self.ws.run(self.run_id)
+        if run.status != "running":
+            return f"the run is {run.status}"
+        if not self.arms:
+            return f"no usable arm left (last failure: {self._last_failure})"
+        if self._idle_steps >= c.max_idle_steps:
+            return f"{self._idle_steps} steps in a row produced no candidate (last failure: {self._last_failure})"
+        if c.max_wall_s is not None and time.monotonic() - self._started >= c.max_wall_s:
+            return f"wall-time budget of {c.max_wall_s:g} s reached"
+        if c.max_evaluations is not None:
+            done = await self._evaluated() - self._evaluations_at_start
+            if done + self.status.in_flight >= c.max_evaluations:
+                return f"evaluation budget of {c.max_evaluations} reached"
+        target = c.target_score
+        if target is not None:
+            best = await self.ws.archive.best_program(self.run_id)
+            if best and best["combined_score"] >= target:
+                return f"target score {target!r} reached"
         return None
-    code, description = change
-    try:
-        result = await steps.propose_candidate(ws, run_id, sampled.parent.id, code=code, patch_type="full",
-                                               description=description, ticket=sampled.ticket,
-                                               operator="perturb")
-    except EvoError:
-        stats.rejected += 1
-        ws.tickets.redeem(sampled.ticket, run_id, sampled.parent.id)
-        return None
-    stats.evaluated += 1
-    if result.is_new_best:
-        stats.improved += 1
-    return result
+
+    def _reserve(self, arm: str, prompt: str) -> float | None:
+        """Reserve the worst-case cost of a call; None when it would break the cap."""
+        if arm == PERTURB or self.config.max_cost_usd is None:
+            return 0.0
+        worst = self.ensemble.specs[arm].worst_case_cost(len(prompt))
+        if self._spent + self._reserved + worst > self.config.max_cost_usd:
+            return None
+        self._reserved += worst
+        return worst
+
+    # the loop ---------------------------------------------------------------
+
+    async def run(self) -> DriverStatus:
+        await self._load()
+        self._evaluations_at_start = await self._evaluated()
+        await self._evaluate_leftovers()
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.config.concurrency):
+                    tg.start_soon(self._worker, tg)
+        except BaseException:
+            self.status.state = "interrupted"
+            self.status.reason = self.status.reason or "the server stopped while the run was driven"
+            with anyio.CancelScope(shield=True):
+                await self._save()
+                self.done.set()
+            raise
+        if self.status.state == "running":
+            self.status.state = "stopped" if self._stop.is_set() else "finished"
+        await self._save()
+        await self.ensemble.aclose()
+        self.done.set()
+        return self.status
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _evaluate_leftovers(self) -> None:
+        """Programs proposed but never evaluated (the process died in between) are evaluated first."""
+        rows, _ = await self.ws.archive.page_programs(self.run_id, order="oldest", limit=200)
+        for row in rows:
+            if row["status"] == "pending":
+                try:
+                    await steps.evaluate(self.ws, self.run_id, row["id"])
+                except EvoError:
+                    pass
+
+    async def _worker(self, tg: TaskGroup) -> None:
+        while True:
+            reason = await self._budget_reason()
+            if reason is not None:
+                if self.status.reason is None:
+                    self.status.reason = reason
+                return
+            self.status.in_flight += 1
+            try:
+                result = await self._step()
+            finally:
+                self.status.in_flight -= 1
+            await self._maybe_meta()
+            await self._save()
+            if self.on_result is not None:
+                self.on_result(result, self)
+
+    async def _step(self) -> ProposalResult | None:
+        ws, run_id = self.ws, self.run_id
+        arm = self._arm_bandit.choose(self.arms, ws.rng)
+        patch_kind = self._patch_bandit.choose(["diff", "full", "cross"], ws.rng) if arm != PERTURB else None
+        try:
+            sampled = await steps.sample_parent(ws, run_id, patch_type=patch_kind)
+        except EvoError as exc:
+            self._arm_bandit.release(arm)
+            if patch_kind:
+                self._patch_bandit.release(patch_kind)
+            self.status.refused += 1
+            await ws.archive.add_event(run_id, "driver_skip", {"reason": str(exc)})
+            await anyio.sleep(0.2)
+            return None
+        if patch_kind is not None:
+            patch_kind = sampled.patch_type  # fix mode may override the suggestion
+        parent_score = sampled.parent.combined_score
+        self._call_cost = 0.0
+        result: ProposalResult | None = None
+        try:
+            if arm == PERTURB:
+                change = perturb(sampled.parent.code, ws.rng)
+                if change is None:
+                    raise EvoError("perturb found no numeric literal to change")
+                code, description = change
+                result = await steps.propose_candidate(ws, run_id, sampled.parent.id, code=code, patch_type="full",
+                                                       description=description, ticket=sampled.ticket,
+                                                       operator=PERTURB)
+            else:
+                result = await self._ask_model(arm, sampled)
+        except (EvoError, ModelError) as exc:
+            self.status.refused += 1
+            self._last_failure = str(exc)[:300]
+            await ws.archive.add_event(run_id, "proposal_failed", {"arm": arm, "reason": str(exc)[:1000]})
+            ws.tickets.redeem(sampled.ticket, run_id, sampled.parent.id)
+            if isinstance(exc, ModelError) and exc.fatal and arm in self.arms:
+                self.arms.remove(arm)
+                await ws.archive.add_event(run_id, "arm_disabled", {"arm": arm, "reason": str(exc)[:1000]})
+        self._idle_steps = 0 if result is not None else self._idle_steps + 1
+        improvement = None
+        if result is not None and result.program.correct and result.program.combined_score is not None:
+            improvement = result.program.combined_score - (parent_score if parent_score is not None else 0.0)
+            self.status.evaluations += 1
+        elif result is not None:
+            self.status.evaluations += 1
+        self._arm_bandit.update(arm, improvement, self._call_cost)
+        if patch_kind is not None:
+            self._patch_bandit.update(patch_kind, improvement)
+        return result
+
+    async def _ask_model(self, arm: str, sampled: Any) -> ProposalResult:
+        ws = self.ws
+        brief = sampled.brief
+        reservation = self._reserve(arm, brief)
+        if reservation is None:
+            self.stop()
+            self.status.reason = f"cost cap of ${self.config.max_cost_usd:g} reached"
+            raise ModelError("cost cap reached: no further model calls")
+        try:
+            try:
+                reply = await self.ensemble.complete(arm, SYSTEM_PROMPT, brief, ws.rng)
+            except ModelError as exc:
+                await ws.archive.add_llm_call(self.run_id, arm, "mutation", ok=False, error=str(exc)[:1000])
+                raise
+            self._spent += reply.cost_usd
+            self._call_cost = reply.cost_usd
+            call_id = await ws.archive.add_llm_call(
+                self.run_id, arm, "mutation", prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd, seconds=reply.seconds, ok=True)
+        finally:
+            self._reserved -= reservation
+        if not reply.text.strip():
+            raise ModelError(f"model {arm!r} sent an empty reply")
+        patch, code, description = parse_change(reply.text)
+        result = await steps.propose_candidate(
+            ws, self.run_id, sampled.parent.id, patch=patch, code=code, patch_type=sampled.patch_type,
+            description=description or None, ticket=sampled.ticket, operator=arm, cost_usd=reply.cost_usd)
+        await ws.archive.link_llm_call(call_id, result.program.id)
+        return result
+
+    # meta-recommendations ------------------------------------------------------
+
+    async def _maybe_meta(self) -> None:
+        every = self.config.meta_every
+        if not every or not self.config.models:
+            return
+        evaluated = await self._evaluated()
+        if evaluated - self._last_meta < every:
+            return
+        self._last_meta = evaluated
+        model = min(self.config.models, key=lambda m: (m.price_out_per_m or 0.0))
+        recent = await self.ws.archive.recent_programs(self.run_id, 2 * every)
+        rows = "\n".join(
+            f"- score {r['combined_score']!r} correct={r['correct']} change={r['description']!r} "
+            f"error={(r['error'] or '')[:200]!r}" for r in recent)
+        best = await self.ws.archive.best_program(self.run_id)
+        task = self.ws.task(await self.ws.run(self.run_id))
+        prompt = META_PROMPT.format(task=task.description[:1500], best=repr(best["combined_score"]) if best else None,
+                                    rows=rows)
+        reservation = self._reserve(model.name, prompt)
+        if reservation is None:
+            return
+        try:
+            reply = await self.ensemble.complete(model.name, SYSTEM_PROMPT, prompt, self.ws.rng)
+        except ModelError as exc:
+            await self.ws.archive.add_llm_call(self.run_id, model.name, "meta", ok=False, error=str(exc)[:1000])
+            return
+        finally:
+            self._reserved -= reservation
+        self._spent += reply.cost_usd
+        await self.ws.archive.add_llm_call(self.run_id, model.name, "meta", prompt_tokens=reply.prompt_tokens,
+                                           completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
+                                           seconds=reply.seconds, ok=True)
+        lines = reply.text.strip().splitlines()
+        recommendations = "\n".join(line for line in lines if line.lstrip().startswith("- "))[:3000]
+        await self.ws.archive.set_note(self.run_id, META_NOTE, {"at": evaluated, "scratchpad": reply.text[:6000],
+                                                                "recommendations": recommendations})
+
+
+class Drivers:
+    """The drivers of a server process, each a task in the server's task group."""
+
+    def __init__(self, ws: Workspace, task_group: TaskGroup):
+        self.ws = ws
+        self._tg = task_group
+        self.active: dict[int, Driver] = {}
+
+    async def start(self, run_id: int, config: DriverConfig) -> Driver:
+        if run_id in self.active and not self.active[run_id].done.is_set():
+            raise EvoError(f"run {run_id} is already driven; stop_run first to change its driver")
+        try:
+            driver = Driver(self.ws, run_id, config)
+        except ModelError as exc:
+            raise EvoError(str(exc)) from None
+        await self.ws.archive.set_note(run_id, DRIVER_NOTE, driver.status.model_dump(mode="json"))
+        self.active[run_id] = driver
+        self._tg.start_soon(self._run, driver)
+        return driver
+
+    async def _run(self, driver: Driver) -> None:
+        try:
+            await driver.run()
+        except Exception as exc:  # noqa: BLE001 - a broken driver must not take the server down
+            log.exception("driver of run %d failed", driver.run_id)
+            driver.status.state = "failed"
+            driver.status.reason = f"{type(exc).__name__}: {exc}"
+            await self.ws.archive.set_note(driver.run_id, DRIVER_NOTE, driver.status.model_dump(mode="json"))
+            driver.done.set()
+
+    async def stop(self, run_id: int, timeout_s: float = 30.0) -> None:
+        driver = self.active.get(run_id)
+        if driver is None:
+            return
+        driver.stop()
+        with anyio.move_on_after(timeout_s):
+            await driver.done.wait()
+
+    async def stop_all(self) -> None:
+        for driver in self.active.values():
+            driver.stop()
+
+
+async def resume_driven_runs(ws: Workspace, drivers: Drivers) -> list[int]:
+    """Restart the drivers of runs that were being driven when the last server process ended."""
+    resumed = []
+    for run in await ws.archive.list_runs():
+        note = await ws.archive.get_note(run.id, DRIVER_NOTE)
+        if run.status == "running" and note and note.get("state") in ("running", "interrupted", "stopping"):
+            await drivers.start(run.id, DriverConfig.model_validate(note["config"]))
+            resumed.append(run.id)
+    return resumed

@@ -403,6 +403,50 @@ class Archive:
         ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
+    # LLM calls ------------------------------------------------------------------
+
+    async def add_llm_call(self, run_id: int, model: str, purpose: str, *, prompt_tokens: int = 0,
+                           completion_tokens: int = 0, cost_usd: float = 0.0, seconds: float = 0.0, ok: bool,
+                           error: str | None = None) -> int:
+        cur = await self._db.execute(
+            "INSERT INTO llm_calls(run_id, model, purpose, prompt_tokens, completion_tokens, cost_usd, seconds, ok,"
+            " error, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, model, purpose, prompt_tokens, completion_tokens, cost_usd, seconds, int(ok), error,
+             time.time()),
+        )
+        return cur.lastrowid
+
+    async def link_llm_call(self, call_id: int, program_id: int) -> None:
+        await self._db.execute("UPDATE llm_calls SET program_id = ? WHERE id = ?", (program_id, call_id))
+
+    async def llm_cost(self, run_id: int) -> float:
+        (total,) = await (
+            await self._db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE run_id = ?", (run_id,))
+        ).fetchone()
+        return float(total)
+
+    async def llm_call_stats(self, run_id: int) -> dict[str, dict[str, Any]]:
+        rows = await (
+            await self._db.execute(
+                "SELECT model, COUNT(*) AS calls, SUM(ok) AS ok, SUM(cost_usd) AS cost_usd,"
+                " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens"
+                " FROM llm_calls WHERE run_id = ? GROUP BY model",
+                (run_id,),
+            )
+        ).fetchall()
+        return {r["model"]: {k: r[k] for k in ("calls", "ok", "cost_usd", "prompt_tokens", "completion_tokens")}
+                for r in rows}
+
+    async def recent_programs(self, run_id: int, limit: int) -> list[dict[str, Any]]:
+        rows = await (
+            await self._db.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM programs WHERE run_id = ? AND status IN ('evaluated', 'failed')"
+                " ORDER BY id DESC LIMIT ?",
+                (run_id, limit),
+            )
+        ).fetchall()
+        return [_summary(r) for r in rows]
+
     # notes: small per-run state (bandit statistics, scratchpad, counters) -------
 
     async def get_note(self, run_id: int, key: str) -> Any:
@@ -439,3 +483,32 @@ class Archive:
             )
         ).fetchall()
         return [{"ts": r["ts"], "kind": r["kind"], "data": json.loads(r["data"])} for r in rows]
+
+    # reports: read-only queries of whole runs (used by evomcp.server.report) -----
+
+    async def report_programs(self, run_id: int) -> list[dict[str, Any]]:
+        """Every program of a run without code or metrics, in id (creation) order."""
+        rows = await (
+            await self._db.execute(
+                "SELECT id, parent_id, island, generation, status, correct, combined_score, cost_usd, created_at,"
+                " evaluated_at, patch_type, description, code_hash FROM programs WHERE run_id = ? ORDER BY id",
+                (run_id,),
+            )
+        ).fetchall()
+        programs = []
+        for row in rows:
+            data = dict(row)
+            data["correct"] = None if data["correct"] is None else bool(data["correct"])
+            programs.append(data)
+        return programs
+
+    async def run_events(self, run_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every event of a run (optionally of one kind), oldest first."""
+        kind_sql = " AND kind = ?" if kind is not None else ""
+        args: tuple[Any, ...] = (run_id, kind) if kind is not None else (run_id,)
+        rows = await (
+            await self._db.execute(
+                f"SELECT id, ts, kind, data FROM events WHERE run_id = ?{kind_sql} ORDER BY id", args
+            )
+        ).fetchall()
+        return [{"id": r["id"], "ts": r["ts"], "kind": r["kind"], "data": json.loads(r["data"])} for r in rows]

@@ -59,6 +59,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_by_run ON events(run_id, id);
 
+    CREATE TABLE llm_calls (
+        id                INTEGER PRIMARY KEY,
+        run_id            INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        model             TEXT NOT NULL,
+        purpose           TEXT NOT NULL,
+        prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd          REAL NOT NULL DEFAULT 0,
+        seconds           REAL NOT NULL DEFAULT 0,
+        ok                INTEGER NOT NULL,
+        error             TEXT,
+        program_id        INTEGER,
+        ts                REAL NOT NULL
+    );
+    CREATE INDEX llm_calls_by_run ON llm_calls(run_id, id);
+
     CREATE TABLE notes (
         run_id     INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
         key        TEXT NOT NULL,

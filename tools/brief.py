@@ -36,6 +36,7 @@ def build_brief(
     parent_delta_base: float | None = None,
     mode: str = "improve",
     patch_type: str = "diff",
+    recommendations: str | None = None,
 ) -> str:
     out = [f"# Task: {task_name}", description.strip(), ""]
     if mode == "fix":
@@ -73,6 +74,8 @@ def build_brief(
         for f in failures:
             out.append(f"- program {f['id']}: {(f.get('error') or 'invalid').strip()[:400]}")
         out.append("")
+    if recommendations:
+        out += ["## Recommendations from reviewing recent programs", recommendations.strip(), ""]
     preferred = "a" if patch_type == "diff" or mode == "fix" else "b"
     out += [
         "## Your answer",

@@ -108,6 +108,9 @@ class RunStatus(BaseModel):
     target_score: float | None
     gap_to_target: float | None
     novelty_rejections: int = Field(0, description="candidates refused as near-copies")
+    cost_usd: float = Field(0.0, description="spent on model calls so far")
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="model calls per model")
+    driver: dict[str, Any] | None = Field(None, description="the built-in driver: state, budgets, bandit arms")
     islands: dict[int, IslandStatus] = Field(default_factory=dict)
     isolation: str = Field(description="what candidates get here: 'namespaces' (no network, no view of other "
                                        "processes or of the archive) or 'none' (rlimits and a session only), "

@@ -90,6 +90,9 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         gap_to_target=None if best_score is None or run.target_score is None else run.target_score - best_score,
         isolation=await ws.executor.isolation(),
         novelty_rejections=await ws.archive.count_events(run_id, "novelty_rejected"),
+        cost_usd=await ws.archive.llm_cost(run_id),
+        models=await ws.archive.llm_call_stats(run_id),
+        driver=await ws.archive.get_note(run_id, "driver"),
         islands={i: IslandStatus(**stats) for i, stats in (await ws.archive.island_stats(run_id)).items()},
     )
 
@@ -99,4 +102,13 @@ async def stop_run(ws: Workspace, run_id: int) -> RunStatus:
     if run.status == "running":
         await ws.archive.set_run_status(run_id, "stopped")
         await ws.archive.add_event(run_id, "run_stopped", {"reason": "stop_run"})
+    return await get_run_status(ws, run_id)
+
+
+async def resume_run(ws: Workspace, run_id: int) -> RunStatus:
+    """Open a stopped or interrupted run for new programs again; its archive is kept as it was."""
+    run = await ws.run(run_id)
+    if run.status != "running":
+        await ws.archive.set_run_status(run_id, "running")
+        await ws.archive.add_event(run_id, "run_resumed", {"was": run.status})
     return await get_run_status(ws, run_id)

@@ -51,17 +51,14 @@ async def _inspirations(ws: Workspace, run_id: int, config: RunConfig, island: i
     """The island's best, then elites of the whole run (the top ones and a random one), in score order."""
     if config.num_inspirations == 0:
         return []
-    chosen: list[int] = []
-    island_best = await ws.archive.top_k(run_id, 1, island=island)
+    island_best = [row["id"] for row in await ws.archive.top_k(run_id, 1, island=island)]
     elites = [row["id"] for row in await ws.archive.top_k(run_id, config.archive_size)]
-    for candidate in [row["id"] for row in island_best] + elites[: max(1, config.num_inspirations - 1)]:
-        if candidate != parent.id and candidate not in chosen:
-            chosen.append(candidate)
-    rest = [i for i in elites if i != parent.id and i not in chosen]
-    if rest and len(chosen) >= config.num_inspirations:
-        chosen[config.num_inspirations - 1] = int(ws.rng.choice(rest))  # keep one slot for diversity
-    elif rest:
-        chosen.append(int(ws.rng.choice(rest)))
+    ordered = [i for i in dict.fromkeys(island_best + elites) if i != parent.id]
+    count = config.num_inspirations
+    chosen = ordered[: max(1, count - 1)]
+    rest = [i for i in ordered if i not in chosen]
+    if count > 1 and rest:
+        chosen.append(int(ws.rng.choice(rest)))  # one slot for a random elite: diversity
     programs = [await ws.program(run_id, i) for i in chosen[: config.num_inspirations]]
     return sorted(programs, key=lambda p: -(p.combined_score or -math.inf))
 
@@ -78,7 +75,7 @@ def _suggest_patch_type(ws: Workspace, config: RunConfig, has_inspirations: bool
 
 
 async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
-                        island: int | None = None) -> SampledParent:
+                        island: int | None = None, patch_type: PatchType | None = None) -> SampledParent:
     run = await ws.open_run(run_id)
     config = ws.config(run)
     strategy = strategy or config.selection
@@ -104,7 +101,8 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
             raise EvoError(f"island {island} of run {run_id} has no evaluated program yet; evaluate one first")
         parent, mode = await ws.program(run_id, failed), "fix"
     inspirations = await _inspirations(ws, run_id, config, island, parent) if mode == "improve" else []
-    patch_type = _suggest_patch_type(ws, config, bool(inspirations), mode)
+    if mode == "fix" or patch_type is None or (patch_type == "cross" and not inspirations):
+        patch_type = _suggest_patch_type(ws, config, bool(inspirations), mode)
     best = await ws.archive.best_program(run_id)
     best_score = best["combined_score"] if best else None
     grandparent_score = None
@@ -116,6 +114,7 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
         task_name=task.name, description=task.description, language=task.language, parent=parent,
         best_score=best_score, parent_delta_base=grandparent_score, inspirations=inspirations,
         failures=await ws.archive.recent_failures(run_id, parent.id), mode=mode, patch_type=patch_type,
+        recommendations=((await ws.archive.get_note(run_id, "meta")) or {}).get("recommendations"),
     )
     ticket = ws.tickets.issue(run_id, parent.id, island, config.ticket_ttl_s)
     return SampledParent(run_id=run_id, ticket=ticket, strategy=strategy, island=island, mode=mode,

@@ -1,0 +1,157 @@
+"""The LLM ensemble: any OpenAI-compatible endpoints, called through `openai.AsyncOpenAI`.
+
+Each model is an arm of the driver's bandit. Retries with backoff on 429 and 5xx are
+the client's own (it honours Retry-After); authentication failures become a clear
+error. A model without a price cannot be used in a run with a cost cap: it is never
+costed at $0 silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import openai
+from pydantic import BaseModel, Field, field_validator
+
+PERTURB = "perturb"
+
+
+class ModelSpec(BaseModel):
+    name: str = Field(description="arm name, unique in the run (defaults to the model id)")
+    model: str = Field(description="the provider's model id")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; default: OpenAI's")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable that holds the key; "
+                                    "null for endpoints without keys (local servers)")
+    price_in_per_m: float | None = Field(None, ge=0, description="USD per million input tokens")
+    price_out_per_m: float | None = Field(None, ge=0, description="USD per million output tokens")
+    temperatures: list[float] = Field([0.0, 0.5, 1.0], description="one is drawn per call")
+    max_tokens: int = Field(4096, ge=16, le=200_000)
+    timeout_s: float = Field(120.0, gt=0, le=3600)
+    max_retries: int = Field(3, ge=0, le=10)
+
+    @field_validator("temperatures")
+    @classmethod
+    def _some_temperature(cls, value: list[float]) -> list[float]:
+        if not value:
+            raise ValueError("give at least one temperature")
+        return value
+
+    @property
+    def priced(self) -> bool:
+        return self.price_in_per_m is not None and self.price_out_per_m is not None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        if not self.priced:
+            return 0.0
+        return (prompt_tokens * self.price_in_per_m + completion_tokens * self.price_out_per_m) / 1e6
+
+    def worst_case_cost(self, prompt_chars: int) -> float:
+        """An upper bound of one call's cost, reserved against the cap before the call."""
+        return self.cost(prompt_chars // 2 + 1, self.max_tokens)
+
+
+class ModelError(Exception):
+    """A call failed, or the reply was unusable. `fatal`: retrying this model cannot help."""
+
+    def __init__(self, message: str, fatal: bool = False):
+        super().__init__(message)
+        self.fatal = fatal
+
+
+@dataclass
+class Reply:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    seconds: float
+    temperature: float
+
+
+class Ensemble:
+    """One AsyncOpenAI client per model spec."""
+
+    def __init__(self, specs: list[ModelSpec]):
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names) or PERTURB in names:
+            raise ModelError(f"model names must be unique and not {PERTURB!r}: {names}")
+        self.specs = {s.name: s for s in specs}
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+
+    def check(self, *, budgeted: bool) -> None:
+        for spec in self.specs.values():
+            if spec.api_key_env and not os.environ.get(spec.api_key_env):
+                raise ModelError(f"model {spec.name!r} needs its API key in ${spec.api_key_env}; set it, or set "
+                                 f"api_key_env to null for an endpoint without keys")
+            if budgeted and not spec.priced:
+                raise ModelError(f"model {spec.name!r} has no price, so a cost cap cannot be kept; give "
+                                 f"price_in_per_m and price_out_per_m (0 for a free local model)")
+
+    def client(self, name: str) -> openai.AsyncOpenAI:
+        if name not in self._clients:
+            spec = self.specs[name]
+            key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else "no-key-needed"
+            self._clients[name] = openai.AsyncOpenAI(api_key=key or "missing", base_url=spec.base_url,
+                                                     timeout=spec.timeout_s, max_retries=spec.max_retries)
+        return self._clients[name]
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+    async def complete(self, name: str, system: str, prompt: str, rng: np.random.Generator) -> Reply:
+        spec = self.specs[name]
+        temperature = float(rng.choice(spec.temperatures))
+        started = time.monotonic()
+        try:
+            response = await self.client(name).chat.completions.create(
+                model=spec.model, temperature=temperature, max_tokens=spec.max_tokens,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+            )
+        except openai.AuthenticationError as exc:
+            raise ModelError(f"model {name!r}: the endpoint refused the API key"
+                             f"{f' from ${spec.api_key_env}' if spec.api_key_env else ''} ({exc.status_code})",
+                             fatal=True) from None
+        except (openai.NotFoundError, openai.PermissionDeniedError) as exc:
+            raise ModelError(f"model {name!r}: HTTP {exc.status_code}: {str(exc.message)[:300]} (check the model "
+                             f"id and base_url)", fatal=True) from None
+        except openai.APITimeoutError:
+            raise ModelError(f"model {name!r}: no answer within {spec.timeout_s:g} s") from None
+        except openai.APIStatusError as exc:
+            raise ModelError(f"model {name!r}: HTTP {exc.status_code} after {spec.max_retries} retries: "
+                             f"{str(exc.message)[:300]}") from None
+        except openai.APIError as exc:
+            raise ModelError(f"model {name!r}: {type(exc).__name__}: {str(exc)[:300]}") from None
+        except ValueError as exc:  # a body that is not JSON
+            raise ModelError(f"model {name!r}: malformed reply ({type(exc).__name__}: {str(exc)[:200]})") from None
+        seconds = time.monotonic() - started
+        if not hasattr(response, "choices"):
+            raise ModelError(f"model {name!r}: malformed reply (not a chat completion)")
+        choices = response.choices or []
+        message = choices[0].message if choices else None
+        text = (message.content if message is not None else None) or ""
+        usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        return Reply(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                     cost_usd=spec.cost(prompt_tokens, completion_tokens), seconds=seconds, temperature=temperature)
+
+
+_FENCE = re.compile(r"```[\w+-]*[ \t]*\n(.*?)```", re.DOTALL)
+
+
+def parse_change(text: str) -> tuple[str | None, str | None, str]:
+    """(patch, code, description) from a model's answer: SEARCH/REPLACE blocks win over a fenced program."""
+    prose = [line.strip(" #*") for line in text.split("<<<<<<< SEARCH")[0].split("```")[0].splitlines()]
+    description = next((line for line in prose if line), "")[:300]
+    if "<<<<<<< SEARCH" in text:
+        return text, None, description
+    blocks = _FENCE.findall(text)
+    if blocks:
+        return None, max(blocks, key=len), description
+    raise ModelError("the reply holds neither SEARCH/REPLACE blocks nor a fenced code block")

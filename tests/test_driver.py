@@ -1,0 +1,176 @@
+"""The built-in driver against a real OpenAI-compatible HTTP server on 127.0.0.1 (tests/fake_openai.py),
+through the real `openai` client and the MCP surface."""
+
+import re
+
+import anyio
+import numpy as np
+import pytest
+from fake_openai import Empty, FakeOpenAI, HTTPError, Invalid, Malformed, Reply, Timeout
+from mcp import Client
+
+from evomcp.server.app import build_server
+from evomcp.server.driver import Driver, DriverConfig, Drivers
+from evomcp.tools import runs
+from evomcp.tools.perturb import perturb
+
+CODE = re.compile(r"## (?:Current program|Program to fix) \(id (\d+).*?```python\n(.*?)```", re.DOTALL)
+
+
+def parent_code(request: dict) -> str:
+    prompt = request["messages"][-1]["content"]
+    return CODE.search(prompt).group(2)
+
+
+def good_model(seed: int = 0):
+    """Answers every brief with a whole program whose ring constants are nudged (a plausible LLM)."""
+    rng = np.random.default_rng(seed)
+
+    def respond(request: dict) -> str:
+        change = None
+        while change is None:
+            change = perturb(parent_code(request), rng, max_changes=2)
+        code, description = change
+        return f"{description}\n\n```python\n{code}```\n"
+
+    return respond
+
+
+def bad_model(request: dict) -> str:
+    return "I would try something cleverer here, but I will not write code."
+
+
+def model(name, fake, **extra):
+    return {"name": name, "model": name, "base_url": fake.base_url, "api_key_env": None, "max_retries": 0,
+            "timeout_s": 5, "price_in_per_m": 1.0, "price_out_per_m": 2.0, **extra}
+
+
+async def wait_for_driver(client, run_id, timeout=120):
+    with anyio.fail_after(timeout):
+        while True:
+            status = (await client.call_tool("get_run_status", {"run_id": run_id})).structured_content
+            if status["driver"] and status["driver"]["state"] not in ("running", "stopping"):
+                return status
+            await anyio.sleep(0.2)
+
+
+async def test_bandit_prefers_the_better_model_and_the_score_rises(ws):
+    with FakeOpenAI() as fake:
+        fake.add_model("good", good_model())
+        fake.add_model("bad", bad_model)
+        async with anyio.create_task_group() as tg:
+            drivers = Drivers(ws, tg)
+            async with Client(build_server(ws, drivers)) as client:
+                with anyio.fail_after(10):  # start_run returns at once; the driver works in the background
+                    status = (await client.call_tool("start_run", {
+                        "task": "circle_packing_26", "config": {"novelty": False, "num_islands": 1},
+                        "driver": {"models": [model("good", fake), model("bad", fake)], "perturb": False,
+                                   "max_evaluations": 60, "concurrency": 2}})).structured_content
+                assert status["driver"]["state"] == "running"
+                run_id = status["run"]["run_id"]
+                final = await wait_for_driver(client, run_id)
+            tg.cancel_scope.cancel()
+    driver = final["driver"]
+    assert driver["state"] == "finished" and "evaluation budget" in driver["reason"]
+    arms = driver["arms"]
+    assert arms["good"]["pulls"] >= 2 * arms["bad"]["pulls"], arms
+    assert final["best"]["combined_score"] > 1.609913140863308
+    assert final["models"]["good"]["calls"] == arms["good"]["pulls"]
+    assert final["cost_usd"] > 0
+
+
+async def test_provider_failures_are_recorded_and_the_run_goes_on(ws):
+    with FakeOpenAI() as fake:
+        good = good_model(1)
+        fake.script("flaky", [HTTPError(429, retry_after=0.1), HTTPError(500), HTTPError(503), Timeout(seconds=30),
+                              Malformed(), Empty(), Invalid(),
+                              Reply("<<<<<<< SEARCH\nthis line is not there\n=======\nx = 1\n>>>>>>> REPLACE")])
+        fake.add_model("flaky", good)
+        status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 1})
+        config = DriverConfig(models=[model("flaky", fake, timeout_s=0.5)], perturb=False, max_evaluations=4,
+                              concurrency=1)
+        driver = Driver(ws, status.run.run_id, config)
+        with anyio.fail_after(60):
+            final = await driver.run()
+    assert final.state == "finished" and final.evaluations == 4
+    events = [e for e in await ws.archive.events(status.run.run_id, limit=200) if e["kind"] == "proposal_failed"]
+    reasons = " | ".join(e["data"]["reason"] for e in events)
+    for needle in ("HTTP 429", "HTTP 500", "HTTP 503", "no answer within", "malformed reply", "empty reply",
+                   "does not match"):
+        assert needle in reasons, (needle, reasons)
+    calls = await ws.archive.llm_call_stats(status.run.run_id)
+    # every call is recorded; the 5 transport-level failures have no answer, the rest were answered
+    assert calls["flaky"]["calls"] == 4 + len(events)
+    assert calls["flaky"]["ok"] == calls["flaky"]["calls"] - 5, reasons
+
+
+async def test_retries_with_backoff_then_success(ws):
+    with FakeOpenAI() as fake:
+        fake.script("retrying", [HTTPError(429, retry_after=0.1), HTTPError(502)])
+        fake.add_model("retrying", good_model(2))
+        status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 1})
+        driver = Driver(ws, status.run.run_id, DriverConfig(
+            models=[model("retrying", fake, max_retries=3)], perturb=False, max_evaluations=1, concurrency=1))
+        final = await driver.run()
+        assert final.evaluations == 1 and final.refused == 0
+        assert len(fake.calls("retrying")) == 3
+
+
+async def test_authentication_failure_is_a_clear_error(ws, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", "wrong")
+    with FakeOpenAI(api_key="right") as fake:
+        fake.add_model("m", good_model())
+        status = await runs.start_run(ws, "circle_packing_26", config={"num_islands": 1})
+        driver = Driver(ws, status.run.run_id, DriverConfig(
+            models=[model("m", fake, api_key_env="FAKE_KEY")], perturb=False, max_evaluations=1, concurrency=1))
+        with anyio.fail_after(30):
+            final = await driver.run()
+    events = [e for e in await ws.archive.events(status.run.run_id) if e["kind"] == "proposal_failed"]
+    assert "refused the API key from $FAKE_KEY" in events[0]["data"]["reason"]
+    assert "no usable arm left" in final.reason  # the model was disabled: the driver did not spin
+
+
+async def test_budget_caps_are_kept(ws):
+    with FakeOpenAI() as fake:
+        fake.add_model("m", good_model(3))
+        # evaluation cap with 3 workers: exactly the cap, never more
+        status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 1})
+        run_id = status.run.run_id
+        final = await Driver(ws, run_id, DriverConfig(models=[model("m", fake)], perturb=False, max_evaluations=7,
+                                                      concurrency=3)).run()
+        assert final.evaluations == 7
+        assert (await runs.get_run_status(ws, run_id)).evaluated == 1 + 7
+        # cost cap: the worst case of calls in flight is reserved, so the cap is never exceeded
+        status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 1})
+        run_id = status.run.run_id
+        cap = 0.1
+        final = await Driver(ws, run_id, DriverConfig(
+            models=[model("m", fake, price_in_per_m=10.0, price_out_per_m=10.0, max_tokens=2000)],
+            perturb=False, max_cost_usd=cap, concurrency=3)).run()
+        spent = await ws.archive.llm_cost(run_id)
+        assert 0 < spent <= cap and "cost cap" in final.reason
+
+
+async def test_unpriced_model_is_refused_for_a_budgeted_run(ws):
+    status = await runs.start_run(ws, "circle_packing_26", config={"num_islands": 1})
+    with pytest.raises(Exception, match="has no price"):
+        Driver(ws, status.run.run_id, DriverConfig(
+            models=[{"name": "free", "model": "free", "api_key_env": None}], max_cost_usd=1.0))
+
+
+async def test_perturb_alone_needs_no_model(ws):
+    status = await runs.start_run(ws, "circle_packing_26")
+    final = await Driver(ws, status.run.run_id, DriverConfig(max_evaluations=30, concurrency=2)).run()
+    assert final.state == "finished" and final.arms["perturb"]["pulls"] >= 30
+    assert (await runs.get_run_status(ws, status.run.run_id)).best.combined_score > 1.609913140863308
+
+
+async def test_a_dead_endpoint_does_not_spin_forever(ws):
+    with FakeOpenAI() as fake:
+        fake.add_model("down", lambda request: HTTPError(503))
+        status = await runs.start_run(ws, "circle_packing_26", config={"num_islands": 1})
+        with anyio.fail_after(60):
+            final = await Driver(ws, status.run.run_id, DriverConfig(
+                models=[model("down", fake)], perturb=False, max_evaluations=5, max_idle_steps=6,
+                concurrency=1)).run()
+    assert final.state == "finished" and "6 steps in a row" in final.reason and "HTTP 503" in final.reason
