@@ -114,7 +114,7 @@ def build_server(ws: Workspace, drivers: Drivers | None = None) -> MCPServer:
         status = await _call(runs.resume_run(ws, run_id))
         settings = driver if driver is not None else (status.driver or {}).get("config")
         if settings is not None and drivers is not None:
-            await _call(drivers.start(run_id, _driver_config(settings)))
+            await _call(drivers.start(run_id, _driver_config(settings), resume=driver is None))
             status = await _call(runs.get_run_status(ws, run_id))
         return status
 

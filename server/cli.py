@@ -202,7 +202,8 @@ async def _run(args: argparse.Namespace) -> None:
             status = await runs.start_run(ws, args.task, config=json.loads(args.config) if args.config else None)
         run_id = status.run.run_id
         initial = status.best.combined_score if status.best else None
-        console.print(f"run {run_id} on {status.run.task} (isolation {status.isolation}); archive {ws.archive.path}")
+        console.print(f"run {run_id} on {status.run.task} (isolation {status.isolation}); archive {ws.archive.path}",
+                      soft_wrap=True)
         started = time.monotonic()
         best = [initial]
 
@@ -245,12 +246,14 @@ async def _run(args: argparse.Namespace) -> None:
                 await driver.run()
                 tg.cancel_scope.cancel()
         if interrupted:
-            console.print(f"interrupted; nothing is lost. Continue with: evomcp run {args.task} --resume {run_id}")
+            console.print(f"interrupted; nothing is lost. Continue with: evomcp run {args.task} --resume {run_id}",
+                          soft_wrap=True)
         final = await runs.get_run_status(ws, run_id)
         console.print(
             f"run {run_id}: initial {initial!r} -> best {final.best.combined_score if final.best else None!r} "
             f"after {final.evaluated} evaluations in {time.monotonic() - started:.1f} s; "
-            f"driver {driver.status.state}: {driver.status.reason} (best program: evomcp show {run_id} --best)"
+            f"driver {driver.status.state}: {driver.status.reason} (best program: evomcp show {run_id} --best)",
+            soft_wrap=True,
         )
 
 

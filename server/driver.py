@@ -61,6 +61,8 @@ class DriverConfig(BaseModel):
 class DriverStatus(BaseModel):
     state: DriverState
     reason: str | None = None
+    baseline_evaluated: int | None = Field(None, description="evaluations the run had when driving began; "
+                                           "budgets count from here, across restarts")
     evaluations: int = 0
     refused: int = 0
     cost_usd: float = 0.0
@@ -78,7 +80,7 @@ class Driver:
     """Drives one run until a budget is reached or stop() is called."""
 
     def __init__(self, ws: Workspace, run_id: int, config: DriverConfig,
-                 on_result: Callable[[ProposalResult | None, Driver], None] | None = None):
+                 on_result: Callable[[ProposalResult | None, Driver], None] | None = None, resume: bool = False):
         self.ws = ws
         self.run_id = run_id
         self.config = config
@@ -95,7 +97,7 @@ class Driver:
         self._spent = 0.0
         self._started = time.monotonic()
         self._stop = anyio.Event()
-        self._evaluations_at_start = 0
+        self._resume = resume
         self._last_meta = 0
         self._call_cost = 0.0
         self._idle_steps = 0
@@ -113,6 +115,13 @@ class Driver:
                 for arm in bandit.state.arms.values():
                     arm.pending = 0  # pulls in flight died with the previous process
         self._spent = await archive.llm_cost(self.run_id)
+        saved = await archive.get_note(self.run_id, DRIVER_NOTE)
+        if self._resume and saved and saved.get("baseline_evaluated") is not None:
+            previous = DriverStatus.model_validate(saved)
+            self.status.baseline_evaluated = previous.baseline_evaluated
+            self.status.evaluations, self.status.refused = previous.evaluations, previous.refused
+        else:
+            self.status.baseline_evaluated = await self._evaluated()
         self._last_meta = (await archive.get_note(self.run_id, META_NOTE) or {}).get("at", 0)
 
     async def _save(self) -> None:
@@ -145,7 +154,7 @@ class Driver:
         if c.max_wall_s is not None and time.monotonic() - self._started >= c.max_wall_s:
             return f"wall-time budget of {c.max_wall_s:g} s reached"
         if c.max_evaluations is not None:
-            done = await self._evaluated() - self._evaluations_at_start
+            done = await self._evaluated() - (self.status.baseline_evaluated or 0)
             if done + self.status.in_flight >= c.max_evaluations:
                 return f"evaluation budget of {c.max_evaluations} reached"
         target = c.target_score
@@ -169,7 +178,6 @@ class Driver:
 
     async def run(self) -> DriverStatus:
         await self._load()
-        self._evaluations_at_start = await self._evaluated()
         await self._evaluate_leftovers()
         try:
             async with anyio.create_task_group() as tg:
@@ -346,14 +354,15 @@ class Drivers:
         self._tg = task_group
         self.active: dict[int, Driver] = {}
 
-    async def start(self, run_id: int, config: DriverConfig) -> Driver:
+    async def start(self, run_id: int, config: DriverConfig, resume: bool = False) -> Driver:
         if run_id in self.active and not self.active[run_id].done.is_set():
             raise EvoError(f"run {run_id} is already driven; stop_run first to change its driver")
         try:
-            driver = Driver(self.ws, run_id, config)
+            driver = Driver(self.ws, run_id, config, resume=resume)
         except ModelError as exc:
             raise EvoError(str(exc)) from None
-        await self.ws.archive.set_note(run_id, DRIVER_NOTE, driver.status.model_dump(mode="json"))
+        if not resume:
+            await self.ws.archive.set_note(run_id, DRIVER_NOTE, driver.status.model_dump(mode="json"))
         self.active[run_id] = driver
         self._tg.start_soon(self._run, driver)
         return driver
@@ -387,6 +396,6 @@ async def resume_driven_runs(ws: Workspace, drivers: Drivers) -> list[int]:
     for run in await ws.archive.list_runs():
         note = await ws.archive.get_note(run.id, DRIVER_NOTE)
         if run.status == "running" and note and note.get("state") in ("running", "interrupted", "stopping"):
-            await drivers.start(run.id, DriverConfig.model_validate(note["config"]))
+            await drivers.start(run.id, DriverConfig.model_validate(note["config"]), resume=True)
             resumed.append(run.id)
     return resumed

@@ -27,6 +27,8 @@ def good_model(seed: int = 0):
     rng = np.random.default_rng(seed)
 
     def respond(request: dict) -> str:
+        if "You review an evolutionary search" in request["messages"][-1]["content"]:
+            return "Scratchpad: ring radii matter most.\n- nudge the outer ring radius\n- keep the clip margin small"
         change = None
         while change is None:
             change = perturb(parent_code(request), rng, max_changes=2)

@@ -1,0 +1,81 @@
+"""The `evomcp` command as a user runs it: run (offline and with a model), runs, show, export, tasks."""
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from fake_openai import FakeOpenAI
+
+from test_driver import good_model
+
+
+def evomcp(*args, timeout=300, **kw):
+    return subprocess.run([sys.executable, "-m", "evomcp", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "120"}, **kw)
+
+
+def test_offline_run_improves_and_is_inspectable(tmp_path):
+    db = str(tmp_path / "cli.db")
+    out = evomcp("run", "circle_packing_26", "--budget", "60", "--seed", "3", "--db", db)
+    assert out.returncode == 0, out.stderr
+    assert "driver finished: evaluation budget of 60 reached" in out.stderr
+    listing = evomcp("runs", "--db", db)
+    assert listing.returncode == 0 and "circle_packing_26" in listing.stdout
+    status = json.loads(evomcp("show", "1", "--db", db).stdout)
+    assert status["best"]["combined_score"] > 1.609913140863308  # better than the seed
+    assert status["driver"]["state"] == "finished" and status["driver"]["arms"]["perturb"]["pulls"] >= 60
+    best = evomcp("show", "1", "--best", "--db", db).stdout
+    assert "EVOLVE-BLOCK-START" in best and "def run_packing" in best
+    rows = list(csv.DictReader(io.StringIO(evomcp("export", "1", "--format", "csv", "--db", db).stdout)))
+    assert len(rows) == status["evaluated"] and {"id", "combined_score", "status"} <= set(rows[0])
+    lines = evomcp("export", "1", "--db", db).stdout.splitlines()
+    assert len(lines) == len(rows) and "code" in json.loads(lines[-1])
+
+
+def test_run_with_a_model_endpoint(tmp_path):
+    db = str(tmp_path / "model.db")
+    with FakeOpenAI() as fake:
+        fake.add_model("m", good_model(7))
+        spec = f"name=m,base_url={fake.base_url},key_env=none,price_in=1,price_out=2"
+        out = evomcp("run", "circle_packing_26", "--model", spec, "--no-perturb", "--budget", "8",
+                     "--max-cost", "1", "--config", '{"novelty": false}', "--db", db)
+        assert out.returncode == 0, out.stderr
+        assert len(fake.calls("m")) >= 8
+    status = json.loads(evomcp("show", "1", "--db", db).stdout)
+    assert status["models"]["m"]["calls"] >= 8 and 0 < status["cost_usd"] <= 1
+
+
+def test_bad_model_settings_are_clear_errors(tmp_path):
+    out = evomcp("run", "circle_packing_26", "--model", "name=x,model=y,key_env=NO_SUCH_KEY_VAR", "--budget", "1",
+                 "--db", str(tmp_path / "x.db"))
+    assert out.returncode == 2 and "needs its API key in $NO_SUCH_KEY_VAR" in out.stderr
+    out = evomcp("run", "no_such_task", "--db", str(tmp_path / "x.db"))
+    assert out.returncode == 2 and "neither a built-in task" in out.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+    db = str(tmp_path / "int.db")
+    proc = subprocess.Popen([sys.executable, "-m", "evomcp", "run", "circle_packing_26", "--budget", "100000",
+                             "--db", db], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "--resume 1" in err
+    status = json.loads(evomcp("show", "1", "--db", db).stdout)
+    assert status["counts"].get("running", 0) == 0 and status["driver"]["state"] == "stopped"
+    resumed = evomcp("run", "circle_packing_26", "--resume", "1", "--budget", "5", "--db", db)
+    assert resumed.returncode == 0, resumed.stderr
+    after = json.loads(evomcp("show", "1", "--db", db).stdout)
+    assert after["evaluated"] >= status["evaluated"] + 5
+
+
+def test_tasks_lists_every_builtin():
+    out = evomcp("tasks")
+    for name in ("circle_packing_26", "circle_packing_32", "heilbronn_triangle_11", "min_max_distance_16"):
+        assert name in out.stdout

@@ -1,0 +1,98 @@
+"""Kill -9 the server in the middle of a driven run, start it again, and check nothing was lost."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import anyio
+from fake_openai import FakeOpenAI
+from mcp import Client
+
+from conftest import free_port
+from test_driver import good_model, model
+from test_transports import _wait_for_port
+
+
+def serve(db, port, *extra):
+    return subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--port", str(port), "--db", str(db),
+                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "EVOMCP_LOG_LEVEL": "WARNING"})
+
+
+def archive_rows(db):
+    con = sqlite3.connect(db)
+    try:
+        programs = con.execute("SELECT id, code_hash, status FROM programs ORDER BY id").fetchall()
+        notes = dict(con.execute("SELECT key, value FROM notes").fetchall())
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
+    return programs, notes
+
+
+async def status_of(url, run_id):
+    async with Client(url) as client:
+        return (await client.call_tool("get_run_status", {"run_id": run_id})).structured_content
+
+
+async def test_sigkill_mid_run_then_resume(tmp_path):
+    db, port = tmp_path / "restart.db", free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    with FakeOpenAI() as fake:
+        fake.add_model("m", good_model(5))
+        proc = serve(db, port)
+        try:
+            _wait_for_port(port, proc)
+            async with Client(url) as client:
+                status = (await client.call_tool("start_run", {
+                    "task": "circle_packing_26", "config": {"novelty": False, "num_islands": 2},
+                    "driver": {"models": [model("m", fake)], "perturb": True, "max_evaluations": 40,
+                               "concurrency": 2, "meta_every": 5}})).structured_content
+            run_id = status["run"]["run_id"]
+            with anyio.fail_after(60):
+                while (await status_of(url, run_id))["evaluated"] < 15:
+                    await anyio.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        before, notes_before = archive_rows(db)
+        assert "bandit:arms" in notes_before and "meta" in notes_before
+        pulls_before = sum(a["pulls"] for a in __import__("json").loads(notes_before["bandit:arms"])["arms"].values())
+        calls_before = len(fake.calls("m"))
+
+        proc = serve(db, port, "--resume-drivers")
+        try:
+            _wait_for_port(port, proc)
+            with anyio.fail_after(120):
+                while True:
+                    status = await status_of(url, run_id)
+                    if status["driver"]["state"] not in ("running", "stopping", "interrupted"):
+                        break
+                    await anyio.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+        after, notes_after = archive_rows(db)
+
+    assert status["driver"]["state"] == "finished", status["driver"]
+    # every program from before the kill is still there, unchanged in identity
+    after_by_id = {row[0]: row for row in after}
+    for program_id, code_hash, _ in before:
+        assert after_by_id[program_id][1] == code_hash
+    # no duplicates besides the seed's copies on each island, and nothing left half-done
+    hashes = [h for _, h, _ in after[2:]]
+    assert len(hashes) == len(set(hashes))
+    assert all(s in ("evaluated", "failed") for _, _, s in after)
+    # the driver went on from where it was: bandit state and scratchpad restored
+    import json
+
+    pulls_after = sum(a["pulls"] for a in json.loads(notes_after["bandit:arms"])["arms"].values())
+    assert pulls_after > pulls_before
+    assert len(fake.calls("m")) > calls_before
+    later_prompts = [r.body["messages"][-1]["content"] for r in fake.calls("m")[calls_before:]]
+    assert any("Recommendations from reviewing recent programs" in p for p in later_prompts)
+    # the budget counts evaluations of the whole run, so the restart did not start it over
+    assert status["evaluated"] <= 2 + 40 + 2
