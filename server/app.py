@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Image
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
@@ -30,6 +30,7 @@ from ..tools.models import (
 )
 from ..tools.workspace import Workspace
 from .driver import DriverConfig, Drivers
+from .report import progress_points, render_progress_png
 
 T = TypeVar("T")
 
@@ -39,6 +40,18 @@ Loop: start_run(task) once -> sample_parent(run_id) -> write a change following 
 propose_candidate(run_id, parent_id, patch or code, ticket) -> read score and error -> repeat.
 Only code between EVOLVE-BLOCK-START and EVOLVE-BLOCK-END may change. get_run_status, get_archive,
 get_program and get_lineage read the run; program code is also a resource evomcp://runs/{run_id}/programs/{id}.
+"""
+
+EVOLVE_PROMPT = """\
+Evolve a better program for the task {task!r} with the evomcp tools, for about {steps} steps.
+1. start_run(task={task!r}) once (or list_runs to continue one); note the run_id and the seed's score.
+2. sample_parent(run_id): read the brief. It holds the task, the parent's code and full-precision score,
+   inspirations and recent failures, and says which kind of change to make.
+3. Write one change as the brief asks: SEARCH/REPLACE blocks (copy the SEARCH lines exactly) or the whole
+   program. Change only code between EVOLVE-BLOCK-START and EVOLVE-BLOCK-END.
+4. propose_candidate(run_id, parent_id, patch or code, ticket, description): read the score, the error if
+   any, and the deltas. A refusal (no match, near-copy, duplicate) explains what to do; nothing is stored.
+5. Repeat from 2. Use get_run_status or get_progress_plot to watch, get_program to read the best.
 """
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
@@ -198,6 +211,18 @@ def build_server(ws: Workspace, drivers: Drivers | None = None) -> MCPServer:
     async def get_lineage(run_id: RunId, program_id: ProgramId) -> Lineage:
         """The chain of ancestors of a program, oldest first, with their scores."""
         return await _call(views.get_lineage(ws, run_id, program_id))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_progress_plot(run_id: RunId) -> Image:
+        """A PNG chart of the best score over evaluations (with the best-known target), to look at a run."""
+        run = await _call(ws.run(run_id))
+        png = render_progress_png(await progress_points(ws.archive, run_id), run.target_score)
+        return Image(data=png, format="png")
+
+    @mcp.prompt(title="Evolve a program with evomcp")
+    def evolve(task: str = "circle_packing_26", steps: str = "10") -> str:
+        """Teaches the evolution loop: start a run, then sample, change, propose, read, repeat."""
+        return EVOLVE_PROMPT.format(task=task, steps=steps)
 
     @mcp.resource("evomcp://runs/{run_id}/programs/{program_id}", mime_type="text/x-python",
                   description="the code of one program of a run")

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=int, default=None, metavar="RUN_ID", help="continue this run")
     run.add_argument("--config", default=None, metavar="JSON", help="run config as JSON (see start_run)")
 
+    report = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    _add_common(report)
+    report.add_argument("run_id", type=int)
+    report.add_argument("-o", "--output", type=Path, default=None, help="file (default: report-RUN.html)")
+
     export = sub.add_parser("export", help="write a run's programs as JSON lines or CSV")
     _add_common(export)
     export.add_argument("run_id", type=int)
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     make_undumpable()
     handler = {"serve": _serve, "run": _run, "tasks": _tasks, "runs": _runs, "show": _show,
-               "export": _export}[args.command]
+               "export": _export, "report": _report}[args.command]
     try:
         anyio.run(handler, args)
     except EvoError as exc:
@@ -270,6 +275,17 @@ async def _runs(args: argparse.Namespace) -> None:
             status = await runs.get_run_status(ws, run.run_id)
             best = status.best.combined_score if status.best else None
             print(f"{run.run_id:5} {run.status:11} {run.task:24} evaluated {status.evaluated:6}  best {best!r}")
+
+
+async def _report(args: argparse.Namespace) -> None:
+    from .report import build_report
+
+    async with open_workspace(_db(args)) as ws:
+        await ws.run(args.run_id)
+        html = await build_report(ws.archive, args.run_id)
+    output = args.output or Path(f"report-{args.run_id}.html")
+    output.write_text(html)
+    print(f"wrote {output}", file=sys.stderr)
 
 
 async def _export(args: argparse.Namespace) -> None:

@@ -31,8 +31,8 @@ async def test_tools_are_listed_with_schemas_and_hints(ws, mode):
         for name in ("list_tasks", "list_runs", "get_run_status", "get_archive", "get_program", "get_lineage"):
             assert tools[name].annotations.read_only_hint is True
         assert tools["propose_candidate"].annotations.read_only_hint is False
-        for tool in tools.values():
-            assert tool.description and tool.output_schema, tool.name
+        for tool in tools.values():  # structured output everywhere but the image tool
+            assert tool.description and (tool.output_schema or tool.name == "get_progress_plot"), tool.name
         assert "sample_parent" in (client.instructions or "")
 
 
@@ -153,3 +153,25 @@ async def test_task_directory_run_and_failing_seed(ws, tmp_path):
         assert "initial program failed" in message and "broken evaluator" in message
         (bad / "initial.py").write_text("x = 1\n")
         assert "no EVOLVE-BLOCK" in await call_err(client, "start_run", {"task": str(bad)})
+
+
+async def test_progress_plot_prompt_and_report_command(ws, tmp_path):
+    import subprocess
+    import sys
+
+    async with Client(build_server(ws)) as client:
+        status = await call_ok(client, "start_run", {"task": "circle_packing_26", "config": {"num_islands": 1}})
+        plot = await client.call_tool("get_progress_plot", {"run_id": status["run"]["run_id"]})
+        assert not plot.is_error and plot.content[0].type == "image"
+        assert plot.content[0].mime_type == "image/png"
+        import base64
+
+        assert base64.b64decode(plot.content[0].data)[:8] == b"\x89PNG\r\n\x1a\n"
+        prompts = (await client.list_prompts()).prompts
+        assert "evolve" in [p.name for p in prompts]
+        text = (await client.get_prompt("evolve", {"task": "heilbronn_triangle_11"})).messages[0].content.text
+        assert "sample_parent" in text and "heilbronn_triangle_11" in text
+    out = subprocess.run([sys.executable, "-m", "evomcp", "report", "1", "--db", str(ws.archive.path), "-o",
+                          str(tmp_path / "r.html")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert 'id="fig-best-score"' in (tmp_path / "r.html").read_text()
