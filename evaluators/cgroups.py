@@ -38,6 +38,19 @@ class PidsCgroups:
     def __init__(self, max_pids: int = 256):
         self.max_pids = max_pids
         self.root = _find_root()
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Remove cgroups left by server processes that died (kill -9), killing what is still in them."""
+        if self.root is None:
+            return
+        for path in self.root.glob("eval-*"):
+            try:
+                owner = int(path.name.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            if owner != os.getpid() and not Path(f"/proc/{owner}").exists():
+                self.remove(path)
 
     @property
     def available(self) -> bool:

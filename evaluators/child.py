@@ -187,6 +187,7 @@ def _outcome(spec):
 def run_child(spec, isolate=True):
     """Body of a forked child: never returns."""
     try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the template
         workdir = spec["workdir"]
         try:
             os.setsid()
@@ -255,6 +256,9 @@ def _reply(message):
 
 
 def serve(preload):
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the server, even on kill -9
+    if os.getppid() == 1:
+        os._exit(0)  # the server died before the line above took effect
     for name in preload:
         try:
             __import__(name)

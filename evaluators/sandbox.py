@@ -131,7 +131,9 @@ class ForkServer:
         self.isolate = isolate
         self.hide = list(hide)
         self.cgroups = PidsCgroups(max_pids)
-        self._channel = JsonLineChannel([sys.executable, "-I", str(CHILD_SCRIPT), "--serve", *preload],
+        # --owner names the server process in the process table (the template ignores it)
+        self._channel = JsonLineChannel([sys.executable, "-I", str(CHILD_SCRIPT), "--owner", str(os.getpid()),
+                                         "--serve", *preload],
                                         env=base_environment())
 
     @property
