@@ -29,6 +29,7 @@ from ..tools.models import (
     TaskList,
 )
 from ..tools.workspace import Workspace
+from .auth import StaticTokenVerifier, auth_settings
 from .driver import DriverConfig, Drivers
 from .report import progress_points, render_progress_png
 
@@ -75,10 +76,16 @@ def _driver_config(driver: dict[str, Any]) -> DriverConfig:
         raise ToolError(f"bad driver settings: {exc.errors(include_url=False)}") from None
 
 
-def build_server(ws: Workspace, drivers: Drivers | None = None) -> MCPServer:
-    """The MCP server over a workspace; `drivers` runs built-in drivers (None: agents only)."""
+def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | None = None,
+                 base_url: str = "http://127.0.0.1") -> MCPServer:
+    """The MCP server over a workspace.
+
+    `drivers` runs built-in drivers (None: agents only); `token` turns on bearer-token
+    authentication of the HTTP transport (`base_url` is where the server is reached).
+    """
+    auth = {"token_verifier": StaticTokenVerifier(token), "auth": auth_settings(base_url)} if token else {}
     mcp = MCPServer("evomcp", version=__version__, instructions=INSTRUCTIONS,
-                    description="LLM-driven program evolution: sample parents, propose changes, score them")
+                    description="LLM-driven program evolution: sample parents, propose changes, score them", **auth)
 
     @mcp.tool(annotations=READ_ONLY)
     async def list_tasks() -> TaskList:

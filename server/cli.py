@@ -20,6 +20,7 @@ from .. import __version__
 from ..tools import runs, views
 from ..tools.errors import EvoError
 from ..tools.workspace import open_workspace
+from .auth import LOOPBACK, new_token
 from .ensemble import ModelError, ModelSpec
 from .hardening import make_undumpable
 from .settings import default_db
@@ -43,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="speak streamable HTTP instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    serve.add_argument("--token", default=None, help="bearer token HTTP clients must send (default: "
+                       "$EVOMCP_TOKEN, else a new one printed on start)")
+    serve.add_argument("--no-auth", action="store_true", help="HTTP without a token (loopback binds only)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="HOST[:PORT]",
+                       help="Host header accepted besides the bind address (DNS-rebinding protection)")
+    serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="largest HTTP request body")
+    serve.add_argument("--max-runs", type=int, default=1000, help="most runs the archive may hold")
     serve.add_argument("--resume-drivers", action="store_true",
                        help="restart the built-in drivers of runs that were being driven when the server stopped")
 
@@ -118,9 +126,11 @@ async def _serve(args: argparse.Namespace) -> None:
     from .app import build_server
     from .driver import Drivers, resume_driven_runs
 
+    token = _http_token(args) if args.http else None
     async with open_workspace(_db(args), args.slots) as ws, anyio.create_task_group() as driver_tasks:
         drivers = Drivers(ws, driver_tasks)
-        server = build_server(ws, drivers)
+        ws.max_runs = args.max_runs
+        server = build_server(ws, drivers, token=token, base_url=f"http://{_url_host(args.host)}:{args.port}")
         log.info("archive %s", ws.archive.path)
         if args.resume_drivers:
             for run_id in await resume_driven_runs(ws, drivers):
@@ -135,15 +145,39 @@ async def _serve(args: argparse.Namespace) -> None:
         driver_tasks.cancel_scope.cancel()
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _http_token(args: argparse.Namespace) -> str | None:
+    """The bearer token of the HTTP transport; binding beyond loopback without one is refused."""
+    if args.no_auth:
+        if args.host not in LOOPBACK:
+            raise EvoError(f"--no-auth is only allowed on a loopback address; {args.host} needs a token")
+        return None
+    token = args.token or os.environ.get("EVOMCP_TOKEN")
+    if not token:
+        token = new_token()
+        print(f"evomcp: HTTP clients must send 'Authorization: Bearer {token}'", file=sys.stderr, flush=True)
+    return token
+
+
 async def _serve_http(server, args: argparse.Namespace, tg) -> None:
     import uvicorn
+    from mcp.server.transport_security import TransportSecuritySettings
 
     class Uvicorn(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self):  # signals are ours: see _on_signal
             yield
 
-    app = server.streamable_http_app(host=args.host)
+    security = None
+    if args.host not in LOOPBACK or args.allowed_host:  # loopback binds get the SDK's defaults
+        hosts = [args.host, f"{args.host}:*", "127.0.0.1:*", "localhost:*", *args.allowed_host]
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
+                                             allowed_origins=[f"http://{h}" for h in hosts])
+    app = server.streamable_http_app(host=args.host, transport_security=security,
+                                     max_request_body_size=args.max_body_bytes)
     http = Uvicorn(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
     tg.start_soon(_on_signal, lambda: setattr(http, "should_exit", True))
     log.info("serving streamable HTTP on http://%s:%d/mcp", args.host, args.port)

@@ -17,8 +17,8 @@ from test_transports import _wait_for_port
 
 
 def serve(db, port, *extra):
-    return subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--port", str(port), "--db", str(db),
-                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--no-auth", "--port", str(port),
+                             "--db", str(db), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "EVOMCP_LOG_LEVEL": "WARNING"})
 
 

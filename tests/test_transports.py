@@ -69,12 +69,25 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> 
     raise AssertionError("server did not start listening")
 
 
+TOKEN = "test-token-0123456789"
+
+
+def authed(url: str, token: str = TOKEN):
+    """A streamable-HTTP transport that sends the bearer token."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    return streamable_http_client(url, http_client=create_mcp_http_client(
+        headers={"Authorization": f"Bearer {token}"}))
+
+
 @pytest.fixture
 def http_server(tmp_path):
     port = free_port()
     db = tmp_path / "http.db"
     proc = subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--port", str(port), "--db", str(db)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "EVOMCP_TOKEN": TOKEN})
     try:
         _wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}/mcp", db
@@ -90,7 +103,7 @@ def http_server(tmp_path):
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_http_subprocess_ten_steps(http_server, mode):
     url, db = http_server
-    async with Client(url, mode=mode) as client:
+    async with Client(authed(url), mode=mode) as client:
         best = await drive_ten_steps(client, db)
     assert best > 1.7
 

@@ -32,6 +32,9 @@ async def start_run(ws: Workspace, task: str, name: str | None = None,
         run_config = RunConfig.model_validate(config or {})
     except ValidationError as exc:
         raise EvoError(f"bad run config: {exc.errors(include_url=False)}") from None
+    if len(await ws.archive.list_runs()) >= ws.max_runs:
+        raise EvoError(f"this server holds its limit of {ws.max_runs} runs; continue an existing run "
+                       f"(list_runs, resume_run) or start the server with a larger --max-runs")
     try:
         resolved = resolve_task(task)
     except TaskError as exc:

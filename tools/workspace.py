@@ -24,6 +24,7 @@ class Workspace:
     executor: LocalExecutor
     tickets: Tickets = field(default_factory=Tickets)
     novelty: NoveltyIndex = field(default_factory=NoveltyIndex)
+    max_runs: int = 1000
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     _tasks: dict[int, Task] = field(default_factory=dict)
 
