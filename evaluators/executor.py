@@ -1,19 +1,23 @@
-"""The local executor: runs candidates in sandboxed children, a bounded number at a time."""
+"""Executors: run candidates in sandboxed children, a bounded number at a time, and judge the outcomes.
+
+`Executor` holds what every backend shares (slots, the trusted scorer, verdicts from child
+outcomes); `LocalExecutor` runs the children on this machine. The Ray and Dask backends
+(evaluators/remote.py) run the same children on cluster workers.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from .sandbox import SECRET_PATHS, ChildOutcome, ForkServer, ForkServerError, Limits
+from .sandbox import SECRET_PATHS, ChildOutcome, ForkServer, ForkServerError, Limits, run_job
 from .scorer import Scorer
 from .task import Task
 from .verdict import Verdict
@@ -31,6 +35,9 @@ class EvaluationReport(Verdict):
 
 def _failure_reason(outcome: ChildOutcome, limits: Limits) -> str:
     reason = _first_reason(outcome, limits)
+    last_words = next((line.strip() for line in reversed(outcome.stderr_tail.splitlines()) if line.strip()), "")
+    if last_words and not outcome.timed_out:
+        reason += f" (last line of stderr: {last_words[:300]})"
     if outcome.forks_refused:
         reason += f"; the program also hit the process limit ({outcome.forks_refused} forks refused)"
     return reason
@@ -84,53 +91,77 @@ def verdict_from_metrics(metrics: dict[str, Any], correct: Any = None, error: An
     )
 
 
-class LocalExecutor:
-    """Evaluates candidates in fresh sandboxed children forked from a warm template process.
+class SandboxError(RuntimeError):
+    """The sandbox could not produce an outcome (not the candidate's fault); the message is the reason."""
 
-    `hide` lists files and folders (the archive, for one) that candidates must not see;
-    the usual secret folders of the user's home are always hidden.
+
+def job_for(task: Task, code: str, limits: Limits) -> dict[str, Any]:
+    """What a sandbox needs to evaluate `code` for `task`, as JSON-able data (see sandbox.run_job)."""
+    return {
+        "kind": "entry" if task.kind == "builtin" else task.kind,
+        "entry": task.entry,
+        "code": code,
+        "suffix": task.file_suffix,
+        "evaluate_name": Path(task.evaluate_path or "evaluate.py").name,
+        "limits": dataclasses.asdict(limits),
+    }
+
+
+PROBE_JOB: dict[str, Any] = {"kind": "probe", "limits": {"timeout_s": 30}}
+
+
+class Executor:
+    """What every executor backend shares: slots, the trusted scorer, and verdicts from child outcomes.
+
+    A backend implements `_run(job, task)`: run the job's child in the sandbox somewhere (here, or on
+    a cluster worker) and return its ChildOutcome, or raise SandboxError with the reason. Built-in
+    tasks are always scored here, by the trusted scorer process: the child only returns data.
     """
 
-    def __init__(self, slots: int | None = None, isolate: bool = True, hide: tuple[str, ...] = (),
-                 preload: tuple[str, ...] = ("numpy",)):
+    backend = "local"
+
+    def __init__(self, slots: int | None = None, isolate: bool = True):
         self.slots = slots or os.cpu_count() or 1
-        home = Path.home()
-        self._fork = ForkServer(preload=preload, isolate=isolate,
-                                hide=(*hide, *(str(home / p) for p in SECRET_PATHS)))
+        self.isolate = isolate
         self._scorer = Scorer()
         self._limiter = anyio.CapacityLimiter(self.slots)
         self.in_flight = 0
         self._isolation: str | None = None
 
+    def _set_slots(self, slots: int) -> None:
+        self.slots = max(1, int(slots))
+        self._limiter.total_tokens = self.slots
+
+    def hide(self, *paths: str) -> None:
+        """Files and folders that candidates must not see (the archive, for one)."""
+        raise NotImplementedError
+
+    async def _run(self, job: dict[str, Any], task: Task | None) -> ChildOutcome:
+        raise NotImplementedError
+
     async def aclose(self) -> None:
-        await self._fork.aclose()
         await self._scorer.aclose()
 
     @property
     def helper_pids(self) -> set[int]:
-        """Pids of the long-lived helpers: the warm template and the trusted scorer."""
-        return {pid for pid in (self._fork.pid, self._scorer.pid) if pid is not None}
+        """Pids of the long-lived local helpers (the trusted scorer; locally also the warm template)."""
+        return {pid for pid in (self._scorer.pid,) if pid is not None}
 
     @property
     def template_pid(self) -> int | None:
-        """Pid of the warm template process, while it runs."""
-        return self._fork.pid
+        """Pid of the local warm template process, while it runs (None where children run elsewhere)."""
+        return None
 
-    async def __aenter__(self) -> LocalExecutor:
+    async def __aenter__(self) -> Executor:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def isolation(self) -> str:
-        """The isolation level children get here: `namespaces` or `none` (rlimits and session only)."""
+        """The isolation level children get: `namespaces` or `none` (rlimits and session only), plus `+pids-cgroup`."""
         if self._isolation is None:
-            workdir = Path(tempfile.mkdtemp(prefix="evomcp-probe-"))
-            try:
-                outcome = await self._fork.run({"kind": "probe"}, workdir, Limits(timeout_s=30))
-            finally:
-                await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
-            self._isolation = outcome.isolation
+            self._isolation = (await self._run(PROBE_JOB, None)).isolation
         return self._isolation
 
     def limits_for(self, task: Task) -> Limits:
@@ -146,52 +177,27 @@ class LocalExecutor:
 
     async def _evaluate(self, task: Task, code: str) -> EvaluationReport:
         started = time.monotonic()
-        workdir = Path(tempfile.mkdtemp(prefix="evomcp-eval-"))
+        limits = self.limits_for(task)
         try:
-            program_path = workdir / f"program{task.file_suffix}"
-            program_path.write_text(code)
-            spec: dict[str, Any] = {"program_path": str(program_path)}
-            results_dir = workdir / "results"
-            if task.kind == "builtin":
-                spec.update(kind="entry", entry=task.entry)
-            else:
-                # The user's evaluate.py runs inside the sandbox too: it imports the candidate.
-                task_copy = workdir / "task"
-                await anyio.to_thread.run_sync(shutil.copytree, Path(task.source), task_copy)
-                spec.update(
-                    kind=task.kind,
-                    task_dir=str(task_copy),
-                    evaluate_path=str(task_copy / Path(task.evaluate_path or "evaluate.py").name),
-                    results_dir=str(results_dir),
-                )
-                results_dir.mkdir()
-            limits = self.limits_for(task)
-            try:
-                outcome = await self._fork.run(spec, workdir, limits)
-            except ForkServerError as exc:
-                return EvaluationReport(correct=False, failed=True, seconds=time.monotonic() - started,
-                                        error=f"sandbox failure: {exc}; the template process is restarted on "
-                                              f"the next evaluation, so evaluating this program again may work")
-            verdict, failed = await self._judge(task, outcome, limits, results_dir)
-            return EvaluationReport(
-                **verdict.model_dump(),
-                failed=failed,
-                stdout_tail=outcome.stdout_tail,
-                stderr_tail=outcome.stderr_tail,
-                seconds=time.monotonic() - started,
-                isolation=outcome.isolation if outcome.result else (self._isolation or outcome.isolation),
-            )
-        finally:
-            await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
+            outcome = await self._run(job_for(task, code, limits), task)
+        except SandboxError as exc:
+            return EvaluationReport(correct=False, failed=True, seconds=time.monotonic() - started, error=str(exc))
+        verdict, failed = await self._judge(task, outcome, limits)
+        return EvaluationReport(
+            **verdict.model_dump(),
+            failed=failed,
+            stdout_tail=outcome.stdout_tail,
+            stderr_tail=outcome.stderr_tail,
+            seconds=time.monotonic() - started,
+            isolation=outcome.isolation if outcome.result else (self._isolation or outcome.isolation),
+        )
 
-    async def _judge(
-        self, task: Task, outcome: ChildOutcome, limits: Limits, results_dir: Path
-    ) -> tuple[Verdict, bool]:
+    async def _judge(self, task: Task, outcome: ChildOutcome, limits: Limits) -> tuple[Verdict, bool]:
         """The verdict, and whether the run failed (no usable result) rather than scored."""
         if task.kind == "script":
             if outcome.timed_out:
                 return Verdict(correct=False, error=_failure_reason(outcome, limits)), True
-            verdict = _read_script_results(results_dir, outcome, limits)
+            verdict = _read_script_results(outcome, limits)
             return verdict, verdict.combined_score is None
         result = outcome.result
         if result is None:
@@ -205,16 +211,59 @@ class LocalExecutor:
         return verdict, verdict.combined_score is None
 
 
-def _read_script_results(results_dir: Path, outcome: ChildOutcome, limits: Limits) -> Verdict:
-    metrics_path = results_dir / "metrics.json"
-    if not metrics_path.exists():
+class LocalExecutor(Executor):
+    """Evaluates candidates in fresh sandboxed children forked from a warm template process.
+
+    `hide` lists files and folders (the archive, for one) that candidates must not see;
+    the usual secret folders of the user's home are always hidden.
+    """
+
+    def __init__(self, slots: int | None = None, isolate: bool = True, hide: tuple[str, ...] = (),
+                 preload: tuple[str, ...] = ("numpy",)):
+        super().__init__(slots, isolate)
+        home = Path.home()
+        self._fork = ForkServer(preload=preload, isolate=isolate,
+                                hide=(*hide, *(str(home / p) for p in SECRET_PATHS)))
+
+    def hide(self, *paths: str) -> None:
+        self._fork.hide.extend(p for p in paths if p not in self._fork.hide)
+
+    async def aclose(self) -> None:
+        await self._fork.aclose()
+        await super().aclose()
+
+    @property
+    def helper_pids(self) -> set[int]:
+        """Pids of the long-lived helpers: the warm template and the trusted scorer."""
+        return {pid for pid in (self._fork.pid, self._scorer.pid) if pid is not None}
+
+    @property
+    def template_pid(self) -> int | None:
+        """Pid of the warm template process, while it runs."""
+        return self._fork.pid
+
+    async def _run(self, job: dict[str, Any], task: Task | None) -> ChildOutcome:
+        task_dir = Path(task.source) if task is not None and task.kind != "builtin" else None
+        try:
+            return await run_job(self._fork, job, task_dir)
+        except ForkServerError as exc:
+            raise SandboxError(f"sandbox failure: {exc}; the template process is restarted on the next "
+                               f"evaluation, so evaluating this program again may work") from None
+
+
+def _read_script_results(outcome: ChildOutcome, limits: Limits) -> Verdict:
+    files = outcome.files
+    if "metrics.json" not in files:
         if outcome.returncode not in (0, None) or outcome.signal_name:
             return Verdict(correct=False, error=_failure_reason(outcome, limits))
         return Verdict(correct=False, error="evaluate.py wrote no metrics.json to --results_dir")
+    for name in ("metrics.json", "correct.json"):
+        if name in files and files[name] is None:
+            return Verdict(correct=False, error=f"evaluate.py wrote a {name} larger than {limits.result_max_bytes} "
+                                                f"bytes")
     try:
-        metrics = json.loads(metrics_path.read_text())
-        correct_doc = json.loads((results_dir / "correct.json").read_text()) if (
-            results_dir / "correct.json").exists() else {}
+        metrics = json.loads(files["metrics.json"] or "")
+        correct_doc = json.loads(files["correct.json"] or "") if "correct.json" in files else {}
     except ValueError as exc:
         return Verdict(correct=False, error=f"evaluate.py wrote invalid JSON: {exc}")
     if not isinstance(metrics, dict):

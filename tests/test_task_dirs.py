@@ -1,0 +1,50 @@
+"""Malformed task directories give a clear error at start_run, quickly, never a hung run."""
+
+import time
+
+import pytest
+
+from evomcp.tools import runs
+from evomcp.tools.errors import EvoError
+
+SEED = "# EVOLVE-BLOCK-START\ndef value():\n    return 1.0\n# EVOLVE-BLOCK-END\n"
+
+CASES = {
+    "no markers": ("def value():\n    return 1.0\n", "def evaluate(p):\n    return {'combined_score': 1.0}\n",
+                   "no EVOLVE-BLOCK"),
+    "evaluate.py raises on import": (SEED, "raise ImportError('broken evaluator')\n", "broken evaluator"),
+    "evaluate returns a list": (SEED, "def evaluate(p):\n    return [1, 2]\n", "expected a dict"),
+    "evaluate returns no score": (SEED, "def evaluate(p):\n    return {'accuracy': 1}\n", "combined_score"),
+    "evaluate never returns": (SEED, "import time\ndef evaluate(p):\n    while True:\n        time.sleep(1)\n",
+                               "timeout"),
+    "evaluate.py does not parse": (SEED, "def evaluate(p)\n    return {}\n", "does not parse"),
+    "seed does not parse": ("# EVOLVE-BLOCK-START\ndef value(:\n# EVOLVE-BLOCK-END\n",
+                            "def evaluate(p):\n    return {'combined_score': 1.0}\n", "syntax error"),
+    "no evaluate.py": (SEED, None, "no evaluate.py"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_malformed_task_directory(ws, tmp_path, case):
+    initial, evaluate, needle = CASES[case]
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "initial.py").write_text(initial)
+    if evaluate is not None:
+        (task / "evaluate.py").write_text(evaluate)
+    (task / "task.toml").write_text("timeout_s = 2\n")
+    started = time.monotonic()
+    with pytest.raises(EvoError, match=needle):
+        await runs.start_run(ws, str(task))
+    assert time.monotonic() - started < 10
+    assert await ws.archive.integrity_check() == "ok"
+
+
+async def test_missing_directory_and_bad_toml(ws, tmp_path):
+    with pytest.raises(EvoError, match="neither a built-in task nor a directory"):
+        await runs.start_run(ws, str(tmp_path / "nowhere"))
+    (tmp_path / "initial.py").write_text(SEED)
+    (tmp_path / "evaluate.py").write_text("def evaluate(p):\n    return {'combined_score': 1.0}\n")
+    (tmp_path / "task.toml").write_text("timeout_s = = 2\n")
+    with pytest.raises(EvoError, match="not valid TOML"):
+        await runs.start_run(ws, str(tmp_path))
