@@ -1,0 +1,73 @@
+"""Several agents over streamable HTTP and the built-in driver, all on one run at once."""
+
+import signal
+import sqlite3
+
+import anyio
+import numpy as np
+from mcp import Client
+
+from conftest import free_port
+from evomcp.tools.perturb import perturb
+from test_restart import serve
+from test_transports import _wait_for_port
+
+AGENTS, CYCLES = 4, 10
+
+
+async def agent(url, run_id, seed, told):
+    rng = np.random.default_rng(seed)
+    async with Client(url) as client:
+        for _ in range(CYCLES):
+            sampled = (await client.call_tool("sample_parent", {"run_id": run_id})).structured_content
+            change = None
+            while change is None:
+                change = perturb(sampled["parent"]["code"], rng)
+            result = await client.call_tool("propose_candidate", {
+                "run_id": run_id, "parent_id": sampled["parent"]["id"], "code": change[0],
+                "ticket": sampled["ticket"], "description": change[1]})
+            if not result.is_error:
+                told.append(result.structured_content["program"]["id"])
+            else:
+                assert "duplicate" in result.content[0].text, result.content[0].text
+
+
+async def test_agents_and_driver_share_a_run(tmp_path):
+    db, port = tmp_path / "many.db", free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    proc = serve(db, port)
+    try:
+        _wait_for_port(port, proc)
+        async with Client(url) as client:
+            status = (await client.call_tool("start_run", {
+                "task": "circle_packing_26", "config": {"novelty": False, "num_islands": 3},
+                "driver": {"max_evaluations": 40, "concurrency": 2}})).structured_content
+        run_id = status["run"]["run_id"]
+        told: list[int] = []
+        with anyio.fail_after(180):
+            async with anyio.create_task_group() as tg:
+                for seed in range(AGENTS):
+                    tg.start_soon(agent, url, run_id, seed, told)
+            while True:
+                async with Client(url) as client:
+                    status = (await client.call_tool("get_run_status", {"run_id": run_id})).structured_content
+                if status["driver"]["state"] == "finished":
+                    break
+                await anyio.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT id, code_hash, status, island, generation FROM programs WHERE run_id = ?",
+                       (run_id,)).fetchall()
+    con.close()
+    ids = [r[0] for r in rows]
+    assert len(told) == len(set(told)) and set(told) <= set(ids)  # nothing a client was told is lost
+    non_seed = [r for r in rows if r[4] > 0]
+    assert len({r[1] for r in non_seed}) == len(non_seed)  # no program stored twice
+    assert len(told) >= AGENTS * CYCLES * 0.8
+    assert all(r[2] in ("evaluated", "failed") for r in rows)
+    assert status["evaluated"] == len(rows) and status["in_flight"] == 0
+    assert sum(i["programs"] for i in status["islands"].values()) == len(rows)
+    # the driver's budget counts every evaluation of the run since it started, the agents' included
+    assert status["driver"]["evaluations"] > 0 and len(non_seed) >= 40
