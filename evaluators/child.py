@@ -158,6 +158,12 @@ def _run_candidate(spec):
         sys.path.insert(0, spec["task_dir"])
         module = _load_module("task_evaluate", spec["evaluate_path"])
         metrics = module.evaluate(spec["program_path"])
+        if not isinstance(metrics, dict) and isinstance(getattr(metrics, "metrics", None), dict):
+            # OpenEvolve's EvaluationResult(metrics=..., artifacts=...): artifacts become feedback
+            artifacts = getattr(metrics, "artifacts", None) or {}
+            metrics = dict(metrics.metrics)
+            if artifacts and "text_feedback" not in metrics:
+                metrics["text_feedback"] = "\n".join(f"{k}: {v}" for k, v in artifacts.items())[:8000]
         if not isinstance(metrics, dict):
             return {"ok": False, "error": f"evaluate() returned {type(metrics).__name__}, expected a dict"}
         return {"ok": True, "value": _jsonable(metrics)}
@@ -287,7 +293,15 @@ def serve(preload):
         if 0 in readable:
             chunk = os.read(0, 1 << 20)
             if not chunk:
-                break  # the server went away: stop; children have their own sessions and limits
+                # the server (or the cluster worker that started us) went away: nobody will read the
+                # results of the children still running, so they end with it
+                for pid in children:
+                    for kill in (os.killpg, os.kill):
+                        try:
+                            kill(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                break
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)

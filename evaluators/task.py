@@ -226,11 +226,13 @@ def load_task_dir(path: Path) -> Task:
         except tomllib.TOMLDecodeError as exc:
             raise TaskError(f"{toml_path} is not valid TOML: {exc}") from None
     language = str(meta.get("language", "python"))
-    initial = next((p for p in sorted(path.glob("initial.*")) if p.is_file()), None)
+    # OpenEvolve names them initial_program.py and evaluator.py: accepted as they are
+    seeds = sorted(path.glob("initial.*")) + sorted(path.glob("initial_program.*"))
+    initial = next((p for p in seeds if p.is_file()), None)
     if initial is None:
         raise TaskError(f"task directory {path} has no initial.py (the seed program with EVOLVE-BLOCK markers)")
-    evaluate_path = path / "evaluate.py"
-    if not evaluate_path.is_file():
+    evaluate_path = next((p for p in (path / "evaluate.py", path / "evaluator.py") if p.is_file()), None)
+    if evaluate_path is None:
         raise TaskError(f"task directory {path} has no evaluate.py")
     description = meta.get("description")
     if description is None and (path / "README.md").exists():

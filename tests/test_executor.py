@@ -194,3 +194,11 @@ async def test_scorer_process_is_separate_and_restarts(executor):
     second = await executor.evaluate(CIRCLES, CIRCLES.initial_code)
     assert second.correct and second.combined_score == first.combined_score
     assert scorer not in executor.helper_pids
+
+
+async def test_openevolve_shaped_task_directory(executor):
+    task = resolve_task(str(DATA / "openevolve_task"))
+    assert task.kind == "evaluate_fn" and task.evaluate_path.endswith("evaluator.py")
+    report = await executor.evaluate(task, task.initial_code)
+    assert report.correct and report.combined_score == -2.0 and report.public["value"] == 1.0
+    assert "value() returned 1.0" in report.text_feedback

@@ -114,3 +114,48 @@ def test_example_client_script_runs(tmp_path):
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
     assert "best: program" in out.stdout
+
+
+async def test_user_written_example_task(tmp_path):
+    """examples/tasks/tsp_heuristic, written from scratch as a user would, runs and can improve."""
+    from evomcp.tools import runs, steps
+    from evomcp.tools.workspace import open_workspace
+
+    task = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "tasks",
+                        "tsp_heuristic")
+    async with open_workspace(tmp_path / "tsp.db", slots=2) as ws:
+        status = await runs.start_run(ws, task, config={"num_islands": 1})
+        seed = status.best
+        assert seed.correct and 0.5 < seed.combined_score < 1.5
+        program = await ws.program(status.run.run_id, seed.id)
+        two_opt = program.code.replace("    return tour\n", (
+            "    improved = True\n"
+            "    while improved:\n"
+            "        improved = False\n"
+            "        for i in range(1, n - 1):\n"
+            "            for j in range(i + 1, n):\n"
+            "                a, b = points[tour[i - 1]], points[tour[i]]\n"
+            "                c, d = points[tour[j]], points[tour[(j + 1) % n]]\n"
+            "                if math.dist(a, c) + math.dist(b, d) < math.dist(a, b) + math.dist(c, d) - 1e-12:\n"
+            "                    tour[i:j + 1] = reversed(tour[i:j + 1])\n"
+            "                    improved = True\n"
+            "    return tour\n"))
+        better = await steps.propose_candidate(ws, status.run.run_id, seed.id, code=two_opt)
+        assert better.program.correct and better.is_new_best
+        assert "mean tour length" in (await ws.program(status.run.run_id, better.program.id)).text_feedback
+
+
+def test_autonomous_run_example_against_an_endpoint(tmp_path):
+    from fake_openai import FakeOpenAI
+
+    from test_driver import good_model
+
+    with FakeOpenAI() as fake:
+        fake.add_model("m", good_model(9))
+        out = subprocess.run([sys.executable, "examples/autonomous_run.py", "--model", "m", "--base-url",
+                              fake.base_url, "--no-key", "--budget", "6", "--db", str(tmp_path / "a.db")],
+                             capture_output=True, text=True, timeout=180,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert out.returncode == 0, out.stderr
+        assert "driver finished: evaluation budget of 6 reached" in out.stdout
+        assert fake.calls("m")
