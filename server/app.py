@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context, Image
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 
@@ -236,7 +236,7 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
     async def program_code(run_id: int, program_id: int) -> str:
         program = await ws.archive.get_program(run_id, program_id)
         if program is None:
-            raise ResourceError(f"run {run_id} has no program {program_id}")
+            raise ResourceNotFoundError(f"run {run_id} has no program {program_id}")
         return program.code
 
     return mcp

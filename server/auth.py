@@ -30,4 +30,5 @@ def new_token() -> str:
 
 def auth_settings(base_url: str) -> AuthSettings:
     """The SDK wants an issuer: with a static token, this server is its own."""
-    return AuthSettings(issuer_url=base_url, resource_server_url=f"{base_url}/mcp", required_scopes=[])
+    return AuthSettings(issuer_url=base_url, resource_server_url=f"{base_url}/mcp", required_scopes=[],
+                        validate_token_resource=False)

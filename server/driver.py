@@ -135,7 +135,7 @@ class Driver:
         await archive.set_note(self.run_id, DRIVER_NOTE, self.status.model_dump(mode="json"))
 
     async def _evaluated(self) -> int:
-        counts = await self.ws.archive.counts_by_status(self.run_id)
+        counts = (await self.ws.population(self.run_id)).counts()
         return counts.get("evaluated", 0) + counts.get("failed", 0)
 
     # budgets ----------------------------------------------------------------
@@ -159,8 +159,8 @@ class Driver:
                 return f"evaluation budget of {c.max_evaluations} reached"
         target = c.target_score
         if target is not None:
-            best = await self.ws.archive.best_program(self.run_id)
-            if best and best["combined_score"] >= target:
+            best = (await self.ws.population(self.run_id)).best_score()
+            if best is not None and best >= target:
                 return f"target score {target!r} reached"
         return None
 

@@ -354,6 +354,17 @@ class Archive:
         ).fetchall()
         return [_summary(r) for r in rows]
 
+    async def population_rows(self, run_id: int) -> list[tuple]:
+        """(id, parent_id, island, generation, status, correct, combined_score) of every program, oldest first."""
+        rows = await (
+            await self._db.execute(
+                "SELECT id, parent_id, island, generation, status, correct, combined_score FROM programs"
+                " WHERE run_id = ? ORDER BY id",
+                (run_id,),
+            )
+        ).fetchall()
+        return [tuple(r) for r in rows]
+
     async def latest_failed(self, run_id: int, island: int) -> int | None:
         """The newest program of an island that failed or was judged incorrect (for fix mode)."""
         row = await (

@@ -132,6 +132,11 @@ async def test_bad_input_gets_errors_that_say_what_to_do(ws):
         assert f"duplicate of program {first['program']['id']}" in message
         assert "exactly one of" in await call_err(client, "propose_candidate", {"run_id": run_id, "parent_id": seed})
         assert "cursor" in await call_err(client, "get_archive", {"run_id": run_id, "cursor": "garbage!"})
+        from mcp.shared.exceptions import MCPError
+
+        with pytest.raises(MCPError) as missing:  # SEP-2164: an unknown resource is invalid params
+            await client.read_resource(f"evomcp://runs/{run_id}/programs/99999")
+        assert missing.value.code == -32602
         await call_ok(client, "stop_run", {"run_id": run_id})
         assert "is stopped" in await call_err(client, "sample_parent", {"run_id": run_id})
         assert "is stopped" in await call_err(client, "propose_candidate", {

@@ -157,3 +157,26 @@ async def test_cross_patch_type_is_recorded(ws):
     code = seed.code.replace("    return radii * (1 - 1e-9)", GROW.split("=======\n")[1].split(">>>>>>>")[0].rstrip("\n"))
     result = await steps.propose_candidate(ws, run_id, seed.id, code=code, patch_type="cross")
     assert result.program.patch_type == "cross" and result.program.correct
+
+
+async def test_in_memory_population_matches_the_archive(ws):
+    """After proposals, failures, evaluations and migrations, the index equals a fresh load from SQLite."""
+    from evomcp.server.driver import Driver, DriverConfig
+    from evomcp.tools.population import Population
+
+    run_id = await start(ws, num_islands=3, migration_interval=8, novelty=False)
+    seed = (await runs.get_run_status(ws, run_id)).best
+    await Driver(ws, run_id, DriverConfig(max_evaluations=40, concurrency=2)).run()
+    pending = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.3, 0.5), evaluate_now=False)
+    live = await ws.population(run_id)
+    fresh = Population.from_rows(await ws.archive.population_rows(run_id))
+    assert live.counts() == fresh.counts() == await ws.archive.counts_by_status(run_id)
+    assert live.island_stats() == fresh.island_stats()
+    for island in range(3):
+        a, b = live.pool(island), fresh.pool(island)
+        assert a[0].tolist() == b[0].tolist() and a[2].tolist() == b[2].tolist()
+        rows = await ws.archive.selection_pool(run_id, island)
+        assert sorted(a[0].tolist()) == [r["id"] for r in rows]
+        assert dict(zip(a[0].tolist(), a[2].tolist())) == {r["id"]: r["children"] for r in rows}
+        assert live.top_ids(5, island) == [r["id"] for r in await ws.archive.top_k(run_id, 5, island=island)]
+    assert pending.program.status == "pending"

@@ -15,7 +15,9 @@ MIGRATION_NOTE = "migrated_at_evaluation"
 
 async def seed_islands(ws: Workspace, run_id: int, seed_id: int, num_islands: int) -> list[int]:
     """Copy the evaluated seed onto islands 1..K-1 (it already sits on island 0)."""
-    return [await ws.archive.copy_program(seed_id, island) for island in range(1, num_islands)]
+    copies = [await ws.archive.copy_program(seed_id, island) for island in range(1, num_islands)]
+    ws.forget_population(run_id)  # reloaded with the copies on next use
+    return copies
 
 
 def choose_island(ws: Workspace, run_id: int, config: RunConfig) -> int:
@@ -37,15 +39,17 @@ async def migrate_if_due(ws: Workspace, run: RunRecord, config: RunConfig, evalu
     if evaluated - last < config.migration_interval:
         return []
     await ws.archive.set_note(run.id, MIGRATION_NOTE, evaluated)
+    population = await ws.population(run.id)
     moves: dict[int, list[int]] = {}
     for island in range(config.num_islands):
-        pool = await ws.archive.top_k(run.id, config.archive_size, island=island)
+        pool = population.top_ids(config.archive_size, island)
         count = max(1, math.ceil(config.migration_rate * len(pool))) if len(pool) > 1 else 0
-        moves[(island + 1) % config.num_islands] = [row["id"] for row in pool[1 : 1 + count]]
+        moves[(island + 1) % config.num_islands] = pool[1 : 1 + count]
     moved = []
     for destination, ids in moves.items():
         if ids:
             await ws.archive.move_programs(ids, destination)
+            population.move(ids, destination)
             moved += ids
     if moved:
         ws.novelty.forget(run.id)  # rows changed islands: rebuild the matrices on next use

@@ -79,7 +79,8 @@ async def list_runs(ws: Workspace) -> RunList:
 
 async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
     run = await ws.run(run_id)
-    counts = await ws.archive.counts_by_status(run_id)
+    population = await ws.population(run_id)
+    counts = population.counts()
     best = await ws.archive.best_program(run_id)
     tickets = sum(ws.tickets.in_flight(run_id).values())
     best_score = best["combined_score"] if best else None
@@ -96,7 +97,7 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         cost_usd=await ws.archive.llm_cost(run_id),
         models=await ws.archive.llm_call_stats(run_id),
         driver=await ws.archive.get_note(run_id, "driver"),
-        islands={i: IslandStatus(**stats) for i, stats in (await ws.archive.island_stats(run_id)).items()},
+        islands={i: IslandStatus(**stats) for i, stats in population.island_stats().items()},
     )
 
 

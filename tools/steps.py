@@ -15,6 +15,7 @@ from . import markers, novelty, patches, selection
 from .brief import build_brief
 from .errors import EvoError
 from .islands import choose_island, migrate_if_due
+from .population import Population
 from .models import NoveltyCheck, ParentView, PatchType, ProgramSummary, ProposalResult, RunConfig, SampledParent
 from .workspace import Workspace
 
@@ -46,13 +47,26 @@ def parent_view(p: ProgramRecord) -> ParentView:
                       correct=p.correct, public_metrics=p.public_metrics, text_feedback=p.text_feedback, code=p.code)
 
 
+def _add_in_flight(ids: np.ndarray, children: np.ndarray, in_flight: dict[int, int]) -> np.ndarray:
+    """Children counts plus the parents' open tickets (few tickets: touch only their rows)."""
+    children = children.astype(float)
+    for parent_id, count in in_flight.items():
+        children[ids == parent_id] += count
+    return children
+
+
+def best_in(population: Population) -> float | None:
+    return population.best_score()
+
+
 async def _inspirations(ws: Workspace, run_id: int, config: RunConfig, island: int,
                         parent: ProgramRecord) -> list[ProgramRecord]:
     """The island's best, then elites of the whole run (the top ones and a random one), in score order."""
     if config.num_inspirations == 0:
         return []
-    island_best = [row["id"] for row in await ws.archive.top_k(run_id, 1, island=island)]
-    elites = [row["id"] for row in await ws.archive.top_k(run_id, config.archive_size)]
+    population = await ws.population(run_id)
+    island_best = population.top_ids(1, island)
+    elites = population.top_ids(config.archive_size)
     ordered = [i for i in dict.fromkeys(island_best + elites) if i != parent.id]
     count = config.num_inspirations
     chosen = ordered[: max(1, count - 1)]
@@ -85,16 +99,14 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
         island = choose_island(ws, run_id, config)
     elif not 0 <= island < config.num_islands:
         raise EvoError(f"run {run_id} has islands 0 to {config.num_islands - 1}; island {island} does not exist")
-    pool = await ws.archive.selection_pool(run_id, island)
+    population = await ws.population(run_id)
+    ids, scores, children, generations = population.pool(island)
     mode = "improve"
-    if pool:
-        in_flight = ws.tickets.in_flight(run_id)
-        scores = np.array([row["combined_score"] for row in pool], dtype=float)
-        children = np.array([row["children"] + in_flight.get(row["id"], 0) for row in pool], dtype=float)
-        generations = np.array([row["generation"] for row in pool], dtype=float)
+    if len(ids):
+        children = _add_in_flight(ids, children, ws.tickets.in_flight(run_id))
         index = selection.choose(ws.rng, strategy, scores, children, generations, alpha=config.power_law_alpha,
                                  lam=config.weighted_lambda, width=config.beam_width)
-        parent = await ws.program(run_id, pool[index]["id"])
+        parent = await ws.program(run_id, int(ids[index]))
     else:
         failed = await ws.archive.latest_failed(run_id, island)
         if failed is None:
@@ -103,8 +115,7 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
     inspirations = await _inspirations(ws, run_id, config, island, parent) if mode == "improve" else []
     if mode == "fix" or patch_type is None or (patch_type == "cross" and not inspirations):
         patch_type = _suggest_patch_type(ws, config, bool(inspirations), mode)
-    best = await ws.archive.best_program(run_id)
-    best_score = best["combined_score"] if best else None
+    best_score = best_in(population)
     grandparent_score = None
     if parent.parent_id is not None:
         grandparent = await ws.archive.get_program(run_id, parent.parent_id)
@@ -184,8 +195,8 @@ async def propose_candidate(
         raise EvoError(f"this program is an exact duplicate of program {twin}; propose a different change")
     vector = novelty.embed(child_code)
     novelty_check = await _check_novelty(ws, run_id, config, parent.island, vector, operator)
-    best = await ws.archive.best_program(run_id)
-    best_before = best["combined_score"] if best else None
+    population = await ws.population(run_id)
+    best_before = best_in(population)
     try:
         program = await ws.archive.insert_program(
             run_id=run_id, parent_id=parent.id, island=parent.island, generation=parent.generation + 1,
@@ -195,6 +206,7 @@ async def propose_candidate(
     except DuplicateProgram as dup:
         raise EvoError(f"this program is an exact duplicate of program {dup.twin_id}; propose a different change"
                        ) from None
+    population.add(program.id, parent.id, program.island, program.generation)
     ws.novelty.add(run_id, program.island, program.id, vector)
     ws.tickets.redeem(ticket, run_id, parent.id)
     await ws.archive.add_event(run_id, "proposed", {"program": program.id, "parent": parent.id,
@@ -245,11 +257,12 @@ async def evaluate(
     program = await ws.program(run_id, program_id)
     if program.status in ("evaluated", "running"):
         raise EvoError(f"program {program_id} is already {program.status}; call get_program to read its result")
+    population = await ws.population(run_id)
     if best_before is None:
-        best = await ws.archive.best_program(run_id)
-        best_before = best["combined_score"] if best else None
+        best_before = best_in(population)
     task = ws.task(run)
     await ws.archive.set_program_status(program_id, "running")
+    population.set_status(program_id, "running")
     report = None
     try:
         async with anyio.create_task_group() as tg:
@@ -261,6 +274,7 @@ async def evaluate(
         if report is None:  # cancelled: leave the program ready to evaluate again
             with anyio.CancelScope(shield=True):
                 await ws.archive.set_program_status(program_id, "pending")
+                population.set_status(program_id, "pending")
     result = EvaluationResult(
         status="failed" if report.failed else "evaluated",
         correct=report.correct,
@@ -274,9 +288,10 @@ async def evaluate(
         eval_seconds=report.seconds,
     )
     await ws.archive.save_result(program_id, result)
+    population.set_result(program_id, result.status, result.correct, result.combined_score)
     await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": report.combined_score,
                                                      "correct": report.correct, "isolation": report.isolation})
-    counts = await ws.archive.counts_by_status(run_id)
+    counts = population.counts()
     await migrate_if_due(ws, run, ws.config(run), counts.get("evaluated", 0) + counts.get("failed", 0))
     parent_score = None
     if program.parent_id is not None:

@@ -9,24 +9,35 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluators.executor import LocalExecutor
+from ..evaluators.executor import Executor, LocalExecutor
 from ..evaluators.task import Task, TaskError, resolve_task
 from ..store import Archive, ProgramRecord, RunRecord
 from .errors import EvoError
 from .models import RunConfig
 from .novelty import NoveltyIndex
+from .population import Population
 from .tickets import Tickets
 
 
 @dataclass
 class Workspace:
     archive: Archive
-    executor: LocalExecutor
+    executor: Executor
     tickets: Tickets = field(default_factory=Tickets)
     novelty: NoveltyIndex = field(default_factory=NoveltyIndex)
     max_runs: int = 1000
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     _tasks: dict[int, Task] = field(default_factory=dict)
+    _populations: dict[int, Population] = field(default_factory=dict)
+
+    async def population(self, run_id: int) -> Population:
+        """The run's in-memory index, loaded from the archive on first use."""
+        if run_id not in self._populations:
+            self._populations[run_id] = Population.from_rows(await self.archive.population_rows(run_id))
+        return self._populations[run_id]
+
+    def forget_population(self, run_id: int) -> None:
+        self._populations.pop(run_id, None)
 
     async def run(self, run_id: int) -> RunRecord:
         run = await self.archive.get_run(run_id)
@@ -44,6 +55,7 @@ class Workspace:
     async def program(self, run_id: int, program_id: int) -> ProgramRecord:
         program = await self.archive.get_program(run_id, program_id)
         if program is None:
+            await self.run(run_id)  # an unknown run is the error to report first
             raise EvoError(
                 f"run {run_id} has no program {program_id}; call get_archive({run_id}) to list its programs"
             )
@@ -65,17 +77,24 @@ class Workspace:
 
 @asynccontextmanager
 async def open_workspace(db_path: str | Path, slots: int | None = None,
-                         isolate: bool = True) -> AsyncIterator[Workspace]:
+                         isolate: bool = True, executor: Executor | None = None) -> AsyncIterator[Workspace]:
     """Open the archive and an executor; programs a dead process left `running` go back to `pending`.
 
-    Candidates never see the archive: its files are hidden from them.
+    Candidates never see the archive: its files are hidden from them. A ready `executor` (e.g. a
+    Ray or Dask backend) is used instead of a local one, and stays open: its owner closes it.
     """
     archive = await Archive.open(db_path)
     db = str(Path(db_path).resolve())
-    executor = LocalExecutor(slots, isolate=isolate, hide=(db, f"{db}-wal", f"{db}-shm"))
+    archive_files = (db, f"{db}-wal", f"{db}-shm")
+    own = executor is None
+    if executor is None:
+        executor = LocalExecutor(slots, isolate=isolate, hide=archive_files)
+    else:
+        executor.hide(*archive_files)
     try:
         await archive.reset_unfinished()
         yield Workspace(archive, executor)
     finally:
-        await executor.aclose()
+        if own:
+            await executor.aclose()
         await archive.close()
