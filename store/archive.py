@@ -21,7 +21,8 @@ from .schema import MIGRATIONS, SCHEMA_VERSION
 
 ArchiveOrder = Literal["score", "newest", "oldest"]
 
-_NO_SCORE = -1.0e308  # sort key of programs without a score: after every real score
+# sort key of programs without a score: after every real score; spelled as in the schema's index
+_NO_SCORE = "-1.0e308"
 
 _SUMMARY_COLUMNS = (
     "id, run_id, parent_id, island, generation, patch_type, description, status, correct, "
@@ -405,14 +406,26 @@ class Archive:
     async def move_programs(self, program_ids: list[int], island: int) -> None:
         await self._db.executemany("UPDATE programs SET island = ? WHERE id = ?", [(island, i) for i in program_ids])
 
-    async def embeddings(self, run_id: int) -> list[tuple[int, int, bytes]]:
-        rows = await (
-            await self._db.execute(
-                "SELECT id, island, embedding FROM programs WHERE run_id = ? AND embedding IS NOT NULL ORDER BY id",
-                (run_id,),
-            )
+    async def embeddings(self, run_id: int, per_island: int | None = None) -> list[tuple[int, int, bytes]]:
+        """(id, island, embedding) oldest first; with `per_island`, only each island's newest ones."""
+        if per_island is None:
+            sql, args = ("SELECT id, island, embedding FROM programs WHERE run_id = ? AND embedding IS NOT NULL"
+                         " ORDER BY id", (run_id,))
+            return [tuple(r) for r in await (await self._db.execute(sql, args)).fetchall()]
+        islands = await (
+            await self._db.execute("SELECT DISTINCT island FROM programs WHERE run_id = ?", (run_id,))
         ).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
+        rows: list[tuple[int, int, bytes]] = []
+        for (island,) in islands:
+            newest = await (
+                await self._db.execute(
+                    "SELECT id, island, embedding FROM programs WHERE run_id = ? AND island = ?"
+                    " AND embedding IS NOT NULL ORDER BY id DESC LIMIT ?",
+                    (run_id, island, per_island),
+                )
+            ).fetchall()
+            rows += [tuple(r) for r in newest]
+        return sorted(rows)
 
     # LLM calls ------------------------------------------------------------------
 

@@ -46,6 +46,8 @@ MIGRATIONS: list[str] = [
         evaluated_at    REAL
     );
     CREATE INDEX programs_by_hash ON programs(run_id, code_hash);
+    CREATE INDEX programs_by_island ON programs(run_id, island, id);
+    CREATE INDEX programs_by_sort_key ON programs(run_id, COALESCE(combined_score, -1.0e308) DESC, id);
     CREATE INDEX programs_by_score ON programs(run_id, combined_score DESC, id);
     CREATE INDEX programs_by_parent ON programs(parent_id);
     CREATE INDEX programs_by_status ON programs(run_id, status);

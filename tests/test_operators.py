@@ -41,9 +41,13 @@ async def add_children(ws, run_id, parent_id, count, offset=0):
 
 
 async def test_in_flight_samples_spread_over_parents(ws):
+    """Close scores (here equal: each child only adds a comment), 8 workers sampling at once."""
     run_id = await start(ws, num_islands=1, novelty=False, selection="weighted")
     seed = (await runs.get_run_status(ws, run_id)).best
-    await add_children(ws, run_id, seed.id, 7)
+    for k in range(7):
+        patch = ("<<<<<<< SEARCH\n    rings = [(8, 0.22), (17, 0.42)]\n=======\n"
+                 f"    rings = [(8, 0.22), (17, 0.42)]  # variant {k}\n>>>>>>> REPLACE")
+        assert (await steps.propose_candidate(ws, run_id, seed.id, patch=patch)).program.correct
     sampled = [await steps.sample_parent(ws, run_id) for _ in range(8)]  # 8 workers, none has proposed yet
     parents = {s.parent.id for s in sampled}
     assert len(parents) >= 4, parents

@@ -2,8 +2,9 @@
 
 The default embedder needs no model and no network: signed feature hashing of token
 1- to 3-grams into a float32 vector, L2-normalised (stable across processes: crc32,
-not Python's salted hash). Each island's embeddings are one float32 matrix, so a
-check is one matrix-vector product.
+not Python's salted hash). Each island's most recent embeddings (a window of
+20,000 by default: near-copies are of recent work) are one float32 matrix, so a check is
+one matrix-vector product of bounded cost however large the run grows.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 
 from . import markers
 
-DIM = 512
+DIM = 256
+WINDOW = 20_000
 _TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|[^\s\w]")
 
 
@@ -38,23 +40,32 @@ def embed(code: str, dim: int = DIM) -> np.ndarray:
 
 @dataclass
 class _Island:
+    """A ring buffer of the island's newest `window` embeddings."""
+
+    window: int = WINDOW
     ids: list[int] = field(default_factory=list)
     matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, DIM), dtype=np.float32))
-    size: int = 0
+    added: int = 0
 
     def add(self, program_id: int, vector: np.ndarray) -> None:
-        if self.size == len(self.matrix):  # grow by doubling: amortised O(1) appends
-            grown = np.zeros((max(16, 2 * len(self.matrix)), vector.shape[0]), dtype=np.float32)
-            grown[: self.size] = self.matrix[: self.size]
+        filled = min(self.added, self.window)
+        if filled == len(self.matrix) and filled < self.window:  # grow by doubling up to the window
+            grown = np.zeros((min(self.window, max(16, 2 * len(self.matrix))), vector.shape[0]), dtype=np.float32)
+            grown[:filled] = self.matrix[:filled]
             self.matrix = grown
-        self.matrix[self.size] = vector
-        self.ids.append(program_id)
-        self.size += 1
+        slot = self.added % self.window
+        self.matrix[slot] = vector
+        if slot < len(self.ids):
+            self.ids[slot] = program_id
+        else:
+            self.ids.append(program_id)
+        self.added += 1
 
     def nearest(self, vector: np.ndarray) -> tuple[int | None, float]:
-        if self.size == 0:
+        filled = min(self.added, self.window)
+        if filled == 0:
             return None, 0.0
-        sims = self.matrix[: self.size] @ vector
+        sims = self.matrix[:filled] @ vector
         i = int(np.argmax(sims))
         return self.ids[i], float(sims[i])
 
@@ -62,16 +73,21 @@ class _Island:
 class NoveltyIndex:
     """In-memory per-run, per-island embedding matrices, rebuilt from the archive on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, window: int = WINDOW) -> None:
+        self.window = window
         self._runs: dict[int, dict[int, _Island]] = {}
 
     def loaded(self, run_id: int) -> bool:
         return run_id in self._runs
 
     def load(self, run_id: int, rows: list[tuple[int, int, bytes]]) -> None:
+        """Rows of (id, island, embedding), oldest first."""
         islands: dict[int, _Island] = {}
         for program_id, island, blob in rows:
-            islands.setdefault(island, _Island()).add(program_id, np.frombuffer(blob, dtype=np.float32))
+            vector = np.frombuffer(blob, dtype=np.float32)
+            if vector.shape[0] != DIM:
+                continue  # written by a version with another dimension: not comparable
+            islands.setdefault(island, _Island(self.window)).add(program_id, vector)
         self._runs[run_id] = islands
 
     def forget(self, run_id: int) -> None:
@@ -79,7 +95,7 @@ class NoveltyIndex:
 
     def add(self, run_id: int, island: int, program_id: int, vector: np.ndarray) -> None:
         if run_id in self._runs:
-            self._runs[run_id].setdefault(island, _Island()).add(program_id, vector)
+            self._runs[run_id].setdefault(island, _Island(self.window)).add(program_id, vector)
 
     def nearest(self, run_id: int, island: int, vector: np.ndarray) -> tuple[int | None, float]:
         return self._runs.get(run_id, {}).get(island, _Island()).nearest(vector)

@@ -140,7 +140,7 @@ async def _check_novelty(ws: Workspace, run_id: int, config: RunConfig, island: 
     if operator is not None and operator in config.novelty_exempt:
         return NoveltyCheck(checked=False, note=f"operator {operator!r} is exempt (run config novelty_exempt)")
     if not ws.novelty.loaded(run_id):
-        ws.novelty.load(run_id, await ws.archive.embeddings(run_id))
+        ws.novelty.load(run_id, await ws.archive.embeddings(run_id, per_island=ws.novelty.window))
     nearest, similarity = ws.novelty.nearest(run_id, island, vector)
     check = NoveltyCheck(checked=True, nearest_id=nearest, similarity=similarity)
     if nearest is not None and similarity > config.novelty_threshold:
