@@ -7,12 +7,15 @@ leaves `stdout.txt`, `stderr.txt` and `result.json` in its private working direc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,16 @@ class ChildOutcome:
     isolation: str = "none"
     signal_name: str | None = None
     forks_refused: int = 0
+    # script tasks: what evaluate.py left in --results_dir (metrics.json, correct.json); None: over the size cap
+    files: dict[str, str | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChildOutcome:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def base_environment() -> dict[str, str]:
@@ -147,10 +160,13 @@ class ForkServer:
     def describe(level: str, cgroup: bool) -> str:
         return f"{level}+pids-cgroup" if cgroup else level
 
-    async def run(self, spec: dict[str, Any], workdir: Path, limits: Limits) -> ChildOutcome:
+    async def run(self, spec: dict[str, Any], workdir: Path, limits: Limits,
+                  hide: list[str] | None = None, isolate: bool | None = None) -> ChildOutcome:
+        """Fork a child for `spec` in `workdir`; `hide` and `isolate` override the server's defaults."""
         cgroup = await anyio.to_thread.run_sync(self.cgroups.create, f"eval-{os.getpid()}-{workdir.name}")
         spec = {**spec, "workdir": str(workdir), "env": child_environment(workdir), "limits": limits.rlimits(),
-                "isolate": self.isolate, "hide": self.hide, "cgroup": str(cgroup) if cgroup else None}
+                "isolate": self.isolate if isolate is None else isolate,
+                "hide": self.hide if hide is None else hide, "cgroup": str(cgroup) if cgroup else None}
         started = time.monotonic()
         pid = None
         timed_out = False
@@ -198,3 +214,59 @@ class ForkServer:
             signal_name=None if sig is None else signal_name(sig),
             forks_refused=forks_refused,
         )
+
+
+RESULT_FILES = ("metrics.json", "correct.json")
+
+
+def read_results_dir(results_dir: Path, cap: int) -> dict[str, str | None]:
+    """The files of the script contract that evaluate.py wrote; None for one larger than `cap` bytes."""
+    files: dict[str, str | None] = {}
+    for name in RESULT_FILES:
+        path = results_dir / name
+        try:
+            if not path.is_file():
+                continue
+            files[name] = None if path.stat().st_size > cap else path.read_text(errors="replace")
+        except OSError:
+            continue
+    return files
+
+
+async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
+                  hide: list[str] | None = None) -> ChildOutcome:
+    """Run one job in a fresh private work directory, on this machine, and remove the directory.
+
+    A job is plain JSON, the same wherever it runs (the local executor here, a Ray or Dask worker
+    elsewhere): `kind` ("entry", "evaluate_fn", "script" or "probe"), `code`, `suffix`, `entry`,
+    `evaluate_name`, `limits` (the fields of Limits) and optionally `isolate`. `task_dir` is the task
+    directory to copy in (kinds evaluate_fn and script); `hide` overrides the fork server's list.
+    """
+    limits = Limits(**job.get("limits", {}))
+    kind = job["kind"]
+    workdir = Path(tempfile.mkdtemp(prefix="evomcp-probe-" if kind == "probe" else "evomcp-eval-"))
+    try:
+        spec: dict[str, Any] = {"kind": kind}
+        results_dir = workdir / "results"
+        if kind != "probe":
+            program_path = workdir / f"program{job.get('suffix', '.py')}"
+            program_path.write_text(job["code"])
+            spec["program_path"] = str(program_path)
+        if kind == "entry":
+            spec["entry"] = job["entry"]
+        elif kind in ("evaluate_fn", "script"):
+            if task_dir is None:
+                raise ForkServerError("a task-directory job came without its task directory")
+            # The user's evaluate.py runs inside the sandbox too: it imports the candidate.
+            task_copy = workdir / "task"
+            await anyio.to_thread.run_sync(shutil.copytree, task_dir, task_copy)
+            spec.update(task_dir=str(task_copy), evaluate_path=str(task_copy / job.get("evaluate_name", "evaluate.py")),
+                        results_dir=str(results_dir))
+            results_dir.mkdir()
+        outcome = await fork.run(spec, workdir, limits, hide=hide, isolate=job.get("isolate"))
+        if kind == "script":
+            outcome.files = read_results_dir(results_dir, limits.result_max_bytes)
+        return outcome
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
