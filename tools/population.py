@@ -29,6 +29,12 @@ class Population:
         self.correct = np.zeros(capacity, dtype=bool)
         self.score = np.full(capacity, np.nan)
         self.children = np.zeros(capacity, dtype=np.int32)
+        self._version = 0  # bumped by every change; query results are cached per version
+        self._cache: dict[tuple, object] = {}
+
+    def _changed(self) -> None:
+        self._version += 1
+        self._cache.clear()
 
     # building ----------------------------------------------------------------
 
@@ -62,6 +68,7 @@ class Population:
         self.score[i] = np.nan if score is None else score
         self.children[i] = 0
         self.size += 1
+        self._changed()
 
     @classmethod
     def from_rows(cls, rows: Iterable) -> Population:
@@ -96,6 +103,7 @@ class Population:
         i = self._pos.get(program_id)
         if i is not None:
             self.status[i] = _CODE[status]
+            self._changed()
 
     def set_result(self, program_id: int, status: str, correct: bool, score: float | None) -> None:
         i = self._pos.get(program_id)
@@ -103,18 +111,26 @@ class Population:
             self.status[i] = _CODE[status]
             self.correct[i] = correct
             self.score[i] = np.nan if score is None else score
+            self._changed()
 
     def move(self, program_ids: Iterable[int], island: int) -> None:
         for program_id in program_ids:
             i = self._pos.get(program_id)
             if i is not None:
                 self.island[i] = island
+        self._changed()
 
     # queries -----------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         tally = np.bincount(self.status[: self.size], minlength=len(STATUSES))
         return {name: int(n) for name, n in zip(STATUSES, tally) if n}
+
+    def _correct_positions(self, island: int | None) -> np.ndarray:
+        key = ("positions", island)
+        if key not in self._cache:
+            self._cache[key] = np.flatnonzero(self._correct_mask(island))
+        return self._cache[key]  # type: ignore[return-value]
 
     def _correct_mask(self, island: int | None) -> np.ndarray:
         n = self.size
@@ -125,12 +141,18 @@ class Population:
 
     def pool(self, island: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(ids, scores, children, generations) of the correct evaluated programs of an island."""
-        where = np.flatnonzero(self._correct_mask(island))
+        where = self._correct_positions(island)
         return self.ids[where], self.score[where], self.children[where], self.generation[where]
 
     def top_ids(self, k: int, island: int | None = None) -> list[int]:
         """The k best correct programs, best first (ties: the older first)."""
-        where = np.flatnonzero(self._correct_mask(island))
+        key = ("top", k, island)
+        if key not in self._cache:
+            self._cache[key] = self._top_ids(k, island)
+        return list(self._cache[key])  # type: ignore[arg-type]
+
+    def _top_ids(self, k: int, island: int | None) -> list[int]:
+        where = self._correct_positions(island)
         if len(where) == 0 or k <= 0:
             return []
         scores = self.score[where]
@@ -142,8 +164,8 @@ class Population:
         return [int(self.ids[i]) for i in where[order][:k]]
 
     def best_score(self) -> float | None:
-        mask = self._correct_mask(None)
-        return float(self.score[: self.size][mask].max()) if mask.any() else None
+        top = self.top_ids(1)
+        return float(self.score[self._pos[top[0]]]) if top else None
 
     def island_stats(self) -> dict[int, dict[str, float | int | None]]:
         stats = {}
