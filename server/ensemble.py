@@ -155,3 +155,77 @@ def parse_change(text: str) -> tuple[str | None, str | None, str]:
     if blocks:
         return None, max(blocks, key=len), description
     raise ModelError("the reply holds neither SEARCH/REPLACE blocks nor a fenced code block")
+
+
+JUDGE_PROMPT = """Two versions of the mutable part of a program are below. Is CANDIDATE meaningfully different
+from EXISTING in its approach or algorithm (not merely renamed, reformatted, re-commented or with
+constants nudged)? Answer YES or NO on the first line, then one sentence why.
+
+EXISTING:
+```
+{nearest}
+```
+
+CANDIDATE:
+```
+{candidate}
+```"""
+
+
+class OpenAIProviders:
+    """Embeddings and the novelty judge through OpenAI-compatible endpoints; every call goes in the archive."""
+
+    def __init__(self, archive):
+        self.archive = archive
+        self._clients: dict[tuple, openai.AsyncOpenAI] = {}
+
+    def _client(self, spec: ModelSpec) -> openai.AsyncOpenAI:
+        key = (spec.base_url, spec.api_key_env, spec.timeout_s)
+        if key not in self._clients:
+            api_key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else "no-key-needed"
+            self._clients[key] = openai.AsyncOpenAI(api_key=api_key or "missing", base_url=spec.base_url,
+                                                    timeout=spec.timeout_s, max_retries=spec.max_retries)
+        return self._clients[key]
+
+    @staticmethod
+    def _spec(spec: dict) -> ModelSpec:
+        return ModelSpec.model_validate({"name": spec.get("name", spec.get("model", "")), **spec})
+
+    async def embed(self, run_id: int, spec: dict, text: str) -> np.ndarray:
+        from ..tools.providers import ProviderError
+
+        model = self._spec(spec)
+        started = time.monotonic()
+        try:
+            response = await self._client(model).embeddings.create(model=model.model, input=text,
+                                                                   encoding_format="float")
+            vector = np.asarray(response.data[0].embedding, dtype=np.float32)
+        except (openai.APIError, ValueError, IndexError, TypeError) as exc:
+            await self.archive.add_llm_call(run_id, model.name, "embedding", ok=False, error=str(exc)[:500])
+            raise ProviderError(f"{model.name}: {type(exc).__name__}: {str(exc)[:300]}") from None
+        tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
+        await self.archive.add_llm_call(run_id, model.name, "embedding", prompt_tokens=tokens,
+                                        cost_usd=tokens * (model.price_in_per_m or 0.0) / 1e6,
+                                        seconds=time.monotonic() - started, ok=True)
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm > 0 else vector
+
+    async def judge_novel(self, run_id: int, spec: dict, candidate: str, nearest: str) -> tuple[bool, str]:
+        from ..tools.providers import ProviderError
+
+        model = self._spec(spec)
+        ensemble = Ensemble([model])
+        try:
+            reply = await ensemble.complete(model.name, "You judge code novelty tersely.",
+                                            JUDGE_PROMPT.format(candidate=candidate[:12000], nearest=nearest[:12000]),
+                                            np.random.default_rng())
+        except ModelError as exc:
+            await self.archive.add_llm_call(run_id, model.name, "novelty_judge", ok=False, error=str(exc)[:500])
+            raise ProviderError(str(exc)) from None
+        finally:
+            await ensemble.aclose()
+        await self.archive.add_llm_call(run_id, model.name, "novelty_judge", prompt_tokens=reply.prompt_tokens,
+                                        completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
+                                        seconds=reply.seconds, ok=True)
+        first = reply.text.strip().split("\n", 1)[0].strip().upper()
+        return first.startswith("YES"), reply.text.strip()[:500]

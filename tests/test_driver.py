@@ -177,3 +177,33 @@ async def test_a_dead_endpoint_does_not_spin_forever(ws):
                 models=[model("down", fake)], perturb=False, max_evaluations=5, max_idle_steps=6,
                 concurrency=1)).run()
     assert final.state == "finished" and "6 steps in a row" in final.reason and "HTTP 503" in final.reason
+
+
+async def test_embeddings_endpoint_and_novelty_judge(ws):
+    """A run can embed with an endpoint and let an LLM judge accept near-copies the threshold would refuse."""
+    from conftest import rings_patch
+
+    from evomcp.server.ensemble import OpenAIProviders
+    from evomcp.tools import steps
+    from evomcp.tools.errors import EvoError
+
+    ws.providers = OpenAIProviders(ws.archive)
+    with FakeOpenAI() as fake:
+        fake.script("judge", ["YES\nit changes the ring layout", "NO\nonly a constant moved"])
+        endpoint = {"model": "emb", "base_url": fake.base_url, "api_key_env": None, "price_in_per_m": 0.1}
+        judge = {"model": "judge", "base_url": fake.base_url, "api_key_env": None}
+        status = await runs.start_run(ws, "circle_packing_26", config={
+            "num_islands": 1, "embeddings": endpoint, "novelty_judge": judge, "novelty_threshold": 0.5})
+        run_id, seed = status.run.run_id, status.best.id
+        accepted = await steps.propose_candidate(ws, run_id, seed, patch=rings_patch(0.23, 0.43))
+        assert "judge found it meaningfully different" in accepted.novelty.note
+        with pytest.raises(EvoError, match="the judge said: NO"):
+            await steps.propose_candidate(ws, run_id, seed, patch=rings_patch(0.24, 0.44))
+        assert len(fake.calls(path="/embeddings")) == 3 and len(fake.calls("judge")) == 2
+    calls = await ws.archive.llm_call_stats(run_id)
+    assert calls["emb"]["calls"] == 3 and calls["judge"]["calls"] == 2 and calls["emb"]["cost_usd"] > 0
+    with FakeOpenAI() as fake:
+        fake.add_model("emb", lambda request: HTTPError(500))
+        config = {"num_islands": 1, "embeddings": {**endpoint, "base_url": fake.base_url}}
+        with pytest.raises(EvoError, match="embeddings endpoint failed"):
+            await runs.start_run(ws, "circle_packing_26", config=config)

@@ -29,6 +29,12 @@ class RunConfig(BaseModel):
                                      "candidate counts as a near-copy")
     novelty_exempt: list[str] = Field(["perturb"], description="operators whose changes skip the novelty check "
                                       "(perturb tunes constants: near-copies are its purpose)")
+    embeddings: dict[str, Any] | None = Field(
+        None, description="embed with an OpenAI-compatible endpoint instead of the offline embedder: "
+                          "{model, base_url, api_key_env}")
+    novelty_judge: dict[str, Any] | None = Field(
+        None, description="ask this model (a model spec as in driver.models) whether a near-copy is still "
+                          "meaningfully different; it may accept what the threshold would refuse")
     patch_mix: dict[PatchType, float] = Field({"diff": 0.6, "full": 0.3, "cross": 0.1},
                                               description="how often each patch type is suggested")
     max_code_bytes: int = Field(256 * 1024, ge=1024, le=4 * 1024 * 1024, description="largest program accepted")

@@ -49,6 +49,8 @@ class _Island:
 
     def add(self, program_id: int, vector: np.ndarray) -> None:
         filled = min(self.added, self.window)
+        if self.added == 0 and self.matrix.shape[1] != vector.shape[0]:  # an endpoint's own dimension
+            self.matrix = np.zeros((0, vector.shape[0]), dtype=np.float32)
         if filled == len(self.matrix) and filled < self.window:  # grow by doubling up to the window
             grown = np.zeros((min(self.window, max(16, 2 * len(self.matrix))), vector.shape[0]), dtype=np.float32)
             grown[:filled] = self.matrix[:filled]
@@ -63,7 +65,7 @@ class _Island:
 
     def nearest(self, vector: np.ndarray) -> tuple[int | None, float]:
         filled = min(self.added, self.window)
-        if filled == 0:
+        if filled == 0 or vector.shape[0] != self.matrix.shape[1]:
             return None, 0.0
         sims = self.matrix[:filled] @ vector
         i = int(np.argmax(sims))
@@ -85,9 +87,10 @@ class NoveltyIndex:
         islands: dict[int, _Island] = {}
         for program_id, island, blob in rows:
             vector = np.frombuffer(blob, dtype=np.float32)
-            if vector.shape[0] != DIM:
-                continue  # written by a version with another dimension: not comparable
-            islands.setdefault(island, _Island(self.window)).add(program_id, vector)
+            target = islands.setdefault(island, _Island(self.window))
+            if target.added and vector.shape[0] != target.matrix.shape[1]:
+                continue  # another embedder's dimension: not comparable
+            target.add(program_id, vector)
         self._runs[run_id] = islands
 
     def forget(self, run_id: int) -> None:

@@ -8,11 +8,11 @@ from pydantic import ValidationError
 
 from ..evaluators.task import BUILTIN_TASKS, TaskError, resolve_task
 from ..store import RunRecord
-from . import markers, novelty
+from . import markers
 from .errors import EvoError
 from .islands import seed_islands
 from .models import IslandStatus, RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
-from .steps import check_syntax, code_hash, evaluate, summary
+from .steps import check_syntax, code_hash, embed_code, evaluate, summary
 from .workspace import Workspace
 
 
@@ -54,10 +54,15 @@ async def start_run(ws: Workspace, task: str, name: str | None = None,
         config=run_config.model_dump(),
         target_score=resolved.target_score,
     )
+    try:
+        seed_vector = await embed_code(ws, run_config, resolved.initial_code, run.id)
+    except EvoError:
+        await ws.archive.set_run_status(run.id, "stopped")
+        raise
     seed = await ws.archive.insert_program(
         run_id=run.id, parent_id=None, island=0, generation=0, code=resolved.initial_code,
         code_hash=code_hash(resolved.initial_code), diff=None, patch_type="seed", description="initial program",
-        embedding=novelty.embed(resolved.initial_code).tobytes(),
+        embedding=seed_vector.tobytes(),
     )
     await ws.archive.add_event(run.id, "run_started", {"task": resolved.name, "seed": seed.id})
     result = await evaluate(ws, run.id, seed.id)

@@ -16,6 +16,7 @@ from .brief import build_brief
 from .errors import EvoError
 from .islands import choose_island, migrate_if_due
 from .population import Population
+from .providers import ProviderError
 from .models import NoveltyCheck, ParentView, PatchType, ProgramSummary, ProposalResult, RunConfig, SampledParent
 from .workspace import Workspace
 
@@ -134,7 +135,7 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
 
 
 async def _check_novelty(ws: Workspace, run_id: int, config: RunConfig, island: int, vector: np.ndarray,
-                         operator: str | None) -> NoveltyCheck:
+                         operator: str | None, code: str | None = None) -> NoveltyCheck:
     if not config.novelty:
         return NoveltyCheck(checked=False, note="novelty checks are off for this run")
     if operator is not None and operator in config.novelty_exempt:
@@ -143,15 +144,39 @@ async def _check_novelty(ws: Workspace, run_id: int, config: RunConfig, island: 
         ws.novelty.load(run_id, await ws.archive.embeddings(run_id, per_island=ws.novelty.window))
     nearest, similarity = ws.novelty.nearest(run_id, island, vector)
     check = NoveltyCheck(checked=True, nearest_id=nearest, similarity=similarity)
-    if nearest is not None and similarity > config.novelty_threshold:
-        await ws.archive.add_event(run_id, "novelty_rejected", {"nearest": nearest, "similarity": similarity,
-                                                                "island": island})
-        raise EvoError(
-            f"too similar to program {nearest} of island {island} (cosine similarity {similarity:.5f} > "
-            f"threshold {config.novelty_threshold}); nothing was stored. Try a more substantial change "
-            f"(another idea, not a re-wording)"
-        )
-    return check
+    if nearest is None or similarity <= config.novelty_threshold:
+        return check
+    verdict = ""
+    if config.novelty_judge is not None and code is not None:
+        twin = await ws.program(run_id, nearest)
+        try:
+            novel, verdict = await ws.providers.judge_novel(run_id, config.novelty_judge, markers.mutable_code(code),
+                                                            markers.mutable_code(twin.code))
+        except ProviderError as exc:
+            novel, verdict = False, f"the novelty judge failed ({exc}), so the threshold decides"
+        if novel:
+            await ws.archive.add_event(run_id, "novelty_judged_novel", {"nearest": nearest, "similarity": similarity,
+                                                                        "reason": verdict[:500]})
+            check.note = f"above the threshold, but the judge found it meaningfully different: {verdict[:300]}"
+            return check
+    await ws.archive.add_event(run_id, "novelty_rejected", {"nearest": nearest, "similarity": similarity,
+                                                            "island": island, "judge": verdict[:500] or None})
+    raise EvoError(
+        f"too similar to program {nearest} of island {island} (cosine similarity {similarity:.5f} > "
+        f"threshold {config.novelty_threshold}){'; the judge said: ' + verdict[:300] if verdict else ''}; "
+        f"nothing was stored. Try a more substantial change (another idea, not a re-wording)"
+    )
+
+
+async def embed_code(ws: Workspace, config: RunConfig, code: str, run_id: int = 0) -> np.ndarray:
+    """The run's embedding of a program's mutable code: its endpoint if it names one, else offline."""
+    if config.embeddings is None:
+        return novelty.embed(code)
+    try:
+        return await ws.providers.embed(run_id, config.embeddings, markers.mutable_code(code))
+    except ProviderError as exc:
+        raise EvoError(f"the novelty check needs an embedding and the run's embeddings endpoint failed: {exc}; "
+                       f"nothing was stored. Retry, or start the run without `embeddings`") from None
 
 
 async def propose_candidate(
@@ -193,8 +218,8 @@ async def propose_candidate(
     twin = await ws.archive.find_by_hash(run_id, digest)
     if twin is not None:
         raise EvoError(f"this program is an exact duplicate of program {twin}; propose a different change")
-    vector = novelty.embed(child_code)
-    novelty_check = await _check_novelty(ws, run_id, config, parent.island, vector, operator)
+    vector = await embed_code(ws, config, child_code, run_id)
+    novelty_check = await _check_novelty(ws, run_id, config, parent.island, vector, operator, child_code)
     population = await ws.population(run_id)
     best_before = best_in(population)
     try:

@@ -16,6 +16,7 @@ from .errors import EvoError
 from .models import RunConfig
 from .novelty import NoveltyIndex
 from .population import Population
+from .providers import NoProviders, Providers
 from .tickets import Tickets
 
 
@@ -26,6 +27,7 @@ class Workspace:
     tickets: Tickets = field(default_factory=Tickets)
     novelty: NoveltyIndex = field(default_factory=NoveltyIndex)
     max_runs: int = 1000
+    providers: Providers = field(default_factory=NoProviders)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     _tasks: dict[int, Task] = field(default_factory=dict)
     _populations: dict[int, Population] = field(default_factory=dict)
