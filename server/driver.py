@@ -188,6 +188,10 @@ class Driver:
             self.status.reason = self.status.reason or "the server stopped while the run was driven"
             with anyio.CancelScope(shield=True):
                 await self._save()
+                run = await self.ws.archive.get_run(self.run_id)
+                if run is not None and run.status == "running":  # resume_run or --resume-drivers reopen it
+                    await self.ws.archive.set_run_status(self.run_id, "interrupted")
+                    await self.ws.archive.add_event(self.run_id, "run_interrupted", {"reason": self.status.reason})
                 self.done.set()
             raise
         if self.status.state == "running":
@@ -395,7 +399,11 @@ async def resume_driven_runs(ws: Workspace, drivers: Drivers) -> list[int]:
     resumed = []
     for run in await ws.archive.list_runs():
         note = await ws.archive.get_note(run.id, DRIVER_NOTE)
-        if run.status == "running" and note and note.get("state") in ("running", "interrupted", "stopping"):
+        if run.status in ("running", "interrupted") and note and note.get("state") in ("running", "interrupted",
+                                                                                       "stopping"):
+            if run.status == "interrupted":
+                await ws.archive.set_run_status(run.id, "running")
+                await ws.archive.add_event(run.id, "run_resumed", {"was": "interrupted"})
             await drivers.start(run.id, DriverConfig.model_validate(note["config"]), resume=True)
             resumed.append(run.id)
     return resumed

@@ -96,3 +96,37 @@ async def test_sigkill_mid_run_then_resume(tmp_path):
     assert any("Recommendations from reviewing recent programs" in p for p in later_prompts)
     # the budget counts evaluations of the whole run, so the restart did not start it over
     assert status["evaluated"] <= 2 + 40 + 2
+
+
+async def test_sigterm_marks_the_run_interrupted_and_it_resumes(tmp_path):
+    db, port = tmp_path / "term.db", free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    proc = serve(db, port)
+    try:
+        _wait_for_port(port, proc)
+        async with Client(url) as client:
+            status = (await client.call_tool("start_run", {
+                "task": "circle_packing_26", "driver": {"max_evaluations": 40, "concurrency": 2}})).structured_content
+        run_id = status["run"]["run_id"]
+        with anyio.fail_after(60):
+            while (await status_of(url, run_id))["evaluated"] < 8:
+                await anyio.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0  # a graceful stop
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "interrupted"
+    # candidates cut short went back to pending (nothing half-written); the resumed driver evaluates them first
+    assert con.execute("SELECT COUNT(*) FROM programs WHERE status = 'running'").fetchone()[0] == 0
+    con.close()
+    proc = serve(db, port, "--resume-drivers")
+    try:
+        _wait_for_port(port, proc)
+        with anyio.fail_after(120):
+            while (status := await status_of(url, run_id))["driver"]["state"] != "finished":
+                await anyio.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert status["run"]["status"] == "running" and status["evaluated"] >= 2 + 40
+    assert status["counts"].get("pending", 0) == 0
