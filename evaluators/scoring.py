@@ -10,9 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from . import kernels
+import importlib
 from .verdict import Verdict
 
+
+
+
+def _kernels():
+    """The Numba kernels, imported on first use: only the scorer process pays for numba."""
+    return importlib.import_module(".kernels", __package__)
 
 class InvalidData(ValueError):
     pass
@@ -60,6 +66,7 @@ def score_circle_packing(value: Any, n: int) -> Verdict:
         radii = as_array(value[1], (n,), "radii")
     except InvalidData as exc:
         return Verdict.invalid(str(exc))
+    kernels = _kernels()
     code, i, j = kernels.check_circles(centers, radii)
     if code == kernels.OUTSIDE:
         x, y = centers[i]
@@ -110,7 +117,7 @@ def score_heilbronn_triangle(value: Any, n: int) -> Verdict:
             f"point {i} ({x!r}, {y!r}) is outside the triangle: {-distances[i, edge]!r} beyond the "
             f"{_TRIANGLE_EDGES[edge]} (tolerance {TRIANGLE_TOLERANCE})"
         )
-    area, i, j, k = kernels.min_triangle_area(points)
+    area, i, j, k = _kernels().min_triangle_area(points)
     score = float(area / (TRIANGLE_SIDE**2 * np.sqrt(3.0) / 4.0))
     return Verdict(
         correct=True,
@@ -134,7 +141,7 @@ def score_min_max_distance(value: Any, n: int, dim: int, best: float) -> Verdict
     if too_far.any():
         i = int(np.argmax(too_far))
         return Verdict.invalid(f"point {i} has a coordinate beyond +-{COORDINATE_LIMIT:,.0f}: {points[i].tolist()!r}")
-    dmin2, i, j, dmax2, k, l = kernels.distance_extremes(points)
+    dmin2, i, j, dmax2, k, l = _kernels().distance_extremes(points)
     if dmin2 == 0.0:
         return Verdict.invalid(f"points {i} and {j} coincide at {points[i].tolist()!r}: the minimum distance is 0")
     ratio2 = dmax2 / dmin2
