@@ -27,6 +27,7 @@ import resource
 import select
 import signal
 import sys
+import time
 import traceback
 
 CLONE_NEWNS = 0x00020000
@@ -75,7 +76,9 @@ def _become_pid_one():
     The parent stays behind only to pass the exit status on: 128 + signal number when
     the candidate was killed by a signal.
     """
-    pid = os.fork()
+    pid = _fork_patiently()
+    if pid is None:
+        raise OSError(errno.EAGAIN, "the process limit is still reached by an earlier candidate")
     if pid == 0:
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         # a /proc of this namespace only: the server's environment and pid are out of sight
@@ -257,6 +260,18 @@ def run_child(spec, isolate=True):
 # ---------------------------------------------------------------- the fork server
 
 
+def _fork_patiently(seconds=3.0):
+    """fork(), retried while the pids cgroup refuses (its last candidate's processes are being reaped)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return os.fork()
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+
+
 def _reply(message):
     os.write(1, (json.dumps(message) + "\n").encode())
 
@@ -306,7 +321,11 @@ def serve(preload):
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
-                pid = os.fork()
+                pid = _fork_patiently()
+                if pid is None:  # the pids cgroup is still full of a previous candidate's processes
+                    _reply({"id": request["id"], "pid": None, "exit": None, "signal": None,
+                            "error": "the process limit is still reached by an earlier candidate"})
+                    continue
                 if pid == 0:
                     os.close(wake_r)
                     os.close(wake_w)

@@ -140,10 +140,12 @@ class ForkServer:
     """One warm `child.py --serve` process; forks a fresh child per request."""
 
     def __init__(self, preload: tuple[str, ...] = ("numpy",), isolate: bool = True,
-                 hide: tuple[str, ...] = (), max_pids: int = 256):
+                 hide: tuple[str, ...] = (), max_pids: int = 512):
         self.isolate = isolate
         self.hide = list(hide)
         self.cgroups = PidsCgroups(max_pids)
+        self._cgroup: Path | None = None  # the template's; every child inherits it at fork
+        self._cgroup_pid: int | None = None
         # --owner names the server process in the process table (the template ignores it)
         self._channel = JsonLineChannel([sys.executable, "-I", str(CHILD_SCRIPT), "--owner", str(os.getpid()),
                                          "--serve", *preload],
@@ -155,6 +157,24 @@ class ForkServer:
 
     async def aclose(self) -> None:
         await self._channel.aclose()
+        if self._cgroup is not None:
+            cgroup, self._cgroup, self._cgroup_pid = self._cgroup, None, None
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.cgroups.remove, cgroup)
+
+    async def _template_cgroup(self) -> Path | None:
+        """Start the template if needed and make sure it sits in its pids cgroup."""
+        await self._channel.start()
+        pid = self._channel.pid
+        if pid is not None and pid != self._cgroup_pid:
+            old, self._cgroup = self._cgroup, None
+            if old is not None:
+                await anyio.to_thread.run_sync(self.cgroups.remove, old)
+            cgroup = await anyio.to_thread.run_sync(self.cgroups.create, f"template-{os.getpid()}-{pid}")
+            if await anyio.to_thread.run_sync(self.cgroups.adopt, cgroup, pid):
+                self._cgroup = cgroup
+            self._cgroup_pid = pid
+        return self._cgroup
 
     @staticmethod
     def describe(level: str, cgroup: bool) -> str:
@@ -163,10 +183,11 @@ class ForkServer:
     async def run(self, spec: dict[str, Any], workdir: Path, limits: Limits,
                   hide: list[str] | None = None, isolate: bool | None = None) -> ChildOutcome:
         """Fork a child for `spec` in `workdir`; `hide` and `isolate` override the server's defaults."""
-        cgroup = await anyio.to_thread.run_sync(self.cgroups.create, f"eval-{os.getpid()}-{workdir.name}")
+        cgroup = await self._template_cgroup()
+        refused_before = self.cgroups.refused(cgroup)
         spec = {**spec, "workdir": str(workdir), "env": child_environment(workdir), "limits": limits.rlimits(),
                 "isolate": self.isolate if isolate is None else isolate,
-                "hide": self.hide if hide is None else hide, "cgroup": str(cgroup) if cgroup else None}
+                "hide": self.hide if hide is None else hide}
         started = time.monotonic()
         pid = None
         timed_out = False
@@ -181,6 +202,8 @@ class ForkServer:
                 self._channel.forget(request_id)
             else:
                 raise ForkServerError("the fork server did not start the child")
+            if reply.get("pid") is None:
+                raise ForkServerError(reply.get("error", "the fork server could not fork"))
             pid = reply["pid"]
             remaining = limits.timeout_s - (time.monotonic() - started)
             reply = await self._channel.wait(request_id, "exit", max(remaining, 0.01))
@@ -193,8 +216,7 @@ class ForkServer:
         finally:
             if pid is not None:
                 kill_group(pid)  # grandchildren must not outlive the evaluation
-            with anyio.CancelScope(shield=True):
-                forks_refused = await anyio.to_thread.run_sync(self.cgroups.remove, cgroup)
+            forks_refused = max(0, self.cgroups.refused(cgroup) - refused_before)
             if request_id is not None:
                 self._channel.forget(request_id)
         elapsed = time.monotonic() - started
