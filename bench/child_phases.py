@@ -1,0 +1,184 @@
+"""Where the time goes inside one sandboxed child (circle_packing_26 seed), phase by phase.
+
+Run: .venv/bin/python bench/child_phases.py [--n 200] [--no-isolate] [--no-cgroup] [--json]
+(bench/eval_cost.py runs it too, and prints its table under the executor's phases.)
+
+The fork server cannot be timed from inside without changing it, so this process plays the
+template: it imports numpy only (as `child.py --serve numpy` does), loads evaluators/child.py by
+path, wraps the child's steps with time.perf_counter stamps (the clock is shared across fork), and
+for each candidate forks and calls child.run_child(spec) with the spec the executor would send:
+same environment, rlimits, hidden paths, and a fresh pids cgroup. The parent times fork -> reaped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy  # noqa: F401 - preloaded like the warm template, so forks inherit it
+
+EVALUATORS = Path(__file__).resolve().parent.parent / "evaluators"
+SEED = EVALUATORS / "tasks" / "circle_packing" / "initial.py"
+WARMUP = 3
+
+# What the executor would put in the spec, asked of the product in a separate interpreter so that
+# this (forking) process stays as small as the template.
+_SPEC_PARTS = """
+import json
+from pathlib import Path
+from evomcp.evaluators.sandbox import SECRET_PATHS, Limits, base_environment
+from evomcp.evaluators.task import resolve_task
+task = resolve_task("circle_packing_26")
+limits = Limits(timeout_s=task.timeout_s, address_space_bytes=task.memory_mb * 1024**2).rlimits()
+print(json.dumps({"env": base_environment(), "limits": limits, "entry": task.entry, "code": task.initial_code,
+                  "hide": [str(Path.home() / p) for p in SECRET_PATHS]}))
+"""
+
+
+def load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Stamps:
+    """Wraps functions of the child module so that each records when it starts and ends."""
+
+    def __init__(self, child) -> None:
+        self.t: dict[str, float] = {}
+        for name in ("_enter_namespaces", "_become_pid_one", "_apply_limits", "_outcome"):
+            self._wrap(child, name)
+        stamps = self
+
+        class TimedFile:  # the child writes its pid to cgroup.procs with open(): time that write
+            def __init__(self, f):
+                self.f = f
+
+            def __enter__(self):
+                return self
+
+            def write(self, data):
+                return self.f.write(data)
+
+            def __exit__(self, *exc):
+                self.f.close()
+                stamps.t["cgroup<"] = time.perf_counter()
+
+        def timed_open(path, *args, **kwargs):
+            if str(path).endswith("cgroup.procs"):
+                stamps.t["cgroup>"] = time.perf_counter()
+                return TimedFile(builtins.open(path, *args, **kwargs))
+            return builtins.open(path, *args, **kwargs)
+
+        child.open = timed_open  # a module global shadows the builtin inside child.py only
+
+    def _wrap(self, child, name: str) -> None:
+        original = getattr(child, name)
+
+        def wrapped(*args, **kwargs):
+            self.t[name + ">"] = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.t[name + "<"] = time.perf_counter()
+                if name == "_outcome":  # still in the child, in its workdir: leave the stamps there
+                    with builtins.open("stamps.json", "w") as f:
+                        json.dump(self.t, f)
+
+        setattr(child, name, wrapped)
+
+
+def measure(n: int, isolate: bool, use_cgroup: bool) -> dict[str, list[float]]:
+    parts = json.loads(subprocess.run([sys.executable, "-c", _SPEC_PARTS], capture_output=True, check=True,
+                                      text=True).stdout)
+    child = load("evomcp_bench_child", EVALUATORS / "child.py")
+    cgroups = load("evomcp_bench_cgroups", EVALUATORS / "cgroups.py").PidsCgroups(256) if use_cgroup else None
+    stamps = Stamps(child)
+    phases: dict[str, list[float]] = {}
+    for i in range(n + WARMUP):
+        workdir = Path(tempfile.mkdtemp(prefix="evomcp-bench-child-"))
+        program = workdir / "program.py"
+        program.write_text(parts["code"])
+        cgroup = cgroups.create(f"bench-{os.getpid()}-{i}") if cgroups else None
+        env = {**parts["env"], "HOME": str(workdir), "TMPDIR": str(workdir), "NUMBA_CACHE_DIR": str(workdir / ".numba")}
+        spec = {"kind": "entry", "entry": parts["entry"], "program_path": str(program), "workdir": str(workdir),
+                "env": env, "limits": parts["limits"], "isolate": isolate, "hide": parts["hide"],
+                "cgroup": str(cgroup) if cgroup else None}
+        stamps.t = {}
+        t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            stamps.t["start"] = time.perf_counter()
+            child.run_child(spec)  # never returns
+        os.waitpid(pid, 0)
+        reaped = time.perf_counter()
+        if cgroups:
+            cgroups.remove(cgroup)
+        try:
+            t = json.loads((workdir / "stamps.json").read_text())
+            ok = json.loads((workdir / "result.json").read_text()).get("ok")
+        except (OSError, ValueError):
+            t, ok = {}, False
+        shutil.rmtree(workdir, ignore_errors=True)
+        if not ok or i < WARMUP:
+            continue
+        setup_end = t.get("_enter_namespaces>", t["_apply_limits>"])
+        cgroup_ms = (t["cgroup<"] - t["cgroup>"]) if "cgroup>" in t else 0.0
+        row = {
+            "fork (parent) -> child starts": t["start"] - t0,
+            "setup: session, cgroup, fds, env": setup_end - t["start"],
+            "  of which the cgroup.procs write": cgroup_ms,
+        }
+        if "_enter_namespaces<" in t:
+            row["unshare 4 namespaces, private /, hide"] = t["_enter_namespaces<"] - t["_enter_namespaces>"]
+            row["fork to be PID 1, mount /proc"] = t["_apply_limits>"] - t["_enter_namespaces<"]
+        row["rlimits"] = t["_apply_limits<"] - t["_apply_limits>"]
+        row["candidate: import, run_packing(), to JSON"] = t["_outcome<"] - t["_outcome>"]
+        row["write result, exit, teardown, reaped"] = reaped - t["_outcome<"]
+        row["total: fork -> reaped"] = reaped - t0
+        for name, seconds in row.items():
+            phases.setdefault(name, []).append(seconds * 1e3)
+    return phases
+
+
+def table(phases: dict[str, list[float]], title: str) -> str:
+    if not phases:
+        return f"{title}: no successful child"
+    total = statistics.median(phases["total: fork -> reaped"])
+    lines = [f"{title} ({len(phases['total: fork -> reaped'])} children, ms):",
+             f"  {'phase':44} {'median':>7} {'p90':>7} {'max':>7} {'share':>6}  {'> 5 ms':>7}"]
+    for name, values in phases.items():
+        ordered = sorted(values)
+        slow = sum(v > 5 for v in values) / len(values)
+        lines.append(f"  {name:44} {statistics.median(values):7.2f} {ordered[int(0.9 * (len(values) - 1))]:7.2f} "
+                     f"{ordered[-1]:7.2f} {statistics.median(values) / total:6.0%}  {slow:7.0%}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="children timed (after 3 warm-up ones)")
+    parser.add_argument("--no-isolate", action="store_true", help="no namespaces (isolate=False)")
+    parser.add_argument("--no-cgroup", action="store_true", help="no pids cgroup per child")
+    parser.add_argument("--json", action="store_true", help="print the raw phase lists as JSON")
+    args = parser.parse_args()
+    phases = measure(args.n, not args.no_isolate, not args.no_cgroup)
+    if args.json:
+        print(json.dumps(phases))
+    else:
+        print(table(phases, f"inside one child, isolate={not args.no_isolate}, cgroup={not args.no_cgroup}"))
+
+
+if __name__ == "__main__":
+    main()
