@@ -123,8 +123,10 @@ class Population:
     # queries -----------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        tally = np.bincount(self.status[: self.size], minlength=len(STATUSES))
-        return {name: int(n) for name, n in zip(STATUSES, tally) if n}
+        if "counts" not in self._cache:
+            tally = np.bincount(self.status[: self.size], minlength=len(STATUSES))
+            self._cache["counts"] = {name: int(n) for name, n in zip(STATUSES, tally) if n}
+        return dict(self._cache["counts"])  # type: ignore[arg-type]
 
     def _correct_positions(self, island: int | None) -> np.ndarray:
         key = ("positions", island)
@@ -168,17 +170,21 @@ class Population:
         return float(self.score[self._pos[top[0]]]) if top else None
 
     def island_stats(self) -> dict[int, dict[str, float | int | None]]:
-        stats = {}
+        if "islands" in self._cache:
+            return self._cache["islands"]  # type: ignore[return-value]
         n = self.size
-        for island in np.unique(self.island[:n]):
-            members = self.island[:n] == island
+        programs = np.bincount(self.island[:n])
+        correct = np.bincount(self.island[:n], weights=self.correct[:n], minlength=len(programs))
+        stats = {}
+        for island in np.flatnonzero(programs):
             top = self.top_ids(1, int(island))
             stats[int(island)] = {
-                "programs": int(members.sum()),
-                "correct": int((members & self.correct[:n]).sum()),
+                "programs": int(programs[island]),
+                "correct": int(correct[island]),
                 "best_id": top[0] if top else None,
                 "best_score": float(self.score[self._pos[top[0]]]) if top else None,
             }
+        self._cache["islands"] = stats
         return stats
 
     def island_of(self, program_id: int) -> int | None:

@@ -94,6 +94,11 @@ def choose(rng: np.random.Generator, strategy: str, scores, children, generation
         rank = int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum(), side="right"))
         rank = min(rank, n - 1)
         return int(np.argpartition(-scores, rank)[rank])
+    if strategy == "uniform":
+        return int(rng.integers(len(scores)))
     gens = None if generations is None else np.asarray(generations, float)
     p = probabilities(strategy, scores, np.asarray(children, float), gens, **params)
-    return int(rng.choice(len(p), p=p))
+    if strategy in ("hill_climbing", "beam", "best_of_n"):
+        return int(np.argmax(p))  # one-hot
+    cumulative = np.cumsum(p)  # inverse-CDF draw: rng.choice(p=...) validates and copies, slower on big pools
+    return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), len(p) - 1))
