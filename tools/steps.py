@@ -286,34 +286,36 @@ async def evaluate(
     if best_before is None:
         best_before = best_in(population)
     task = ws.task(run)
-    await ws.archive.set_program_status(program_id, "running")
-    population.set_status(program_id, "running")
-    report = None
+    saved = False
     try:
+        await ws.archive.set_program_status(program_id, "running")
+        population.set_status(program_id, "running")
         async with anyio.create_task_group() as tg:
             if progress is not None:
                 tg.start_soon(_tick, progress, task.timeout_s)
             report = await ws.executor.evaluate(task, program.code)
             tg.cancel_scope.cancel()
+        result = EvaluationResult(
+            status="failed" if report.failed else "evaluated",
+            correct=report.correct,
+            combined_score=report.combined_score,
+            public_metrics=report.public,
+            private_metrics=report.private,
+            text_feedback=report.text_feedback,
+            error=report.error,
+            stdout_tail=report.stdout_tail or None,
+            stderr_tail=report.stderr_tail or None,
+            eval_seconds=report.seconds,
+        )
+        with anyio.CancelScope(shield=True):  # a finished evaluation is never lost to a cancellation
+            await ws.archive.save_result(program_id, result)
+            population.set_result(program_id, result.status, result.correct, result.combined_score)
+            saved = True
     finally:
-        if report is None:  # cancelled: leave the program ready to evaluate again
+        if not saved:  # cancelled or broken: leave the program ready to evaluate again
             with anyio.CancelScope(shield=True):
                 await ws.archive.set_program_status(program_id, "pending")
                 population.set_status(program_id, "pending")
-    result = EvaluationResult(
-        status="failed" if report.failed else "evaluated",
-        correct=report.correct,
-        combined_score=report.combined_score,
-        public_metrics=report.public,
-        private_metrics=report.private,
-        text_feedback=report.text_feedback,
-        error=report.error,
-        stdout_tail=report.stdout_tail or None,
-        stderr_tail=report.stderr_tail or None,
-        eval_seconds=report.seconds,
-    )
-    await ws.archive.save_result(program_id, result)
-    population.set_result(program_id, result.status, result.correct, result.combined_score)
     await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": report.combined_score,
                                                      "correct": report.correct, "isolation": report.isolation})
     counts = population.counts()
