@@ -1,13 +1,16 @@
 """Where the time goes inside one sandboxed child (circle_packing_26 seed), phase by phase.
 
-Run: .venv/bin/python bench/child_phases.py [--n 200] [--no-isolate] [--no-cgroup] [--json]
+Run: .venv/bin/python bench/child_phases.py [--n 200] [--no-isolate] [--cgroup template|per-child|none] [--json]
 (bench/eval_cost.py runs it too, and prints its table under the executor's phases.)
 
-The fork server cannot be timed from inside without changing it, so this process plays the
-template: it imports numpy only (as `child.py --serve numpy` does), loads evaluators/child.py by
-path, wraps the child's steps with time.perf_counter stamps (the clock is shared across fork), and
-for each candidate forks and calls child.run_child(spec) with the spec the executor would send:
-same environment, rlimits, hidden paths, and a fresh pids cgroup. The parent times fork -> reaped.
+The fork server cannot be timed from inside without changing it, so a forked process of this script
+plays the template: it holds numpy only (as `child.py --serve numpy` does) and evaluators/child.py
+loaded by path, with the child's steps wrapped in time.perf_counter stamps (the clock is shared
+across fork); for each candidate it forks and calls child.run_child(spec) with the spec the executor
+would send (same environment, rlimits, hidden paths) and times fork -> reaped. Pids cgroup: by
+default the template sits in one that its children inherit, as the executor does now; `per-child`
+moves each child into a fresh one (writing cgroup.procs), as the executor did before, to show why
+that changed.
 """
 
 from __future__ import annotations
@@ -99,11 +102,42 @@ class Stamps:
         setattr(child, name, wrapped)
 
 
-def measure(n: int, isolate: bool, use_cgroup: bool) -> dict[str, list[float]]:
+def measure(n: int, isolate: bool, cgroup_mode: str) -> dict[str, list[float]]:
+    """Fork a timing template (in one pids cgroup unless told otherwise) and collect its phases."""
     parts = json.loads(subprocess.run([sys.executable, "-c", _SPEC_PARTS], capture_output=True, check=True,
                                       text=True).stdout)
     child = load("evomcp_bench_child", EVALUATORS / "child.py")
-    cgroups = load("evomcp_bench_cgroups", EVALUATORS / "cgroups.py").PidsCgroups(256) if use_cgroup else None
+    cgroups = load("evomcp_bench_cgroups", EVALUATORS / "cgroups.py").PidsCgroups(512)
+    shared = cgroups.create(f"bench-template-{os.getpid()}") if cgroup_mode == "template" else None
+    out_r, out_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the timing template
+        try:
+            os.close(out_r)
+            os.close(go_w)
+            os.read(go_r, 1)  # wait until it sits in its cgroup
+            phases = _template_loop(n, isolate, cgroups if cgroup_mode == "per-child" else None, child, parts)
+            data = json.dumps(phases).encode()
+            while data:
+                data = data[os.write(out_w, data):]
+        finally:
+            os._exit(0)
+    os.close(out_w)
+    os.close(go_r)
+    if shared is not None:
+        (shared / "cgroup.procs").write_text(str(pid))
+    os.write(go_w, b"x")
+    chunks = []
+    while chunk := os.read(out_r, 1 << 16):
+        chunks.append(chunk)
+    os.waitpid(pid, 0)
+    if shared is not None:
+        cgroups.remove(shared)
+    return json.loads(b"".join(chunks) or b"{}")
+
+
+def _template_loop(n: int, isolate: bool, cgroups, child, parts) -> dict[str, list[float]]:
     stamps = Stamps(child)
     phases: dict[str, list[float]] = {}
     for i in range(n + WARMUP):
@@ -134,12 +168,12 @@ def measure(n: int, isolate: bool, use_cgroup: bool) -> dict[str, list[float]]:
         if not ok or i < WARMUP:
             continue
         setup_end = t.get("_enter_namespaces>", t["_apply_limits>"])
-        cgroup_ms = (t["cgroup<"] - t["cgroup>"]) if "cgroup>" in t else 0.0
         row = {
             "fork (parent) -> child starts": t["start"] - t0,
-            "setup: session, cgroup, fds, env": setup_end - t["start"],
-            "  of which the cgroup.procs write": cgroup_ms,
+            "setup: session, fds, env (cgroup move)": setup_end - t["start"],
         }
+        if "cgroup>" in t:
+            row["  of which the cgroup.procs write"] = t["cgroup<"] - t["cgroup>"]
         if "_enter_namespaces<" in t:
             row["unshare 4 namespaces, private /, hide"] = t["_enter_namespaces<"] - t["_enter_namespaces>"]
             row["fork to be PID 1, mount /proc"] = t["_apply_limits>"] - t["_enter_namespaces<"]
@@ -170,14 +204,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="children timed (after 3 warm-up ones)")
     parser.add_argument("--no-isolate", action="store_true", help="no namespaces (isolate=False)")
-    parser.add_argument("--no-cgroup", action="store_true", help="no pids cgroup per child")
+    parser.add_argument("--cgroup", choices=("template", "per-child", "none"), default="template",
+                        help="pids cgroup: one for the template that children inherit (the executor's way), "
+                             "a fresh one per child (the executor's former way), or none")
     parser.add_argument("--json", action="store_true", help="print the raw phase lists as JSON")
     args = parser.parse_args()
-    phases = measure(args.n, not args.no_isolate, not args.no_cgroup)
+    phases = measure(args.n, not args.no_isolate, args.cgroup)
     if args.json:
         print(json.dumps(phases))
     else:
-        print(table(phases, f"inside one child, isolate={not args.no_isolate}, cgroup={not args.no_cgroup}"))
+        print(table(phases, f"inside one child, isolate={not args.no_isolate}, pids cgroup: {args.cgroup}"))
 
 
 if __name__ == "__main__":

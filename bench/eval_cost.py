@@ -338,7 +338,8 @@ async def main_async(args: argparse.Namespace) -> None:
     if not args.no_child_phases:
         import child_phases  # bench/child_phases.py, next to this script
 
-        done = subprocess.run([sys.executable, str(Path(child_phases.__file__)), "--json", "--n", str(min(args.n, 200))],
+        script = str(Path(child_phases.__file__))
+        done = subprocess.run([sys.executable, script, "--json", "--n", str(min(args.n, 200))],
                               capture_output=True, text=True)
         print()
         if done.returncode == 0:

@@ -290,7 +290,7 @@ async def main_async(args: argparse.Namespace) -> None:
                   f"{median_of(st[1] for st in inside):>14.2f} {median_of(st[2] for st in inside):>8.2f} "
                   f"{median_of(st[3] for st in inside):>9.2f} {a.cpu.shares(b.cpu)[2]:>11.0%}")
 
-    print("\nper step (ms; a worker's view, 2 run at once):")
+    print(f"\nper step (ms; a worker's view, {args.workers} workers at once):")
     print(ms_line("sample_parent (every call)", stats.sample_ms))
     print(ms_line("propose_candidate (insert + evaluate)", [st[2] for st in stats.steps]))
     print(ms_line("of which the executor (eval_seconds)", [st[3] for st in stats.steps]))

@@ -20,8 +20,7 @@ from .. import __version__
 from ..tools import runs, views
 from ..tools.errors import EvoError
 from ..tools.workspace import open_workspace
-from .auth import LOOPBACK, new_token
-from .ensemble import ModelError, ModelSpec
+from .ensemble import ModelError, ModelSpec, OpenAIProviders
 from .hardening import make_undumpable
 from .settings import default_db
 
@@ -34,6 +33,35 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slots", type=int, default=None, help="evaluations at once (default: number of cores)")
 
 
+def _add_executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "ray", "dask"], default=os.environ.get("EVOMCP_EXECUTOR", "local"),
+                   help="where candidates run: this machine (default), a Ray cluster or a Dask cluster "
+                        "(pip install 'evomcp[ray]' / 'evomcp[dask]'; see docs/SCALE_OUT.md)")
+    p.add_argument("--cluster", default=os.environ.get("EVOMCP_CLUSTER", ""), metavar="ADDRESS",
+                   help="the cluster to use: Ray 'auto', HOST:6379 or ray://HOST:10001; Dask tcp://HOST:8786, a "
+                        "scheduler file, or slurm|pbs|sge|lsf|htcondor (dask-jobqueue); empty: start a local "
+                        "cluster of --slots workers")
+
+
+@contextlib.asynccontextmanager
+async def _executor(args: argparse.Namespace):
+    """The executor of `serve` and `run`: None (open_workspace makes the local one) or a started Ray/Dask backend."""
+    if args.executor == "local" and not args.cluster:
+        yield None
+        return
+    from ..evaluators.remote import BackendError, make_executor
+
+    try:
+        executor = make_executor(args.executor, args.cluster, args.slots)
+        await executor.__aenter__()
+    except BackendError as exc:
+        raise EvoError(str(exc)) from None
+    try:
+        yield executor
+    finally:
+        await executor.aclose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evomcp", description="LLM-driven program evolution over MCP")
     parser.add_argument("--version", action="version", version=f"evomcp {__version__}")
@@ -41,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
     _add_common(serve)
+    _add_executor(serve)
     serve.add_argument("--http", action="store_true", help="speak streamable HTTP instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
@@ -56,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="evolve a task in the foreground with the built-in driver")
     _add_common(run)
+    _add_executor(run)
     run.add_argument("task", help="built-in task name (see `evomcp tasks`) or path of a task directory")
     run.add_argument("--model", action="append", default=[], metavar="SPEC",
                      help="a model of the ensemble: a model id, or key=value pairs: name, model, base_url, "
@@ -127,9 +157,11 @@ async def _serve(args: argparse.Namespace) -> None:
     from .driver import Drivers, resume_driven_runs
 
     token = _http_token(args) if args.http else None
-    async with open_workspace(_db(args), args.slots) as ws, anyio.create_task_group() as driver_tasks:
+    async with _executor(args) as executor, open_workspace(_db(args), args.slots, executor=executor) as ws, \
+            anyio.create_task_group() as driver_tasks:
         drivers = Drivers(ws, driver_tasks)
         ws.max_runs = args.max_runs
+        ws.providers = OpenAIProviders(ws.archive)
         server = build_server(ws, drivers, token=token, base_url=f"http://{_url_host(args.host)}:{args.port}")
         log.info("archive %s", ws.archive.path)
         if args.resume_drivers:
@@ -151,6 +183,8 @@ def _url_host(host: str) -> str:
 
 def _http_token(args: argparse.Namespace) -> str | None:
     """The bearer token of the HTTP transport; binding beyond loopback without one is refused."""
+    from .auth import LOOPBACK, new_token
+
     if args.no_auth:
         if args.host not in LOOPBACK:
             raise EvoError(f"--no-auth is only allowed on a loopback address; {args.host} needs a token")
@@ -165,6 +199,8 @@ def _http_token(args: argparse.Namespace) -> str | None:
 async def _serve_http(server, args: argparse.Namespace, tg) -> None:
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
+
+    from .auth import LOOPBACK
 
     class Uvicorn(uvicorn.Server):
         @contextlib.contextmanager
@@ -230,7 +266,10 @@ async def _run(args: argparse.Namespace) -> None:
                               meta_every=args.meta_every)
     except (ValueError, OSError) as exc:
         raise EvoError(f"bad model configuration: {exc}") from None
-    async with open_workspace(_db(args), args.slots) as ws:
+    async with _executor(args) as executor, open_workspace(_db(args), args.slots, executor=executor) as ws:
+        ws.providers = OpenAIProviders(ws.archive)
+        if executor is not None and args.concurrency is None:  # as many candidates at once as the cluster has slots
+            config = config.model_copy(update={"concurrency": min(64, executor.slots)})
         if args.seed is not None:
             import numpy as np
 
