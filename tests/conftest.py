@@ -14,6 +14,17 @@ RINGS_PATCH = """<<<<<<< SEARCH
 >>>>>>> REPLACE"""
 
 
+# A real algorithmic change of the circle-packing seed (grow each radius into the gaps): novel, not a near-copy.
+GROW_RADII = """<<<<<<< SEARCH
+    return radii * (1 - 1e-9)
+=======
+    for i in range(n):
+        gaps = [np.linalg.norm(centers[i] - centers[j]) - radii[j] for j in range(n) if j != i]
+        radii[i] = min(radii[i], min(gaps))
+    return radii * (1 - 1e-9)
+>>>>>>> REPLACE"""
+
+
 def rings_patch(a: float, b: float) -> str:
     return RINGS_PATCH.format(a=a, b=b)
 

@@ -3,7 +3,7 @@
 import pytest
 from mcp import Client
 
-from conftest import DATA, rings_patch
+from conftest import DATA, GROW_RADII, rings_patch
 from evomcp.server.app import build_server
 
 MODES = ["auto", "legacy"]
@@ -90,14 +90,7 @@ async def test_full_loop_in_memory(ws, mode):
         assert stopped["run"]["status"] == "stopped"
 
 
-GROW_RADII = """<<<<<<< SEARCH
-    return radii * (1 - 1e-9)
-=======
-    for i in range(n):
-        gaps = [np.linalg.norm(centers[i] - centers[j]) - radii[j] for j in range(n) if j != i]
-        radii[i] = min(radii[i], min(gaps))
-    return radii * (1 - 1e-9)
->>>>>>> REPLACE"""
+
 
 
 async def test_bad_input_gets_errors_that_say_what_to_do(ws):

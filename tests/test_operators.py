@@ -3,19 +3,12 @@
 import numpy as np
 import pytest
 
-from conftest import DATA, rings_patch
+from conftest import DATA, GROW_RADII as GROW, rings_patch
 from evomcp.tools import runs, selection, steps
 from evomcp.tools.errors import EvoError
 from evomcp.tools.novelty import embed
 
-GROW = """<<<<<<< SEARCH
-    return radii * (1 - 1e-9)
-=======
-    for i in range(n):
-        gaps = [np.linalg.norm(centers[i] - centers[j]) - radii[j] for j in range(n) if j != i]
-        radii[i] = min(radii[i], min(gaps))
-    return radii * (1 - 1e-9)
->>>>>>> REPLACE"""
+
 
 
 def test_hill_climbing_beam_and_best_of_n():
