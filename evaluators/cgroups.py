@@ -88,6 +88,20 @@ class PidsCgroups:
         except (OSError, ValueError, IndexError):
             return 0
 
+    @staticmethod
+    def drain(path: Path | None, at_most: int, seconds: float = 5.0) -> None:
+        """Wait until the cgroup holds at most `at_most` processes (a killed fork bomb is being reaped)."""
+        if path is None:
+            return
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if int((path / "pids.current").read_text()) <= at_most:
+                    return
+            except (OSError, ValueError):
+                return
+            time.sleep(0.02)
+
     def remove(self, path: Path | None) -> int:
         """Kill every process still in the cgroup, remove it, and say how many forks it refused."""
         if path is None:

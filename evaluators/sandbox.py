@@ -146,6 +146,7 @@ class ForkServer:
         self.cgroups = PidsCgroups(max_pids)
         self._cgroup: Path | None = None  # the template's; every child inherits it at fork
         self._cgroup_pid: int | None = None
+        self._running = 0  # children asked for and not yet reaped
         # --owner names the server process in the process table (the template ignores it)
         self._channel = JsonLineChannel([sys.executable, "-I", str(CHILD_SCRIPT), "--owner", str(os.getpid()),
                                          "--serve", *preload],
@@ -193,6 +194,7 @@ class ForkServer:
         timed_out = False
         forks_refused = 0
         request_id = None
+        self._running += 1
         try:
             for attempt in range(2):  # a template that died since the last request is restarted once
                 request_id = await self._channel.send({"spec": spec})
@@ -217,8 +219,14 @@ class ForkServer:
             if pid is not None:
                 kill_group(pid)  # grandchildren must not outlive the evaluation
             forks_refused = max(0, self.cgroups.refused(cgroup) - refused_before)
+            if forks_refused or timed_out:  # let the kernel reap what was killed before the next fork
+                self._running -= 1
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.cgroups.drain, cgroup, 1 + 3 * self._running)
+                self._running += 1
             if request_id is not None:
                 self._channel.forget(request_id)
+            self._running -= 1
         elapsed = time.monotonic() - started
         exit_code, sig = reply.get("exit"), reply.get("signal")
         if sig is None and exit_code is not None and exit_code > 128:

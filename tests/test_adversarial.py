@@ -54,7 +54,7 @@ async def assert_healthy(ws, run_id, seed):
     assert await ws.archive.integrity_check() == "ok"
     assert own_descendants() <= ws.executor.helper_pids
     ok = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43))
-    assert ok.program.correct
+    assert ok.program.correct, ok.program.error
     return ok
 
 
