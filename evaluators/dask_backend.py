@@ -78,9 +78,8 @@ class DaskExecutor(RemoteExecutor):
                 self._started_forkserver = getattr(forkserver._forkserver, "_forkserver_pid", None) is None
                 self._started_tracker = getattr(resource_tracker._resource_tracker, "_pid", None) is None
                 with scrubbed_environment():
-                    from distributed.utils import get_mp_context
-
-                    get_mp_context()  # sets Dask's preloads of the fork server
+                    # started before Dask asks for it, so without Dask's preloads (5 s of imports here;
+                    # each worker imports what it needs after the fork instead)
                     forkserver.ensure_running()
                     self.cluster = await LocalCluster(
                         n_workers=slots, threads_per_worker=1, processes=True, asynchronous=True,
@@ -177,7 +176,7 @@ class DaskExecutor(RemoteExecutor):
         lost: asyncio.Future[WorkerLost] = loop.create_future()
         self._watch[key] = lost
         placement: dict[str, Any] = {"workers": [where], "allow_other_workers": True} if where else {}
-        future = self.client.submit(dask_evaluate, job_json, bundle.data if (ship and bundle) else None,
+        future = self.client.submit(dask_evaluate, job_json, bundle.data if (ship and bundle) else None, key,
                                     key=key, pure=False, retries=0, **placement)
         result = asyncio.ensure_future(_result(future))
         try:

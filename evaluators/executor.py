@@ -7,6 +7,8 @@ outcomes); `LocalExecutor` runs the children on this machine. The Ray and Dask b
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import dataclasses
 import json
 import math
@@ -110,7 +112,7 @@ def job_for(task: Task, code: str, limits: Limits) -> dict[str, Any]:
 PROBE_JOB: dict[str, Any] = {"kind": "probe", "limits": {"timeout_s": 30}}
 
 
-class Executor:
+class Executor(ABC):
     """What every executor backend shares: slots, the trusted scorer, and verdicts from child outcomes.
 
     A backend implements `_run(job, task)`: run the job's child in the sandbox somewhere (here, or on
@@ -132,12 +134,13 @@ class Executor:
         self.slots = max(1, int(slots))
         self._limiter.total_tokens = self.slots
 
+    @abstractmethod
     def hide(self, *paths: str) -> None:
         """Files and folders that candidates must not see (the archive, for one)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def _run(self, job: dict[str, Any], task: Task | None) -> ChildOutcome:
-        raise NotImplementedError
+        """Run one sandbox job where this backend runs them and return the child's outcome."""
 
     async def aclose(self) -> None:
         await self._scorer.aclose()

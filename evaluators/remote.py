@@ -20,6 +20,8 @@ Backends: `RayExecutor` (ray_backend.py, extra `evomcp[ray]`) and `DaskExecutor`
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import contextlib
 import json
 import logging
@@ -130,18 +132,20 @@ class RemoteExecutor(Executor):
 
     # -- what a backend implements
 
+    @abstractmethod
     async def _start(self) -> None:
-        raise NotImplementedError
+        """Connect to the cluster, or start a local one."""
 
+    @abstractmethod
     async def _stop(self) -> None:
-        raise NotImplementedError
+        """Let go of the cluster (and stop it if this executor started it)."""
 
+    @abstractmethod
     async def _submit(self, job_json: str, bundle: Bundle | None, ship: bool, where: str | None) -> str:
         """Run the job on a worker and return its JSON reply; raise WorkerLost if the worker died.
 
         `ship`: include the bundle's bytes (the worker said it lacks them); `where`: the worker that said so.
         """
-        raise NotImplementedError
 
     # -- the shared flow
 

@@ -89,11 +89,28 @@ def template_pids() -> list[int]:
 # ---------------------------------------------------------------- Dask
 
 
-async def dask_evaluate(job_json: str, bundle: bytes | None = None) -> str:
-    """A Dask task: runs on the worker's event loop, so the host's fork server stays warm between tasks."""
+async def dask_evaluate(job_json: str, bundle: bytes | None = None, key: str | None = None) -> str:
+    """A Dask task: runs on the worker's event loop, so the host's fork server stays warm between tasks.
+
+    Dask lets a cancelled task run to its end; this one watches its own key and stops (its child is
+    killed with its process group) as soon as the key is cancelled or released: after the server
+    gave up on it, or when Dask re-ran it on this worker after the server had already resubmitted it.
+    """
     from distributed import get_worker
 
-    return await host().run(job_json, get_worker().address, bundle=bundle)
+    worker = get_worker()
+    run = asyncio.ensure_future(host().run(job_json, worker.address, bundle=bundle))
+    try:
+        while not run.done():
+            await asyncio.wait({run}, timeout=0.2)
+            state = getattr(worker.state.tasks.get(key), "state", None) if key else "executing"
+            if state not in ("executing", "long-running", "resumed"):
+                run.cancel()
+                return json.dumps({"worker": worker.address, "error": "cancelled"})
+        return run.result()
+    finally:
+        if not run.done():
+            run.cancel()
 
 
 # ---------------------------------------------------------------- Ray

@@ -106,8 +106,10 @@ def remote_templates() -> dict[int, tuple[int, list[int]]]:
     procs = _proc()
     sandbox = {pid for pid, (_, _, cmd) in procs.items() if "child.py" in cmd and " --serve" in cmd}
     # forked children keep the template's command line: a template is one whose parent is not in the sandbox
+    workers = {pid for pid, (_, state, cmd) in procs.items() if state != "Z" and cmd}  # alive, not exiting
     templates = {pid: procs[pid][0] for pid in sandbox
-                 if procs[pid][0] not in sandbox and procs[pid][0] != os.getpid() and _descends(procs, pid)}
+                 if procs[pid][0] not in sandbox and procs[pid][0] in workers and procs[pid][0] != os.getpid()
+                 and _descends(procs, pid)}
     return {pid: (ppid, [c for c, (cp, state, _) in procs.items() if cp == pid and state != "Z"])
             for pid, ppid in templates.items()}
 
@@ -119,6 +121,8 @@ async def kill_busy_worker(exclude: set[int], timeout: float = 60) -> int:
             for template, (worker, children) in remote_templates().items():
                 if children and template not in exclude:
                     os.kill(worker, signal.SIGKILL)
+                    while any(_proc().get(pid, (0, "Z"))[1] != "Z" for pid in (template, *children)):
+                        await anyio.sleep(0.05)  # the old tree goes first
                     return template
             await anyio.sleep(0.05)
 
@@ -258,6 +262,21 @@ async def test_remote_timeout_kills_the_child_on_the_worker(remote):
     assert not any("sleep 300" in cmd for cmd in our_descendants().values())
     again = await remote.evaluate(CIRCLES, CIRCLES.initial_code)
     assert again.correct and again.combined_score == SEED_SCORE
+
+
+@on_module_loop
+async def test_cancelling_an_evaluation_kills_the_remote_child(remote):
+    """Ctrl-C or a cancelled tool call: the engine's cancel may not stop a running task, the sandbox does."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(remote.evaluate, CIRCLES.model_copy(update={"timeout_s": 60}), sleeper(50))
+        with anyio.fail_after(30):
+            while not any(children for _, children in remote_templates().values()):
+                await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    await no_remote_candidate_left(timeout=10)
+    assert remote.in_flight == 0
+    again = await remote.evaluate(CIRCLES, CIRCLES.initial_code)
+    assert again.correct
 
 
 @on_module_loop
