@@ -266,9 +266,11 @@ def _fork_patiently(seconds=3.0):
     while True:
         try:
             return os.fork()
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return None
+        except OSError as exc:  # EAGAIN: pids limit; ENOMEM: a fork bomb's memory not yet given back
+            if exc.errno not in (errno.EAGAIN, errno.ENOMEM) or time.monotonic() > deadline:
+                if exc.errno in (errno.EAGAIN, errno.ENOMEM):
+                    return None
+                raise
             time.sleep(0.02)
 
 
