@@ -388,21 +388,6 @@ class Archive:
         )
         return cur.lastrowid
 
-    async def island_stats(self, run_id: int) -> dict[int, dict[str, Any]]:
-        rows = await (
-            await self._db.execute(
-                """
-                SELECT island, COUNT(*) AS programs, COALESCE(SUM(correct = 1), 0) AS correct,
-                       (SELECT p2.id FROM programs p2 WHERE p2.run_id = p.run_id AND p2.island = p.island
-                        AND p2.correct = 1 ORDER BY p2.combined_score DESC, p2.id LIMIT 1) AS best_id,
-                       MAX(CASE WHEN correct = 1 THEN combined_score END) AS best_score
-                FROM programs p WHERE run_id = ? GROUP BY island ORDER BY island
-                """,
-                (run_id,),
-            )
-        ).fetchall()
-        return {r["island"]: {k: r[k] for k in ("programs", "correct", "best_id", "best_score")} for r in rows}
-
     async def move_programs(self, program_ids: list[int], island: int) -> None:
         await self._db.executemany("UPDATE programs SET island = ? WHERE id = ?", [(island, i) for i in program_ids])
 

@@ -15,7 +15,6 @@ from . import markers, novelty, patches, selection
 from .brief import build_brief
 from .errors import EvoError
 from .islands import choose_island, migrate_if_due
-from .population import Population
 from .providers import ProviderError
 from .models import NoveltyCheck, ParentView, PatchType, ProgramSummary, ProposalResult, RunConfig, SampledParent
 from .workspace import Workspace
@@ -54,10 +53,6 @@ def _add_in_flight(ids: np.ndarray, children: np.ndarray, in_flight: dict[int, i
     for parent_id, count in in_flight.items():
         children[ids == parent_id] += count
     return children
-
-
-def best_in(population: Population) -> float | None:
-    return population.best_score()
 
 
 async def _inspirations(ws: Workspace, run_id: int, config: RunConfig, island: int,
@@ -116,7 +111,7 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
     inspirations = await _inspirations(ws, run_id, config, island, parent) if mode == "improve" else []
     if mode == "fix" or patch_type is None or (patch_type == "cross" and not inspirations):
         patch_type = _suggest_patch_type(ws, config, bool(inspirations), mode)
-    best_score = best_in(population)
+    best_score = population.best_score()
     grandparent_score = None
     if parent.parent_id is not None:
         grandparent = await ws.archive.get_program(run_id, parent.parent_id)
@@ -221,7 +216,7 @@ async def propose_candidate(
     vector = await embed_code(ws, config, child_code, run_id)
     novelty_check = await _check_novelty(ws, run_id, config, parent.island, vector, operator, child_code)
     population = await ws.population(run_id)
-    best_before = best_in(population)
+    best_before = population.best_score()
     try:
         program = await ws.archive.insert_program(
             run_id=run_id, parent_id=parent.id, island=parent.island, generation=parent.generation + 1,
@@ -284,7 +279,7 @@ async def evaluate(
         raise EvoError(f"program {program_id} is already {program.status}; call get_program to read its result")
     population = await ws.population(run_id)
     if best_before is None:
-        best_before = best_in(population)
+        best_before = population.best_score()
     task = ws.task(run)
     saved = False
     try:
