@@ -9,7 +9,10 @@ then reads one JSON request a line on stdin. For each it forks a child that:
 2. enters fresh user, network, PID and mount namespaces where the kernel allows
    (no network, no view of other processes, the archive and secret files hidden),
    forking once more so the candidate is PID 1 of its namespace: when it ends, every
-   process it started ends with it;
+   process it started ends with it. Where the kernel refuses, the server may start
+   this template inside bubblewrap instead (`--bwrap`): one sandbox with no network,
+   its own PID namespace and a read-only view of the machine, shared by the children;
+   the template is PID 1 there and kills whatever a finished child left behind;
 3. applies rlimits and runs the candidate, then writes one JSON document to
    `result.json` and exits without running any atexit code.
 
@@ -36,6 +39,7 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -68,6 +72,19 @@ def _enter_namespaces(hide):
         raise OSError(ctypes.get_errno(), "cannot make mounts private")
     _hide(hide, os.getcwd())
     return True
+
+
+def namespaces_allowed():
+    """Whether this kernel lets us enter the namespaces a child uses (tried in a throwaway fork)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS) == 0 else 1)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        except InterruptedError:
+            continue
 
 
 def _become_pid_one():
@@ -278,10 +295,34 @@ def _reply(message):
     os.write(1, (json.dumps(message) + "\n").encode())
 
 
-def serve(preload):
+def _kill(pid):
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _strangers(known):
+    """Our direct children that no request started: orphans of finished candidates, reparented to us."""
+    found = set()
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                found.update(int(p) for p in f.read().split())
+    except OSError:
+        return set()
+    return found - set(known)
+
+
+def serve(preload, in_bwrap=False):
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the server, even on kill -9
     if os.getppid() == 1:
         os._exit(0)  # the server died before the line above took effect
+    if in_bwrap:
+        # PID 1 of bubblewrap's namespace (its parent is outside: getppid() is 0). Candidates share
+        # this namespace: undumpable, nothing here can be traced or read through /proc by them.
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     for name in preload:
         try:
             __import__(name)
@@ -295,7 +336,8 @@ def serve(preload):
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children = {}  # pid -> request id
     buffer = b""
-    _reply({"ready": True, "pid": os.getpid(), "preloaded": sorted(n for n in preload if n in sys.modules)})
+    _reply({"ready": True, "pid": os.getpid(), "preloaded": sorted(n for n in preload if n in sys.modules),
+            "namespaces": namespaces_allowed(), "bwrap": in_bwrap})
     while True:
         try:
             readable, _, _ = select.select([0, wake_r], [], [])
@@ -323,6 +365,11 @@ def serve(preload):
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
+                if "kill" in request:  # a timeout: the server cannot signal pids of our namespace itself
+                    for pid, request_id in children.items():
+                        if request_id == request["kill"]:
+                            _kill(pid)
+                    continue
                 pid = _fork_patiently()
                 if pid is None:  # the pids cgroup is still full of a previous candidate's processes
                     _reply({"id": request["id"], "pid": None, "exit": None, "signal": None,
@@ -334,26 +381,39 @@ def serve(preload):
                     run_child(request["spec"])
                 children[pid] = request["id"]
                 _reply({"id": request["id"], "pid": pid})
-        while children:
+        reaped, replies = False, []
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
+            reaped = True
             request_id = children.pop(pid, None)
             if request_id is None:
-                continue
+                continue  # an orphan we adopted (PID 1 under bubblewrap), or a stranger we killed
+            try:
+                os.killpg(pid, signal.SIGKILL)  # whatever the candidate started and left in its group
+            except OSError:
+                pass
             if os.WIFSIGNALED(status):
-                _reply({"id": request_id, "exit": None, "signal": os.WTERMSIG(status)})
+                replies.append({"id": request_id, "exit": None, "signal": os.WTERMSIG(status)})
             else:
-                _reply({"id": request_id, "exit": os.WEXITSTATUS(status), "signal": None})
+                replies.append({"id": request_id, "exit": os.WEXITSTATUS(status), "signal": None})
+        if in_bwrap and reaped:
+            # candidates share this namespace, so what one left behind (a setsid'd daemon, say) ends
+            # before its evaluation is reported; killing it makes its own children ours in turn
+            for stranger in _strangers(children):
+                _kill(stranger)
+        for reply in replies:
+            _reply(reply)
 
 
 def main():
     if "--serve" in sys.argv:
         preload = sys.argv[sys.argv.index("--serve") + 1:]
-        serve([p for p in preload if p])
+        serve([p for p in preload if p], in_bwrap="--bwrap" in sys.argv)
         return
     # one-shot mode: a fresh interpreter per candidate (the baseline of bench/eval_cost.py)
     spec = json.loads(sys.stdin.read())

@@ -162,7 +162,7 @@ class Executor(ABC):
         await self.aclose()
 
     async def isolation(self) -> str:
-        """The isolation level children get: `namespaces` or `none` (rlimits and session only), plus `+pids-cgroup`."""
+        """The isolation level children get: `namespaces`, `bwrap` or `none` (see sandbox.py), plus `+pids-cgroup`."""
         if self._isolation is None:
             self._isolation = (await self._run(PROBE_JOB, None)).isolation
         return self._isolation
@@ -238,7 +238,7 @@ class LocalExecutor(Executor):
     @property
     def helper_pids(self) -> set[int]:
         """Pids of the long-lived helpers: the warm template and the trusted scorer."""
-        return {pid for pid in (self._fork.pid, self._scorer.pid) if pid is not None}
+        return self._fork.pids | {pid for pid in (self._scorer.pid,) if pid is not None}
 
     @property
     def template_pid(self) -> int | None:

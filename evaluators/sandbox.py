@@ -3,6 +3,12 @@
 `ForkServer` starts `child.py --serve` once, with an environment that holds none of
 the server's secrets, and asks it for one forked child per candidate. The child
 leaves `stdout.txt`, `stderr.txt` and `result.json` in its private working directory.
+
+Isolation levels, strongest first (`isolation_rank`): `namespaces` (each child gets its own
+user, network, PID and mount namespaces), `bwrap` (the kernel refuses those to us, so the
+template runs inside bubblewrap: no network, a PID namespace and /proc of its own, the
+machine read-only, secrets and the archive hidden, one sandbox shared by the children
+running at that moment), `none` (session, rlimits and a scrubbed environment only).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from .cgroups import PidsCgroups
 from .channel import JsonLineChannel, kill_group
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
+BWRAP_MODES = ("auto", "always", "never")
 
 # Variables a candidate may see; everything else (API keys, tokens, proxies) is dropped.
 _PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
@@ -136,25 +143,93 @@ class ForkServerError(RuntimeError):
     pass
 
 
+def isolation_rank(level: str) -> int:
+    """2 for per-child namespaces, 1 for a shared bubblewrap sandbox, 0 for neither."""
+    parts = level.split("+")
+    return 2 if "namespaces" in parts else 1 if "bwrap" in parts else 0
+
+
+def bwrap_argv(hide: list[str], work_root: Path) -> list[str]:
+    """bubblewrap around the template: the machine read-only, a private /tmp holding only `work_root`."""
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1",
+            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            # small memory-backed folders, so that writing files cannot exhaust the machine's memory
+            "--size", str(1024**2), "--tmpfs", "/tmp", "--size", str(64 * 1024**2), "--tmpfs", "/dev/shm"]
+    for path in hide:
+        if not os.path.lexists(path):
+            continue
+        real = os.path.realpath(path)
+        if os.path.isdir(real):
+            if str(work_root).startswith(real.rstrip("/") + "/"):
+                continue
+            argv += ["--tmpfs", real]
+        else:
+            argv += ["--ro-bind", "/dev/null", real]
+    return [*argv, "--bind", str(work_root), str(work_root)]
+
+
+def _process_tree(pid: int, depth: int = 8) -> list[int]:
+    """`pid` and its descendants down to `depth` generations (bubblewrap's monitor, then the template)."""
+    tree, level = [], [pid]
+    for _ in range(depth + 1):
+        tree.extend(level)
+        below = []
+        for current in level:
+            try:
+                for tid in os.listdir(f"/proc/{current}/task"):
+                    below.extend(int(p) for p in Path(f"/proc/{current}/task/{tid}/children").read_text().split())
+            except OSError:
+                continue
+        if not below:
+            break
+        level = below
+    return tree
+
+
 class ForkServer:
-    """One warm `child.py --serve` process; forks a fresh child per request."""
+    """One warm `child.py --serve` process; forks a fresh child per request.
+
+    `bwrap`: "auto" starts the template inside bubblewrap when the kernel refuses the children
+    their own namespaces and `bwrap` is installed; "always" requires bubblewrap; "never" does
+    not use it. The default comes from $EVOMCP_BWRAP, else "auto".
+    """
 
     def __init__(self, preload: tuple[str, ...] = ("numpy",), isolate: bool = True,
-                 hide: tuple[str, ...] = (), max_pids: int = 512):
+                 hide: tuple[str, ...] = (), max_pids: int = 512, bwrap: str | None = None):
         self.isolate = isolate
         self.hide = list(hide)
+        self.bwrap = bwrap or os.environ.get("EVOMCP_BWRAP") or "auto"
+        if self.bwrap not in BWRAP_MODES:
+            raise ValueError(f"bwrap mode {self.bwrap!r}: use one of {', '.join(BWRAP_MODES)} "
+                             f"(check $EVOMCP_BWRAP)")
         self.cgroups = PidsCgroups(max_pids)
+        self.preload = preload
+        self.work_root: Path | None = None  # under bubblewrap, children's work directories live here
+        self.bwrap_refused: str | None = None  # why "auto" could not start bubblewrap
+        self._bwrap_hidden: set[str] = set()  # what the running bubblewrap hides (paths that existed)
         self._cgroup: Path | None = None  # the template's; every child inherits it at fork
         self._cgroup_pid: int | None = None
         self._running = 0  # children asked for and not yet reaped
+        self._channel = JsonLineChannel(self._argv(), env=base_environment())
+
+    def _argv(self) -> list[str]:
         # --owner names the server process in the process table (the template ignores it)
-        self._channel = JsonLineChannel([sys.executable, "-I", str(CHILD_SCRIPT), "--owner", str(os.getpid()),
-                                         "--serve", *preload],
-                                        env=base_environment())
+        return [sys.executable, "-I", str(CHILD_SCRIPT), "--owner", str(os.getpid()), "--serve", *self.preload]
 
     @property
     def pid(self) -> int | None:
         return self._channel.pid
+
+    @property
+    def pids(self) -> set[int]:
+        """The template's processes as the server sees them (under bubblewrap: its monitor and the template)."""
+        if self.pid is None:
+            return set()
+        return set(_process_tree(self.pid, depth=1)) if self.in_bwrap else {self.pid}
+
+    @property
+    def in_bwrap(self) -> bool:
+        return self._channel.argv[0] == "bwrap"
 
     async def aclose(self) -> None:
         await self._channel.aclose()
@@ -162,32 +237,87 @@ class ForkServer:
             cgroup, self._cgroup, self._cgroup_pid = self._cgroup, None, None
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.cgroups.remove, cgroup)
+        if self.work_root is not None:
+            shutil.rmtree(self.work_root, ignore_errors=True)
+            self.work_root = None
+
+    async def start(self, hide: list[str] | None = None) -> None:
+        """Start the template (inside bubblewrap where that is the way to isolate) and put it in its cgroup."""
+        await self._channel.start()
+        wanted = self.hide if hide is None else hide
+        if self.in_bwrap:
+            # bubblewrap hides what exists when it starts: one that appeared since (a -wal file) needs a restart
+            if not {p for p in wanted if os.path.lexists(p)} <= self._bwrap_hidden:
+                await self._restart_in_bwrap([*self._bwrap_hidden, *wanted])
+        elif self._wants_bwrap():
+            await self._restart_in_bwrap(list(wanted))
+        await self._template_cgroup()
+
+    def _wants_bwrap(self) -> bool:
+        if self.bwrap == "never" or self.bwrap_refused is not None:
+            return False
+        if self.bwrap == "always":
+            if shutil.which("bwrap") is None:
+                raise ForkServerError("bubblewrap is required ($EVOMCP_BWRAP=always) but `bwrap` is not on PATH: "
+                                      "install it (apt install bubblewrap) or set EVOMCP_BWRAP=auto")
+            return True
+        return self.isolate and not self._channel.ready_info.get("namespaces", True) and shutil.which("bwrap")
+
+    async def _restart_in_bwrap(self, hide: list[str]) -> None:
+        await self._channel.aclose()
+        if self.work_root is None:
+            self.work_root = Path(tempfile.mkdtemp(prefix="evomcp-sandbox-"))
+        self._bwrap_hidden = {p for p in hide if os.path.lexists(p)}
+        self._channel.argv = [*bwrap_argv(hide, self.work_root), "--", *self._argv(), "--bwrap"]
+        try:
+            await self._channel.start()
+        except Exception as exc:  # noqa: BLE001 - bubblewrap refused here: say so, run without it
+            if self.bwrap == "always":
+                raise ForkServerError(f"bubblewrap could not start the sandbox: {exc}") from None
+            self.bwrap_refused = f"bubblewrap could not start: {exc}"
+            await self._channel.aclose()
+            self._channel.argv = self._argv()
+            await self._channel.start()
 
     async def _template_cgroup(self) -> Path | None:
-        """Start the template if needed and make sure it sits in its pids cgroup."""
-        await self._channel.start()
+        """Make sure the template (and, under bubblewrap, its monitor) sits in its pids cgroup."""
         pid = self._channel.pid
         if pid is not None and pid != self._cgroup_pid:
             old, self._cgroup = self._cgroup, None
             if old is not None:
                 await anyio.to_thread.run_sync(self.cgroups.remove, old)
             cgroup = await anyio.to_thread.run_sync(self.cgroups.create, f"template-{os.getpid()}-{pid}")
-            if await anyio.to_thread.run_sync(self.cgroups.adopt, cgroup, pid):
+            if cgroup is not None and all([await anyio.to_thread.run_sync(self.cgroups.adopt, cgroup, member)
+                                           for member in _process_tree(pid)]):
                 self._cgroup = cgroup
             self._cgroup_pid = pid
         return self._cgroup
 
-    @staticmethod
-    def describe(level: str, cgroup: bool) -> str:
-        return f"{level}+pids-cgroup" if cgroup else level
+    def describe(self, level: str, cgroup: bool) -> str:
+        parts = [level]
+        if self.in_bwrap:
+            parts = ["bwrap"] if level == "none" else [level, "bwrap"]
+        if cgroup:
+            parts.append("pids-cgroup")
+        return "+".join(parts)
+
+    async def _kill(self, request_id: int, pid: int) -> None:
+        """Kill a child's process group. Under bubblewrap its pid is of another namespace: the template kills it."""
+        if self.in_bwrap:
+            with anyio.CancelScope(shield=True):
+                await self._channel.send({"kill": request_id})
+        else:
+            kill_group(pid)
 
     async def run(self, spec: dict[str, Any], workdir: Path, limits: Limits,
                   hide: list[str] | None = None, isolate: bool | None = None) -> ChildOutcome:
         """Fork a child for `spec` in `workdir`; `hide` and `isolate` override the server's defaults."""
-        cgroup = await self._template_cgroup()
+        await self.start(hide)
+        cgroup = self._cgroup
         refused_before = self.cgroups.refused(cgroup)
         spec = {**spec, "workdir": str(workdir), "env": child_environment(workdir), "limits": limits.rlimits(),
-                "isolate": self.isolate if isolate is None else isolate,
+                # inside bubblewrap a child's own namespaces could not mount its /proc: bubblewrap isolates
+                "isolate": (self.isolate if isolate is None else isolate) and not self.in_bwrap,
                 "hide": self.hide if hide is None else hide}
         started = time.monotonic()
         pid = None
@@ -211,13 +341,13 @@ class ForkServer:
             reply = await self._channel.wait(request_id, "exit", max(remaining, 0.01))
             if reply is None:
                 timed_out = True
-                kill_group(pid)
+                await self._kill(request_id, pid)
                 reply = await self._channel.wait(request_id, "exit", 10)
             if reply is None or reply.get("lost"):
                 raise ForkServerError("the fork server lost the child")
         finally:
-            if pid is not None:
-                kill_group(pid)  # grandchildren must not outlive the evaluation
+            if pid is not None and not self.in_bwrap:
+                kill_group(pid)  # grandchildren must not outlive the evaluation (the template does it too)
             forks_refused = max(0, self.cgroups.refused(cgroup) - refused_before)
             if forks_refused or timed_out:  # let the kernel reap what was killed before the next fork
                 self._running -= 1
@@ -274,7 +404,9 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
     """
     limits = Limits(**job.get("limits", {}))
     kind = job["kind"]
-    workdir = Path(tempfile.mkdtemp(prefix="evomcp-probe-" if kind == "probe" else "evomcp-eval-"))
+    await fork.start(hide)  # decides where work directories can live (bubblewrap sees one folder)
+    workdir = Path(tempfile.mkdtemp(prefix="evomcp-probe-" if kind == "probe" else "evomcp-eval-",
+                                    dir=fork.work_root))
     try:
         spec: dict[str, Any] = {"kind": kind}
         results_dir = workdir / "results"

@@ -102,7 +102,7 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
         config: Annotated[dict[str, Any] | None, Field(
             description="optional run settings: selection (uniform|power_law|weighted|hill_climbing|beam|"
                         "best_of_n), num_islands, migration_interval, novelty (bool), novelty_threshold, "
-                        "num_inspirations, max_code_bytes, timeout_s, seed, require_isolation (none|namespaces)")
+                        "num_inspirations, max_code_bytes, timeout_s, seed, require_isolation (none|bwrap|namespaces)")
         ] = None,
         driver: Annotated[dict[str, Any] | None, Field(
             description="let the server evolve the run by itself in the background: {models: [{name, model, "

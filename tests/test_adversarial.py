@@ -1,8 +1,17 @@
 """Hostile candidates, proposed through the tools like any other: each is recorded with a reason,
-the run goes on, no secret is seen, no process is left behind and the archive stays intact."""
+the run goes on, no secret is seen, no process is left behind and the archive stays intact.
 
+Every attack runs twice: in children with namespaces of their own, and in the bubblewrap sandbox
+that takes over where the kernel refuses those ($EVOMCP_BWRAP=always forces it here).
+"""
+
+import ast
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -14,6 +23,20 @@ from evomcp.tools.workspace import open_workspace
 from test_executor import own_descendants
 
 SECRET = "sk-adversarial-test-secret-0123456789"
+
+
+@pytest.fixture(params=["namespaces", "bwrap"])
+def sandbox(request, monkeypatch):
+    if request.param == "bwrap" and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt install bubblewrap)")
+    monkeypatch.setenv("EVOMCP_BWRAP", "always" if request.param == "bwrap" else "never")
+    return request.param
+
+
+@pytest.fixture
+async def ws(db_path, sandbox):
+    async with open_workspace(db_path, slots=2) as workspace:
+        yield workspace
 
 
 @pytest.fixture
@@ -214,8 +237,9 @@ async def test_no_network_not_even_loopback(ws, run):
     await assert_healthy(ws, run_id, seed)
 
 
-async def test_killing_the_server_or_parent_fails(ws, run):
+async def test_killing_the_server_or_parent_fails(ws, run, sandbox):
     run_id, seed = run
+    template = ws.executor.template_pid
     result = await propose(ws, run_id, seed, f"""
         import os, signal
         def run_packing():
@@ -232,7 +256,12 @@ async def test_killing_the_server_or_parent_fails(ws, run):
             raise RuntimeError(repr(outcomes))
         """)
     program = await ws.program(run_id, result.program.id)
-    assert program.error.startswith("RuntimeError") and "'sent'" not in program.error
+    outcomes = program.error.removeprefix("RuntimeError: ")
+    assert outcomes.startswith("[") and not outcomes.startswith("['sent'"), "the server's pid was in reach"
+    if sandbox == "bwrap":  # the parent is the template, PID 1 of the sandbox: the kernel drops the signal
+        assert ws.executor.template_pid == template
+    else:
+        assert "'sent'" not in outcomes
     await assert_healthy(ws, run_id, seed)
 
 
@@ -262,11 +291,93 @@ async def test_monkeypatching_cannot_fake_a_score(ws, run):
     await assert_healthy(ws, run_id, seed)
 
 
-async def test_isolation_level_is_reported_and_can_be_required(ws):
+async def test_isolation_level_is_reported_and_can_be_required(ws, sandbox):
+    if sandbox == "bwrap":
+        status = await runs.start_run(ws, "circle_packing_26", config={"require_isolation": "bwrap"})
+        assert status.isolation.startswith("bwrap")
+        with pytest.raises(EvoError, match="requires isolation 'namespaces'.*bubblewrap"):
+            await runs.start_run(ws, "circle_packing_26", config={"require_isolation": "namespaces"})
+        return
     status = await runs.start_run(ws, "circle_packing_26", config={"require_isolation": "namespaces"})
     assert status.isolation.startswith("namespaces")
     async with open_workspace(ws.archive.path.with_name("weak.db"), isolate=False) as weak:
         assert (await runs.get_run_status(weak, (await runs.start_run(weak, "circle_packing_26")).run.run_id)
                 ).isolation.startswith("none")
-        with pytest.raises(EvoError, match="requires isolation 'namespaces'"):
-            await runs.start_run(weak, "circle_packing_26", config={"require_isolation": "namespaces"})
+        for level in ("namespaces", "bwrap"):
+            with pytest.raises(EvoError, match=f"requires isolation '{level}'"):
+                await runs.start_run(weak, "circle_packing_26", config={"require_isolation": level})
+
+
+# Run inside a user namespace whose limit of nested user namespaces is 0: there the kernel refuses
+# the children namespaces of their own, as kernels with unprivileged user namespaces turned off do.
+REFUSING_KERNEL = 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"'
+ATTACK = """
+import os, socket
+def construct_centers(n):  # the seed's run_packing() calls it
+    seen = [os.environ.get("OPENAI_API_KEY")]
+    try:
+        seen.append(len(open(DB, "rb").read(16)))
+    except OSError as exc:
+        seen.append(type(exc).__name__)
+    try:
+        socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+        seen.append("connected")
+    except OSError as exc:
+        seen.append(type(exc).__name__)
+    raise RuntimeError(repr(seen))
+"""
+PROBE = """
+import anyio, json, sys
+from evomcp.tools import runs, steps
+from evomcp.tools.workspace import open_workspace
+
+async def main(db, attack):
+    async with open_workspace(db, slots=1) as ws:
+        status = await runs.start_run(ws, "circle_packing_26", config={"require_isolation": "bwrap",
+                                                                       "novelty": False})
+        seed = await ws.program(status.run.run_id, status.best.id)
+        code = seed.code.replace("# EVOLVE-BLOCK-END", attack + "# EVOLVE-BLOCK-END")
+        attacked = await steps.propose_candidate(ws, status.run.run_id, seed.id, code=code)
+        print(json.dumps({"isolation": status.isolation, "seed_score": seed.combined_score,
+                          "error": attacked.program.error}))
+
+anyio.run(main, sys.argv[1], sys.argv[2])
+"""
+
+
+def test_bubblewrap_takes_over_where_the_kernel_refuses_namespaces(tmp_path, monkeypatch):
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt install bubblewrap)")
+    if subprocess.run(["unshare", "-U", "-r", "true"], capture_output=True).returncode != 0:
+        pytest.skip("this machine refuses user namespaces to the tests themselves")
+    monkeypatch.delenv("EVOMCP_BWRAP", raising=False)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    db = str(tmp_path / "archive.db")
+    attack = ATTACK.replace("DB", repr(db)).replace("PORT", str(listener.getsockname()[1]))
+    done = subprocess.run(["unshare", "-U", "-r", "--fork", "sh", "-c", REFUSING_KERNEL, "sh",
+                           sys.executable, "-c", PROBE, db, attack],
+                          capture_output=True, text=True, env={**os.environ, "OPENAI_API_KEY": SECRET}, timeout=120)
+    listener.settimeout(0.2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["isolation"].startswith("bwrap"), report
+    assert report["seed_score"] > 0
+    # no secret, no archive (an empty file, or none at all), and no network: not even loopback
+    secret, archive, network = ast.literal_eval(report["error"].removeprefix("RuntimeError: "))
+    assert secret is None and archive in (0, "FileNotFoundError", "PermissionError"), report
+    assert network in ("OSError", "ConnectionRefusedError"), report  # the sandbox's own loopback at most
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    listener.close()
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_bubblewrap_required_but_missing_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOMCP_BWRAP", "always")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
+    done = subprocess.run([sys.executable, "-m", "evomcp", "run", "circle_packing_26", "--budget", "1",
+                           "--db", str(tmp_path / "a.db")], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "apt install bubblewrap" in done.stdout + done.stderr, done.stdout + done.stderr

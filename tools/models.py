@@ -41,8 +41,10 @@ class RunConfig(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=3600, description="evaluation timeout; default: the task's")
     ticket_ttl_s: float = Field(900, gt=0, description="a sampled parent counts as in flight this long")
     seed: int | None = Field(None, description="random seed of parent selection")
-    require_isolation: Literal["none", "namespaces"] = Field(
-        "none", description="refuse to start unless candidates get at least this isolation level")
+    require_isolation: Literal["none", "bwrap", "namespaces"] = Field(
+        "none", description="refuse to start unless candidates get at least this isolation level: 'namespaces' "
+                            "(a sandbox per candidate) > 'bwrap' (one bubblewrap sandbox shared by the "
+                            "candidates running at once) > 'none'")
 
 
 class TaskInfo(BaseModel):
@@ -119,8 +121,10 @@ class RunStatus(BaseModel):
     driver: dict[str, Any] | None = Field(None, description="the built-in driver: state, budgets, bandit arms")
     islands: dict[int, IslandStatus] = Field(default_factory=dict)
     isolation: str = Field(description="what candidates get here: 'namespaces' (no network, no view of other "
-                                       "processes or of the archive) or 'none' (rlimits and a session only), "
-                                       "plus '+pids-cgroup' where the number of processes is capped")
+                                       "processes or of the archive), 'bwrap' (the same from one bubblewrap "
+                                       "sandbox shared by the candidates running at once) or 'none' (rlimits "
+                                       "and a session only), plus '+pids-cgroup' where the number of "
+                                       "processes is capped")
 
 
 class ParentView(BaseModel):

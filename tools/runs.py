@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..evaluators.sandbox import isolation_rank
 from ..evaluators.task import BUILTIN_TASKS, TaskError, resolve_task
 from ..store import RunRecord
 from . import markers
@@ -26,6 +27,14 @@ async def list_tasks(ws: Workspace) -> TaskList:
                            for t in BUILTIN_TASKS.values()])
 
 
+def _bwrap_hint(isolation: str) -> str:
+    if isolation_rank(isolation) == 1:
+        return (": they share one bubblewrap sandbox, because the kernel refused namespaces of their own "
+                "or because $EVOMCP_BWRAP=always")
+    return (": the kernel refused user namespaces and no bubblewrap sandbox could be started (install "
+            "bubblewrap: apt install bubblewrap), or isolation is turned off")
+
+
 async def start_run(ws: Workspace, task: str, name: str | None = None,
                     config: dict[str, Any] | None = None) -> RunStatus:
     try:
@@ -40,10 +49,11 @@ async def start_run(ws: Workspace, task: str, name: str | None = None,
     except TaskError as exc:
         raise EvoError(str(exc)) from None
     isolation = await ws.executor.isolation()
-    if run_config.require_isolation == "namespaces" and not isolation.startswith("namespaces"):
+    if isolation_rank(isolation) < isolation_rank(run_config.require_isolation):
         raise EvoError(
-            f"this run requires isolation 'namespaces' but candidates here only get {isolation!r}: the kernel "
-            f"refused user namespaces (enable unprivileged user namespaces), or drop require_isolation"
+            f"this run requires isolation {run_config.require_isolation!r} but candidates here only get "
+            f"{isolation!r}{_bwrap_hint(isolation)}; enable unprivileged user namespaces, or lower "
+            f"require_isolation"
         )
     markers.split(resolved.initial_code, "the task's initial program")
     check_syntax(resolved.initial_code, resolved.language, "the task's initial program")
