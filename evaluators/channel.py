@@ -36,6 +36,7 @@ class JsonLineChannel:
         self.env = env
         self.start_timeout = start_timeout
         self.ready_info: dict[str, Any] = {}
+        self.last_message: dict[str, Any] = {}  # the latest reply read, whoever it was for
         self._process: Process | None = None
         self._buffer = b""
         self._replies: dict[int, dict[str, Any]] = {}
@@ -100,13 +101,15 @@ class JsonLineChannel:
     def forget(self, request_id: int) -> None:
         self._replies.pop(request_id, None)
 
-    async def wait(self, request_id: int, key: str, timeout: float) -> dict[str, Any] | None:
-        """The replies so far once they hold `key` (or the process died: key "lost"); None on timeout."""
+    async def wait(self, request_id: int, key: str | tuple[str, ...], timeout: float) -> dict[str, Any] | None:
+        """The replies so far once they hold `key` (or one of the keys; the process died: key "lost");
+        None on timeout."""
+        keys = (key,) if isinstance(key, str) else key
         reply = self._replies[request_id]
         with anyio.move_on_after(timeout):
-            while key not in reply and not reply.get("lost"):
+            while not any(k in reply for k in keys) and not reply.get("lost"):
                 async with self._read_lock:
-                    if key in reply or reply.get("lost"):
+                    if any(k in reply for k in keys) or reply.get("lost"):
                         break
                     process = self._process
                     if process is None:
@@ -117,6 +120,7 @@ class JsonLineChannel:
                     except ChannelError:
                         await self.aclose()
                         break
+                    self.last_message = message
                     if message.get("id") in self._replies:
                         self._replies[message["id"]].update(message)
             return reply

@@ -40,6 +40,7 @@ CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -64,13 +65,13 @@ def _hide(paths, workdir):
             raise OSError(ctypes.get_errno(), f"cannot hide {path}")
 
 
-def _enter_namespaces(hide):
+def _enter_namespaces(hide, workdir):
     """New user+net+pid+mount namespaces; returns False where the kernel refuses."""
     if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS) != 0:
         return False
     if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         raise OSError(ctypes.get_errno(), "cannot make mounts private")
-    _hide(hide, os.getcwd())
+    _hide(hide, workdir)
     return True
 
 
@@ -210,68 +211,136 @@ def _outcome(spec):
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": tb[-4000:]}
 
 
-def run_child(spec, isolate=True):
-    """Body of a forked child: never returns."""
+DONE_FD = 3  # a child writes b"d" here once result.json is complete: the server need not wait for its exit
+SPEC_FD = 4  # a spare child reads its spec here
+
+
+def _prepare(isolate, hide, workdir):
+    """What a child does before it runs anything of the candidate: session, namespaces, PID 1.
+
+    Nothing here depends on the candidate, so a spare child does it ahead of time (`workdir`
+    only needs to name a folder next to the real one, for `_hide`). Returns the isolation level.
+    """
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the template
     try:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the template
-        workdir = spec["workdir"]
+        os.setsid()
+    except OSError:
+        pass  # already a session leader (one-shot mode)
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    if isolate and _enter_namespaces(hide, workdir):
+        _become_pid_one()
+        return "namespaces"
+    return "none"
+
+
+def _run(spec, isolation, done_fd):
+    """Run the candidate of `spec` in its work directory, write result.json and exit: never returns."""
+    _libc.prctl(PR_SET_NAME, b"evomcp-cand", 0, 0, 0)  # what `ps` shows: a running candidate
+    workdir = spec["workdir"]
+    os.chdir(workdir)
+    null = os.open(os.devnull, os.O_RDONLY)
+    out = os.open("stdout.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    err = os.open("stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    for fd, target in ((null, 0), (out, 1), (err, 2)):
+        os.dup2(fd, target)
+    if done_fd is None:
+        os.closerange(3, 4096)
+    else:
+        os.closerange(done_fd + 1, 4096)
+        os.set_inheritable(done_fd, False)  # an evaluate.py exec'd below does not get it
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", closefd=False, buffering=1)
+    sys.stderr = open(2, "w", closefd=False, buffering=1)
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    if "numba" in sys.modules:
+        sys.modules["numba"].config.CACHE_DIR = os.path.join(workdir, ".numba")
+    _apply_limits(spec.get("limits", {}))
+    if spec["kind"] == "script":
+        argv = [sys.executable, "-I", spec["evaluate_path"], "--program_path", spec["program_path"],
+                "--results_dir", spec["results_dir"]]
+        os.execv(sys.executable, argv)
+    outcome = _outcome(spec)
+    outcome["isolation"] = isolation
+    try:
+        data = json.dumps(outcome)
+    except (TypeError, ValueError) as exc:
+        data = json.dumps({"ok": False, "error": f"result is not JSON-serialisable: {exc}"})
+    for stream in (sys.stdout, sys.stderr):
         try:
-            os.setsid()
+            stream.flush()
         except OSError:
-            pass  # already a session leader (one-shot mode)
+            pass  # output over its size limit: the tail already holds what fitted
+    fd = os.open(os.path.join(workdir, "result.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    view = memoryview(data.encode())
+    while view:
+        view = view[os.write(fd, view):]
+    os.close(fd)
+    if done_fd is not None:
+        try:
+            os.write(done_fd, b"d")
+        except OSError:
+            pass
+    os._exit(0)
+
+
+def _die_quietly(where):
+    try:
+        os.write(2, f"{where}: ".encode() + traceback.format_exc().encode()[-4000:])
+    finally:
+        os._exit(70)
+
+
+def run_child(spec, isolate=True):
+    """Body of a child forked for `spec` at once (one-shot mode, benchmarks): never returns."""
+    try:
         if spec.get("cgroup"):
             with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
-        os.chdir(workdir)
-        null = os.open(os.devnull, os.O_RDONLY)
-        out = os.open("stdout.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        err = os.open("stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        for fd, target in ((null, 0), (out, 1), (err, 2)):
-            os.dup2(fd, target)
-        os.closerange(3, 4096)
-        sys.stdin = open(0, closefd=False)
-        sys.stdout = open(1, "w", closefd=False, buffering=1)
-        sys.stderr = open(2, "w", closefd=False, buffering=1)
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
-        os.environ.clear()
-        os.environ.update(spec["env"])
-        isolation = "none"
-        if isolate and spec.get("isolate", True):
-            if _enter_namespaces(spec.get("hide", [])):
-                isolation = "namespaces"
-                _become_pid_one()
-        if "numba" in sys.modules:
-            sys.modules["numba"].config.CACHE_DIR = os.path.join(workdir, ".numba")
-        _apply_limits(spec.get("limits", {}))
-        result_path = os.path.join(workdir, "result.json")
-        if spec["kind"] == "script":
-            argv = [sys.executable, "-I", spec["evaluate_path"], "--program_path", spec["program_path"],
-                    "--results_dir", spec["results_dir"]]
-            os.execv(sys.executable, argv)
-        outcome = _outcome(spec)
-        outcome["isolation"] = isolation
-        try:
-            data = json.dumps(outcome)
-        except (TypeError, ValueError) as exc:
-            data = json.dumps({"ok": False, "error": f"result is not JSON-serialisable: {exc}"})
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except OSError:
-                pass  # output over its size limit: the tail already holds what fitted
-        fd = os.open(result_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        view = memoryview(data.encode())
-        while view:
-            view = view[os.write(fd, view):]
-        os.close(fd)
-        os._exit(0)
+        isolation = _prepare(isolate and spec.get("isolate", True), spec.get("hide", []), spec["workdir"])
+        _run(spec, isolation, None)
     except BaseException:  # noqa: BLE001 - a child must never return into the server loop
-        try:
-            os.write(2, traceback.format_exc().encode()[-4000:])
-        finally:
-            os._exit(70)
+        _die_quietly("child")
+
+
+def _child_main(spec, key, done_w, spec_r):
+    """A child of the template, forked for `spec`, or as a spare (spec None) prepared for `key`."""
+    try:
+        # only the pipes of this child survive, at fixed numbers; 0 and 1 were the template's channel
+        os.dup2(done_w, 1000)
+        if spec_r is not None:
+            os.dup2(spec_r, 1001)
+        os.closerange(3, 1000)
+        os.dup2(1000, DONE_FD)
+        if spec_r is not None:
+            os.dup2(1001, SPEC_FD)
+        os.closerange(1000, 4096)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.close(null)
+        if spec is None:
+            _libc.prctl(PR_SET_NAME, b"evomcp-spare", 0, 0, 0)  # a prepared child waiting for its candidate
+        isolate, hide, folder = key
+        isolation = _prepare(isolate, list(hide), os.path.join(folder, "next"))
+        if spec is None:
+            chunks = []
+            while chunk := os.read(SPEC_FD, 1 << 16):
+                chunks.append(chunk)
+            if not chunks:
+                os._exit(0)  # the template discarded this spare
+            os.close(SPEC_FD)
+            spec = json.loads(b"".join(chunks))
+        _run(spec, isolation, DONE_FD)
+    except BaseException:  # noqa: BLE001 - a child must never return into the server loop
+        _die_quietly("child")
+
+
+def _key(spec):
+    """What a spare must have been prepared for to serve `spec`."""
+    return bool(spec.get("isolate", True)), tuple(spec.get("hide", [])), os.path.dirname(spec["workdir"])
 
 
 # ---------------------------------------------------------------- the fork server
@@ -315,6 +384,49 @@ def _strangers(known):
     return found - set(known)
 
 
+class _Spare:
+    """A child forked and prepared (session, namespaces, PID 1) before its candidate is known."""
+
+    def __init__(self, key):
+        self.key = key
+        self.pid = self.spec_w = self.done_r = None
+        done_r, done_w = os.pipe()
+        spec_r, spec_w = os.pipe()
+        try:
+            self.pid = os.fork()  # one try: a full pids cgroup means no spare, never a wait
+        except OSError:
+            for fd in (done_r, done_w, spec_r, spec_w):
+                os.close(fd)
+            return
+        if self.pid == 0:
+            _child_main(None, key, done_w, spec_r)
+        os.close(done_w)
+        os.close(spec_r)
+        self.done_r, self.spec_w = done_r, spec_w
+
+    def hand(self, spec):
+        """Give the spare its spec; False if it is gone."""
+        try:
+            data = json.dumps(spec).encode()
+            while data:
+                data = data[os.write(self.spec_w, data):]
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(self.spec_w)
+            self.spec_w = None
+
+    def discard(self):
+        """Close its pipes (it reads EOF and exits) and kill it."""
+        for fd in (self.spec_w, self.done_r):
+            if fd is not None:
+                os.close(fd)
+        self.spec_w = self.done_r = None
+        if self.pid:
+            _kill(self.pid)
+
+
 def serve(preload, in_bwrap=False):
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the server, even on kill -9
     if os.getppid() == 1:
@@ -335,12 +447,42 @@ def serve(preload, in_bwrap=False):
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children = {}  # pid -> request id
+    done = {}  # read end of a child's done pipe -> (request id, pid)
+    spare = None
     buffer = b""
     _reply({"ready": True, "pid": os.getpid(), "preloaded": sorted(n for n in preload if n in sys.modules),
             "namespaces": namespaces_allowed(), "bwrap": in_bwrap})
+
+    def start(request):
+        """Hand the request to the spare if it was prepared for it, else fork a child for it now."""
+        nonlocal spare
+        spec, key = request["spec"], _key(request["spec"])
+        if spare is not None and spare.pid is not None and spare.key == key and spare.hand(spec):
+            pid, done_r = spare.pid, spare.done_r
+        else:
+            if spare is not None:
+                spare.discard()
+            done_r, done_w = os.pipe()
+            pid = _fork_patiently()
+            if pid == 0:
+                _child_main(spec, key, done_w, None)
+            os.close(done_w)
+            if pid is None:  # the pids cgroup is still full of a previous candidate's processes
+                os.close(done_r)
+                _reply({"id": request["id"], "pid": None, "exit": None, "signal": None,
+                        "error": "the process limit is still reached by an earlier candidate"})
+                spare = None
+                return
+        children[pid] = request["id"]
+        done[done_r] = (request["id"], pid)
+        spare = None
+        _reply({"id": request["id"], "pid": pid, "spare": None})
+        # the next child prepares while this one runs; its pid goes with the replies (the server's view)
+        spare = _Spare(key)
+
     while True:
         try:
-            readable, _, _ = select.select([0, wake_r], [], [])
+            readable, _, _ = select.select([0, wake_r, *done], [], [])
         except InterruptedError:
             readable = [wake_r]
         if wake_r in readable:
@@ -349,17 +491,22 @@ def serve(preload, in_bwrap=False):
                     pass
             except BlockingIOError:
                 pass
+        for fd in readable:
+            if fd in done:
+                request_id, pid = done.pop(fd)
+                finished = os.read(fd, 1) == b"d"  # EOF: it exited, or exec'd evaluate.py; its exit will tell
+                os.close(fd)
+                if finished and children.get(pid) == request_id:
+                    _reply({"id": request_id, "done": True, "spare": spare and spare.pid})
         if 0 in readable:
             chunk = os.read(0, 1 << 20)
             if not chunk:
                 # the server (or the cluster worker that started us) went away: nobody will read the
                 # results of the children still running, so they end with it
                 for pid in children:
-                    for kill in (os.killpg, os.kill):
-                        try:
-                            kill(pid, signal.SIGKILL)
-                        except OSError:
-                            pass
+                    _kill(pid)
+                if spare is not None:
+                    spare.discard()
                 break
             buffer += chunk
             while b"\n" in buffer:
@@ -370,17 +517,7 @@ def serve(preload, in_bwrap=False):
                         if request_id == request["kill"]:
                             _kill(pid)
                     continue
-                pid = _fork_patiently()
-                if pid is None:  # the pids cgroup is still full of a previous candidate's processes
-                    _reply({"id": request["id"], "pid": None, "exit": None, "signal": None,
-                            "error": "the process limit is still reached by an earlier candidate"})
-                    continue
-                if pid == 0:
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    run_child(request["spec"])
-                children[pid] = request["id"]
-                _reply({"id": request["id"], "pid": pid})
+                start(request)
         reaped, replies = False, []
         while True:
             try:
@@ -390,9 +527,12 @@ def serve(preload, in_bwrap=False):
             if pid == 0:
                 break
             reaped = True
+            if spare is not None and pid == spare.pid:  # it died before it was needed
+                spare.discard()
+                spare = None
             request_id = children.pop(pid, None)
             if request_id is None:
-                continue  # an orphan we adopted (PID 1 under bubblewrap), or a stranger we killed
+                continue  # a discarded spare, an orphan we adopted (PID 1 under bubblewrap), a stranger
             try:
                 os.killpg(pid, signal.SIGKILL)  # whatever the candidate started and left in its group
             except OSError:
@@ -404,10 +544,11 @@ def serve(preload, in_bwrap=False):
         if in_bwrap and reaped:
             # candidates share this namespace, so what one left behind (a setsid'd daemon, say) ends
             # before its evaluation is reported; killing it makes its own children ours in turn
-            for stranger in _strangers(children):
+            spare_pid = spare.pid if spare is not None else None
+            for stranger in _strangers([*children, spare_pid]):
                 _kill(stranger)
         for reply in replies:
-            _reply(reply)
+            _reply({**reply, "spare": spare and spare.pid})
 
 
 def main():

@@ -155,6 +155,11 @@ class Executor(ABC):
         """Pid of the local warm template process, while it runs (None where children run elsewhere)."""
         return None
 
+    @property
+    def scorer_pid(self) -> int | None:
+        """Pid of the trusted scorer process, while it runs."""
+        return self._scorer.pid
+
     async def __aenter__(self) -> Executor:
         return self
 

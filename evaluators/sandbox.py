@@ -222,10 +222,13 @@ class ForkServer:
 
     @property
     def pids(self) -> set[int]:
-        """The template's processes as the server sees them (under bubblewrap: its monitor and the template)."""
+        """The template's processes as the server sees them, with the spare child it keeps prepared."""
         if self.pid is None:
             return set()
-        return set(_process_tree(self.pid, depth=1)) if self.in_bwrap else {self.pid}
+        if self.in_bwrap:  # the monitor, the template (PID 1 inside) and its spare child
+            return set(_process_tree(self.pid, depth=2))
+        spare = self._channel.last_message.get("spare")
+        return {self.pid, *(_process_tree(spare, depth=1) if spare else ())}
 
     @property
     def in_bwrap(self) -> bool:
@@ -338,11 +341,12 @@ class ForkServer:
                 raise ForkServerError(reply.get("error", "the fork server could not fork"))
             pid = reply["pid"]
             remaining = limits.timeout_s - (time.monotonic() - started)
-            reply = await self._channel.wait(request_id, "exit", max(remaining, 0.01))
+            # "done": the child wrote its result and is exiting; tearing its namespaces down need not be waited for
+            reply = await self._channel.wait(request_id, ("exit", "done"), max(remaining, 0.01))
             if reply is None:
                 timed_out = True
                 await self._kill(request_id, pid)
-                reply = await self._channel.wait(request_id, "exit", 10)
+                reply = await self._channel.wait(request_id, ("exit", "done"), 10)
             if reply is None or reply.get("lost"):
                 raise ForkServerError("the fork server lost the child")
         finally:
@@ -352,13 +356,14 @@ class ForkServer:
             if forks_refused or timed_out:  # let the kernel reap what was killed before the next fork
                 self._running -= 1
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self.cgroups.drain, cgroup, 1 + 3 * self._running)
+                    # the template, its spare child (2 processes) and up to 3 per running child
+                    await anyio.to_thread.run_sync(self.cgroups.drain, cgroup, 3 + 3 * self._running)
                 self._running += 1
             if request_id is not None:
                 self._channel.forget(request_id)
             self._running -= 1
         elapsed = time.monotonic() - started
-        exit_code, sig = reply.get("exit"), reply.get("signal")
+        exit_code, sig = (0, None) if "exit" not in reply else (reply.get("exit"), reply.get("signal"))
         if sig is None and exit_code is not None and exit_code > 128:
             sig = exit_code - 128  # the candidate was PID 1 of its namespace: status passed on as 128 + signal
         result, result_error = read_result(workdir / "result.json", limits.result_max_bytes)

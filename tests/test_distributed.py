@@ -110,8 +110,22 @@ def remote_templates() -> dict[int, tuple[int, list[int]]]:
     templates = {pid: procs[pid][0] for pid in sandbox
                  if procs[pid][0] not in sandbox and procs[pid][0] in workers and procs[pid][0] != os.getpid()
                  and _descends(procs, pid)}
-    return {pid: (ppid, [c for c, (cp, state, _) in procs.items() if cp == pid and state != "Z"])
-            for pid, ppid in templates.items()}
+    return {pid: (ppid, _running_candidates(procs, pid)) for pid, ppid in templates.items()}
+
+
+def _running_candidates(procs: dict, template: int) -> list[int]:
+    """Live processes under `template` that run a candidate (a spare child waiting for one does not)."""
+    found = []
+    for pid, (parent, state, _) in procs.items():
+        while parent in procs and parent > 1 and parent != template:
+            parent = procs[parent][0]
+        if parent == template and state != "Z":
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "evomcp-cand":
+                    found.append(pid)
+            except OSError:
+                pass
+    return found
 
 
 async def kill_busy_worker(exclude: set[int], timeout: float = 60) -> int:
