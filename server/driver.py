@@ -206,13 +206,11 @@ class Driver:
 
     async def _evaluate_leftovers(self) -> None:
         """Programs proposed but never evaluated (the process died in between) are evaluated first."""
-        rows, _ = await self.ws.archive.page_programs(self.run_id, order="oldest", limit=200)
-        for row in rows:
-            if row["status"] == "pending":
-                try:
-                    await steps.evaluate(self.ws, self.run_id, row["id"])
-                except EvoError:
-                    pass
+        for program_id in await self.ws.archive.pending_ids(self.run_id):
+            try:
+                await steps.evaluate(self.ws, self.run_id, program_id)
+            except EvoError:
+                pass
 
     async def _worker(self, tg: TaskGroup) -> None:
         while True:

@@ -237,6 +237,12 @@ class Archive:
             ),
         )
 
+    async def pending_ids(self, run_id: int) -> list[int]:
+        """Programs of the run proposed and not evaluated yet, oldest first."""
+        rows = await (await self._db.execute(
+            "SELECT id FROM programs WHERE run_id = ? AND status = 'pending' ORDER BY id", (run_id,))).fetchall()
+        return [row[0] for row in rows]
+
     async def reset_unfinished(self) -> int:
         """Put programs left `running` by a dead process back to `pending`."""
         cur = await self._db.execute("UPDATE programs SET status = 'pending' WHERE status = 'running'")

@@ -106,3 +106,19 @@ async def test_selection_pool_counts_pending_children(db_path):
     pool = await archive.selection_pool(run.id)
     assert [(r["id"], r["children"]) for r in pool] == [(ids[0], 1)]
     await archive.close()
+
+
+async def test_pending_ids_reach_past_the_oldest_few_hundred(db_path):
+    """What a resumed driver evaluates first: every pending program, however many came before it."""
+    archive = await Archive.open(db_path)
+    run, ids = await _run_with_programs(archive, [1.0] * 250)
+    pending = []
+    for i in range(3):
+        p = await archive.insert_program(run_id=run.id, parent_id=ids[-1], island=0, generation=251, code=f"z={i}\n",
+                                         code_hash=f"z{i}", diff=None, patch_type="diff", description=None)
+        pending.append(p.id)
+    await archive.set_program_status(pending[1], "running")
+    assert await archive.pending_ids(run.id) == [pending[0], pending[2]]
+    assert await archive.reset_unfinished() == 1
+    assert await archive.pending_ids(run.id) == pending
+    await archive.close()
