@@ -135,7 +135,7 @@ class Phases:
             try:
                 return await original_wait(request_id, key, timeout)
             finally:
-                name = "send + fork, until the pid reply" if key == "pid" else "child runs, until the exit reply"
+                name = "send + fork, until the pid reply" if key == "pid" else "child runs, until its done reply"
                 self._add(name, time.perf_counter() - start)
 
         setattr(owner, attr, timed_wait)
@@ -322,7 +322,7 @@ async def main_async(args: argparse.Namespace) -> None:
               "part of the round trip):")
         total = timer.samples["total (evaluate, from outside)"]
         order = ["total (evaluate, from outside)", "fork server round trip", "cgroup create",
-                 "send + fork, until the pid reply", "child runs, until the exit reply",
+                 "send + fork, until the pid reply", "child runs, until its done reply",
                  "cgroup remove (kill, rmdir)", "trusted scorer (_judge)"]
         print(f"  {'phase':36} {'median':>8} {'p90':>8} {'share':>7}")
         for name in order:
