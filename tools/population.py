@@ -17,6 +17,11 @@ STATUSES = ("pending", "running", "evaluated", "failed")
 _CODE = {name: i for i, name in enumerate(STATUSES)}
 
 
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
 class Population:
     def __init__(self, capacity: int = 1024):
         self._pos: dict[int, int] = {}
@@ -31,10 +36,18 @@ class Population:
         self.children = np.zeros(capacity, dtype=np.int32)
         self._version = 0  # bumped by every change; query results are cached per version
         self._cache: dict[tuple, object] = {}
+        self._pool_cache: dict[tuple, object] = {}  # what depends on the pools only: kept until a pool changes
 
-    def _changed(self) -> None:
+    def _changed(self, pool: bool = True) -> None:
+        """Drop cached answers. pool=False when no pool changed (a new pending program, pending to running):
+        the pools, their top-k and what selection memoises on their score arrays then survive."""
         self._version += 1
         self._cache.clear()
+        if pool:
+            self._pool_cache.clear()
+
+    def _in_pool(self, i: int) -> bool:
+        return bool(self.correct[i] and self.status[i] == _CODE["evaluated"] and not np.isnan(self.score[i]))
 
     # building ----------------------------------------------------------------
 
@@ -68,7 +81,7 @@ class Population:
         self.score[i] = np.nan if score is None else score
         self.children[i] = 0
         self.size += 1
-        self._changed()
+        self._changed(pool=self._in_pool(i))
 
     @classmethod
     def from_rows(cls, rows: Iterable) -> Population:
@@ -102,16 +115,18 @@ class Population:
     def set_status(self, program_id: int, status: str) -> None:
         i = self._pos.get(program_id)
         if i is not None:
+            was = self._in_pool(i)
             self.status[i] = _CODE[status]
-            self._changed()
+            self._changed(pool=was or self._in_pool(i))
 
     def set_result(self, program_id: int, status: str, correct: bool, score: float | None) -> None:
         i = self._pos.get(program_id)
         if i is not None:
+            was = self._in_pool(i)
             self.status[i] = _CODE[status]
             self.correct[i] = correct
             self.score[i] = np.nan if score is None else score
-            self._changed()
+            self._changed(pool=was or self._in_pool(i))
 
     def move(self, program_ids: Iterable[int], island: int) -> None:
         for program_id in program_ids:
@@ -130,9 +145,9 @@ class Population:
 
     def _correct_positions(self, island: int | None) -> np.ndarray:
         key = ("positions", island)
-        if key not in self._cache:
-            self._cache[key] = np.flatnonzero(self._correct_mask(island))
-        return self._cache[key]  # type: ignore[return-value]
+        if key not in self._pool_cache:
+            self._pool_cache[key] = np.flatnonzero(self._correct_mask(island))
+        return self._pool_cache[key]  # type: ignore[return-value]
 
     def _correct_mask(self, island: int | None) -> np.ndarray:
         n = self.size
@@ -142,16 +157,27 @@ class Population:
         return mask
 
     def pool(self, island: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(ids, scores, children, generations) of the correct evaluated programs of an island."""
-        where = self._correct_positions(island)
-        return self.ids[where], self.score[where], self.children[where], self.generation[where]
+        """(ids, scores, children, generations) of the correct evaluated programs of an island.
+
+        Read-only arrays, the same objects until the pool changes (children: until any change), so that
+        selection can memoise what it derives from the scores (selection._Memo).
+        """
+        key = ("pool", island)
+        if key not in self._pool_cache:
+            where = self._correct_positions(island)
+            self._pool_cache[key] = tuple(_frozen(a[where]) for a in (self.ids, self.score, self.generation))
+        ids, scores, generations = self._pool_cache[key]  # type: ignore[misc]
+        key = ("children", island)
+        if key not in self._cache:
+            self._cache[key] = _frozen(self.children[self._correct_positions(island)])
+        return ids, scores, self._cache[key], generations  # type: ignore[return-value]
 
     def top_ids(self, k: int, island: int | None = None) -> list[int]:
         """The k best correct programs, best first (ties: the older first)."""
         key = ("top", k, island)
-        if key not in self._cache:
-            self._cache[key] = self._top_ids(k, island)
-        return list(self._cache[key])  # type: ignore[arg-type]
+        if key not in self._pool_cache:
+            self._pool_cache[key] = self._top_ids(k, island)
+        return list(self._pool_cache[key])  # type: ignore[arg-type]
 
     def _top_ids(self, k: int, island: int | None) -> list[int]:
         where = self._correct_positions(island)
