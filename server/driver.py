@@ -125,14 +125,13 @@ class Driver:
         self._last_meta = (await archive.get_note(self.run_id, META_NOTE) or {}).get("at", 0)
 
     async def _save(self) -> None:
-        archive = self.ws.archive
-        await archive.set_note(self.run_id, ARMS_NOTE, self._arm_bandit.state.model_dump())
-        await archive.set_note(self.run_id, PATCH_NOTE, self._patch_bandit.state.model_dump())
         self.status.arms = self._arm_bandit.summary()
         self.status.patch_types = self._patch_bandit.summary()
         self.status.cost_usd = self._spent
         self.status.reserved_usd = self._reserved
-        await archive.set_note(self.run_id, DRIVER_NOTE, self.status.model_dump(mode="json"))
+        await self.ws.archive.set_notes(self.run_id, {ARMS_NOTE: self._arm_bandit.state.model_dump(),
+                                                      PATCH_NOTE: self._patch_bandit.state.model_dump(),
+                                                      DRIVER_NOTE: self.status.model_dump(mode="json")})
 
     async def _evaluated(self) -> int:
         counts = (await self.ws.population(self.run_id)).counts()

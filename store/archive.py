@@ -471,10 +471,15 @@ class Archive:
         return json.loads(row[0]) if row else None
 
     async def set_note(self, run_id: int, key: str, value: Any) -> None:
+        await self.set_notes(run_id, {key: value})
+
+    async def set_notes(self, run_id: int, values: dict[str, Any]) -> None:
+        """Write several notes in one statement (one commit)."""
+        now = time.time()
         await self._db.execute(
-            "INSERT INTO notes(run_id, key, value, updated_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(run_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            (run_id, key, json.dumps(value), time.time()),
+            "INSERT INTO notes(run_id, key, value, updated_at) VALUES " + ", ".join(["(?, ?, ?, ?)"] * len(values))
+            + " ON CONFLICT(run_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            [item for key, value in values.items() for item in (run_id, key, json.dumps(value), now)],
         )
 
     async def count_events(self, run_id: int, kind: str) -> int:
