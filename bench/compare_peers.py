@@ -62,7 +62,8 @@ ShinkaEvolve's from its programs.sqlite (generation > 0; its generation budget c
 generation 0, so it is asked for N + 1), OpenEvolve's from a line its evaluator appends per
 evaluation (its MAP-Elites grid may drop programs from the database). The evaluators append such
 a line for the peers (BENCH_EVAL_LOG), which also gives "eval ms (in framework)"; evomcp's
-sandbox scrubs the environment, so there the column is empty.
+sandbox scrubs the environment, so its column comes from the archive instead (eval_seconds: from
+asking the sandbox to the verdict, so the fork, namespaces and trusted scorer included).
 
 The machine may be shared: the share of its CPU that other processes took during each run is
 printed, and --repeat R runs everything R times, interleaved, and keeps each framework's fastest
@@ -797,6 +798,8 @@ def run_evomcp(task: Path, work: Path, base_url: str, n: int, k: int, model: Ins
         rows = con.execute("SELECT status, correct, combined_score FROM programs WHERE parent_id IS NOT NULL "
                            "AND status IN ('evaluated', 'failed')").fetchall()
         best = con.execute("SELECT max(combined_score) FROM programs WHERE correct = 1").fetchone()[0]
+        result.eval_in_framework_s = con.execute("SELECT avg(eval_seconds) FROM programs WHERE parent_id IS NOT NULL"
+                                                 " AND eval_seconds IS NOT NULL").fetchone()[0]
     finally:
         con.close()
     result.candidates, result.correct, result.best = len(rows), sum(1 for r in rows if r[1]), best

@@ -109,10 +109,14 @@ class Ensemble:
         temperature = float(rng.choice(spec.temperatures))
         started = time.monotonic()
         try:
-            response = await self.client(name).chat.completions.create(
-                model=spec.model, temperature=temperature, max_tokens=spec.max_tokens,
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
-            )
+            from openai.types.chat import ChatCompletion  # ~80 ms to import: only once a model is asked
+
+            # the client's generic POST: `chat.completions.create` first walks its ~40 typed parameters
+            # (about 0.6 ms a call here); the request, retries, errors and parsed reply are the same
+            response = await self.client(name).post("/chat/completions", cast_to=ChatCompletion, body={
+                "model": spec.model, "temperature": temperature, "max_tokens": spec.max_tokens,
+                "messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+            })
         except openai.AuthenticationError as exc:
             raise ModelError(f"model {name!r}: the endpoint refused the API key"
                              f"{f' from ${spec.api_key_env}' if spec.api_key_env else ''} ({exc.status_code})",
