@@ -214,7 +214,9 @@ async def _serve_http(server, args: argparse.Namespace, tg) -> None:
                                              allowed_origins=[f"http://{h}" for h in hosts])
     app = server.streamable_http_app(host=args.host, transport_security=security,
                                      max_request_body_size=args.max_body_bytes)
-    http = Uvicorn(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    # h11 even where httptools is installed (uvicorn[standard]): httptools keeps the whitespace around
+    # header values that RFC 9110 says to drop, and the SDK then refuses a padded Mcp-Name header
+    http = Uvicorn(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", http="h11"))
     tg.start_soon(_on_signal, lambda: setattr(http, "should_exit", True))
     log.info("serving streamable HTTP on http://%s:%d/mcp", args.host, args.port)
     await http.serve()
