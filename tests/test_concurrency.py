@@ -1,16 +1,13 @@
 """Several agents over streamable HTTP and the built-in driver, all on one run at once."""
 
-import signal
 import sqlite3
 
 import anyio
 import numpy as np
 from mcp import Client
 
-from conftest import free_port
+from conftest import driver_finished, free_port, mcp_url, poll_run_status, running_http_server, start_driven_run
 from evomcp.tools.perturb import perturb
-from test_restart import serve
-from test_transports import _wait_for_port
 
 AGENTS, CYCLES = 4, 10
 
@@ -34,29 +31,17 @@ async def agent(url, run_id, seed, told):
 
 async def test_agents_and_driver_share_a_run(tmp_path):
     db, port = tmp_path / "many.db", free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
-    proc = serve(db, port)
-    try:
-        _wait_for_port(port, proc)
-        async with Client(url) as client:
-            status = (await client.call_tool("start_run", {
-                "task": "circle_packing_26", "config": {"novelty": False, "num_islands": 3},
-                "driver": {"max_evaluations": 40, "concurrency": 2}})).structured_content
-        run_id = status["run"]["run_id"]
+    url = mcp_url(port)
+    with running_http_server(db, port):
+        run_id = await start_driven_run(url, task="circle_packing_26",
+                                        config={"novelty": False, "num_islands": 3},
+                                        driver={"max_evaluations": 40, "concurrency": 2})
         told: list[int] = []
         with anyio.fail_after(180):
             async with anyio.create_task_group() as tg:
                 for seed in range(AGENTS):
                     tg.start_soon(agent, url, run_id, seed, told)
-            while True:
-                async with Client(url) as client:
-                    status = (await client.call_tool("get_run_status", {"run_id": run_id})).structured_content
-                if status["driver"]["state"] == "finished":
-                    break
-                await anyio.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+            status = await poll_run_status(url, run_id, driver_finished, interval=0.2)
     con = sqlite3.connect(db)
     rows = con.execute("SELECT id, code_hash, status, island, generation FROM programs WHERE run_id = ?",
                        (run_id,)).fetchall()

@@ -11,9 +11,8 @@ import time
 import anyio
 from mcp import Client
 
-from conftest import free_port
-from test_restart import serve
-from test_transports import _wait_for_port
+from conftest import (driver_finished, free_port, mcp_url, poll_run_status, start_driven_run, start_http_server,
+                      stop_server)
 
 KILLS = 20
 BUDGET = 120
@@ -62,14 +61,10 @@ async def told_about(url, run_id):
 async def test_twenty_kills_during_one_run(tmp_path):
     rng = random.Random(11)
     db, port = tmp_path / "crash.db", free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
-    proc = serve(db, port)
-    _wait_for_port(port, proc)
-    async with Client(url) as client:
-        status = (await client.call_tool("start_run", {
-            "task": "circle_packing_26",
-            "driver": {"perturb": True, "max_evaluations": BUDGET, "concurrency": 2}})).structured_content
-    run_id = status["run"]["run_id"]
+    url = mcp_url(port)
+    proc = start_http_server(db, port)
+    run_id = await start_driven_run(url, task="circle_packing_26",
+                                    driver={"perturb": True, "max_evaluations": BUDGET, "concurrency": 2})
     seen: dict[int, str] = {}
     evaluated_before: dict[int, float] = {}
     for kill in range(KILLS):
@@ -87,19 +82,11 @@ async def test_twenty_kills_during_one_run(tmp_path):
         for program_id, evaluated_at in evaluated_before.items():  # and was not evaluated again
             assert rows[program_id][3] == evaluated_at
         evaluated_before.update({i: r[3] for i, r in rows.items() if r[2] in ("evaluated", "failed")})
-        proc = serve(db, port, "--resume-drivers")
-        _wait_for_port(port, proc)
+        proc = start_http_server(db, port, "--resume-drivers")
     try:
-        with anyio.fail_after(180):
-            while True:
-                async with Client(url) as client:
-                    status = (await client.call_tool("get_run_status", {"run_id": run_id})).structured_content
-                if status["driver"]["state"] == "finished":
-                    break
-                await anyio.sleep(0.3)
+        status = await poll_run_status(url, run_id, driver_finished, interval=0.3, timeout=180)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_server(proc)
     rows = snapshot(db)
     hashes = [r[1] for r in rows.values() if r[4] > 0]
     assert len(hashes) == len(set(hashes)), "a program was stored twice"

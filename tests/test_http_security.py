@@ -10,8 +10,8 @@ import httpx
 import pytest
 from mcp import Client
 
-from conftest import free_port
-from test_transports import TOKEN, _wait_for_port, authed
+from conftest import free_port, wait_for_port
+from test_transports import TOKEN, authed
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
@@ -24,7 +24,7 @@ def start(tmp_path, *extra, env=None):
     proc = subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--port", str(port), "--db",
                              str(tmp_path / "sec.db"), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, **(env or {})})
-    _wait_for_port(port, proc)
+    wait_for_port(port, proc)
     return proc, port
 
 

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, rings_patch
-from test_transports import _wait_for_port
+from conftest import free_port, rings_patch, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ".ci/install-clients.sh"
@@ -104,7 +103,7 @@ def _start_http(db: Path, *, token: str | None):
         args.append("--no-auth")  # the conformance suite cannot send an Authorization header
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        _wait_for_port(port, proc)
+        wait_for_port(port, proc)
     except BaseException:
         _stop(proc)
         raise

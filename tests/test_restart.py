@@ -1,25 +1,14 @@
 """Kill -9 the server in the middle of a driven run, start it again, and check nothing was lost."""
 
-import os
+import json
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 
-import anyio
 from fake_openai import FakeOpenAI
-from mcp import Client
 
-from conftest import free_port
+from conftest import (driver_finished, free_port, mcp_url, poll_run_status, running_http_server, start_driven_run,
+                      stop_server)
 from test_driver import good_model, model
-from test_transports import _wait_for_port
-
-
-def serve(db, port, *extra):
-    return subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--no-auth", "--port", str(port),
-                             "--db", str(db), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "EVOMCP_LOG_LEVEL": "WARNING"})
 
 
 def archive_rows(db):
@@ -33,48 +22,28 @@ def archive_rows(db):
     return programs, notes
 
 
-async def status_of(url, run_id):
-    async with Client(url) as client:
-        return (await client.call_tool("get_run_status", {"run_id": run_id})).structured_content
-
-
 async def test_sigkill_mid_run_then_resume(tmp_path):
     db, port = tmp_path / "restart.db", free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
+    url = mcp_url(port)
     with FakeOpenAI() as fake:
         fake.add_model("m", good_model(5))
-        proc = serve(db, port)
-        try:
-            _wait_for_port(port, proc)
-            async with Client(url) as client:
-                status = (await client.call_tool("start_run", {
-                    "task": "circle_packing_26", "config": {"novelty": False, "num_islands": 2},
-                    "driver": {"models": [model("m", fake)], "perturb": True, "max_evaluations": 40,
-                               "concurrency": 2, "meta_every": 5}})).structured_content
-            run_id = status["run"]["run_id"]
-            with anyio.fail_after(60):
-                while (await status_of(url, run_id))["evaluated"] < 15:
-                    await anyio.sleep(0.1)
-        finally:
+        with running_http_server(db, port) as proc:
+            run_id = await start_driven_run(url, task="circle_packing_26",
+                                            config={"novelty": False, "num_islands": 2},
+                                            driver={"models": [model("m", fake)], "perturb": True,
+                                                    "max_evaluations": 40, "concurrency": 2, "meta_every": 5})
+            await poll_run_status(url, run_id, lambda status: status["evaluated"] >= 15, interval=0.1, timeout=60)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         before, notes_before = archive_rows(db)
         assert "bandit:arms" in notes_before and "meta" in notes_before
-        pulls_before = sum(a["pulls"] for a in __import__("json").loads(notes_before["bandit:arms"])["arms"].values())
+        pulls_before = sum(a["pulls"] for a in json.loads(notes_before["bandit:arms"])["arms"].values())
         calls_before = len(fake.calls("m"))
 
-        proc = serve(db, port, "--resume-drivers")
-        try:
-            _wait_for_port(port, proc)
-            with anyio.fail_after(120):
-                while True:
-                    status = await status_of(url, run_id)
-                    if status["driver"]["state"] not in ("running", "stopping", "interrupted"):
-                        break
-                    await anyio.sleep(0.2)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
+        with running_http_server(db, port, "--resume-drivers"):
+            status = await poll_run_status(
+                url, run_id, lambda status: status["driver"]["state"] not in ("running", "stopping", "interrupted"),
+                interval=0.2, timeout=120)
         after, notes_after = archive_rows(db)
 
     assert status["driver"]["state"] == "finished", status["driver"]
@@ -87,8 +56,6 @@ async def test_sigkill_mid_run_then_resume(tmp_path):
     assert len(hashes) == len(set(hashes))
     assert all(s in ("evaluated", "failed") for _, _, s in after)
     # the driver went on from where it was: bandit state and scratchpad restored
-    import json
-
     pulls_after = sum(a["pulls"] for a in json.loads(notes_after["bandit:arms"])["arms"].values())
     assert pulls_after > pulls_before
     assert len(fake.calls("m")) > calls_before
@@ -100,33 +67,18 @@ async def test_sigkill_mid_run_then_resume(tmp_path):
 
 async def test_sigterm_marks_the_run_interrupted_and_it_resumes(tmp_path):
     db, port = tmp_path / "term.db", free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
-    proc = serve(db, port)
-    try:
-        _wait_for_port(port, proc)
-        async with Client(url) as client:
-            status = (await client.call_tool("start_run", {
-                "task": "circle_packing_26", "driver": {"max_evaluations": 40, "concurrency": 2}})).structured_content
-        run_id = status["run"]["run_id"]
-        with anyio.fail_after(60):
-            while (await status_of(url, run_id))["evaluated"] < 8:
-                await anyio.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0  # a graceful stop
+    url = mcp_url(port)
+    with running_http_server(db, port) as proc:
+        run_id = await start_driven_run(url, task="circle_packing_26",
+                                        driver={"max_evaluations": 40, "concurrency": 2})
+        await poll_run_status(url, run_id, lambda status: status["evaluated"] >= 8, interval=0.1, timeout=60)
+        assert stop_server(proc) == 0  # a graceful stop
     con = sqlite3.connect(db)
     assert con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "interrupted"
     # candidates cut short went back to pending (nothing half-written); the resumed driver evaluates them first
     assert con.execute("SELECT COUNT(*) FROM programs WHERE status = 'running'").fetchone()[0] == 0
     con.close()
-    proc = serve(db, port, "--resume-drivers")
-    try:
-        _wait_for_port(port, proc)
-        with anyio.fail_after(120):
-            while (status := await status_of(url, run_id))["driver"]["state"] != "finished":
-                await anyio.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    with running_http_server(db, port, "--resume-drivers"):
+        status = await poll_run_status(url, run_id, driver_finished, interval=0.2, timeout=120)
     assert status["run"]["status"] == "running" and status["evaluated"] >= 2 + 40
     assert status["counts"].get("pending", 0) == 0

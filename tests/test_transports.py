@@ -2,16 +2,15 @@
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 from mcp import Client, StdioServerParameters
 
-from conftest import free_port, rings_patch
+from conftest import free_port, mcp_url, rings_patch, wait_for_port
+
 
 STEPS = [(0.23, 0.43), (0.24, 0.44), (0.25, 0.45), (0.26, 0.455), (0.27, 0.46), (0.28, 0.465), (0.2, 0.4),
          (0.25, 0.46), (0.255, 0.458), (0.26, 0.46)]
@@ -56,19 +55,6 @@ async def test_stdio_subprocess_ten_steps(tmp_path):
     assert best > 1.7  # wider rings beat the seed's 1.61
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited early: {proc.stderr.read().decode()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("server did not start listening")
-
-
 TOKEN = "test-token-0123456789"
 
 
@@ -89,8 +75,8 @@ def http_server(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "EVOMCP_TOKEN": TOKEN})
     try:
-        _wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}/mcp", db
+        wait_for_port(port, proc)
+        yield mcp_url(port), db
     finally:
         proc.send_signal(signal.SIGINT)
         try:
