@@ -110,8 +110,17 @@ class Archive:
     async def close(self) -> None:
         await self._db.close()
 
+    async def _rows(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
+        """A query's rows in one trip to aiosqlite's thread (execute, then fetch, would be two)."""
+        return list(await self._db.execute_fetchall(sql, args))
+
+    async def _row(self, sql: str, args: tuple | list = ()) -> sqlite3.Row | None:
+        """The first row of a query that has at most one."""
+        rows = await self._rows(sql, args)
+        return rows[0] if rows else None
+
     async def _migrate(self) -> None:
-        (version,) = await (await self._db.execute("PRAGMA user_version")).fetchone()
+        (version,) = await self._row("PRAGMA user_version")
         if version > SCHEMA_VERSION:
             raise RuntimeError(
                 f"archive {self.path} has schema version {version}, newer than this evomcp "
@@ -123,7 +132,7 @@ class Archive:
             )
 
     async def integrity_check(self) -> str:
-        (result,) = await (await self._db.execute("PRAGMA integrity_check")).fetchone()
+        (result,) = await self._row("PRAGMA integrity_check")
         return result
 
     # runs ------------------------------------------------------------------
@@ -142,11 +151,11 @@ class Archive:
         return run
 
     async def get_run(self, run_id: int) -> RunRecord | None:
-        row = await (await self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,))).fetchone()
+        row = await self._row("SELECT * FROM runs WHERE id = ?", (run_id,))
         return _run(row) if row else None
 
     async def list_runs(self) -> list[RunRecord]:
-        rows = await (await self._db.execute("SELECT * FROM runs ORDER BY id")).fetchall()
+        rows = await self._rows("SELECT * FROM runs ORDER BY id")
         return [_run(r) for r in rows]
 
     async def set_run_status(self, run_id: int, status: RunStatus) -> None:
@@ -198,20 +207,26 @@ class Archive:
         return program
 
     async def find_by_hash(self, run_id: int, code_hash: str) -> int | None:
-        row = await (
-            await self._db.execute(
-                "SELECT id FROM programs WHERE run_id = ? AND code_hash = ? ORDER BY id LIMIT 1", (run_id, code_hash)
-            )
-        ).fetchone()
+        row = await self._row(
+            "SELECT id FROM programs WHERE run_id = ? AND code_hash = ? ORDER BY id LIMIT 1", (run_id, code_hash)
+        )
         return row[0] if row else None
 
     async def get_program(self, run_id: int, program_id: int) -> ProgramRecord | None:
-        row = await (
-            await self._db.execute(
-                "SELECT * FROM programs WHERE id = ? AND run_id = ?", (program_id, run_id)
-            )
-        ).fetchone()
+        row = await self._row(
+            "SELECT * FROM programs WHERE id = ? AND run_id = ?", (program_id, run_id)
+        )
         return _program(row) if row else None
+
+    async def get_programs(self, run_id: int, program_ids: list[int]) -> list[ProgramRecord]:
+        """The run's programs of these ids, in one query (missing ones left out), in the order asked."""
+        if not program_ids:
+            return []
+        rows = await self._rows(
+            f"SELECT * FROM programs WHERE run_id = ? AND id IN ({', '.join('?' * len(program_ids))})",
+            (run_id, *program_ids))
+        found = {row["id"]: _program(row) for row in rows}
+        return [found[i] for i in program_ids if i in found]
 
     async def set_program_status(self, program_id: int, status: ProgramStatus) -> None:
         await self._db.execute("UPDATE programs SET status = ? WHERE id = ?", (status, program_id))
@@ -239,8 +254,8 @@ class Archive:
 
     async def pending_ids(self, run_id: int) -> list[int]:
         """Programs of the run proposed and not evaluated yet, oldest first."""
-        rows = await (await self._db.execute(
-            "SELECT id FROM programs WHERE run_id = ? AND status = 'pending' ORDER BY id", (run_id,))).fetchall()
+        rows = await self._rows(
+            "SELECT id FROM programs WHERE run_id = ? AND status = 'pending' ORDER BY id", (run_id,))
         return [row[0] for row in rows]
 
     async def reset_unfinished(self) -> int:
@@ -283,7 +298,7 @@ class Archive:
             f"SELECT {_SUMMARY_COLUMNS}, {key_sql} AS sort_key FROM programs WHERE {' AND '.join(where)}"
             f" ORDER BY {order_sql} LIMIT ?"
         )
-        rows = await (await self._db.execute(sql, (*args, limit + 1))).fetchall()
+        rows = await self._rows(sql, (*args, limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1]["sort_key"], rows[-1]["id"]) if more and rows else None
@@ -296,38 +311,32 @@ class Archive:
 
     async def lineage(self, run_id: int, program_id: int) -> list[dict[str, Any]]:
         """The program and its ancestors, oldest first."""
-        rows = await (
-            await self._db.execute(
-                f"""
-                WITH RECURSIVE chain(id, depth) AS (
-                    SELECT id, 0 FROM programs WHERE id = ? AND run_id = ?
-                    UNION ALL
-                    SELECT p.parent_id, chain.depth + 1 FROM programs p JOIN chain ON p.id = chain.id
-                    WHERE p.parent_id IS NOT NULL
-                )
-                SELECT {_SUMMARY_COLUMNS} FROM programs JOIN chain USING (id) ORDER BY chain.depth DESC
-                """,
-                (program_id, run_id),
+        rows = await self._rows(
+            f"""
+            WITH RECURSIVE chain(id, depth) AS (
+                SELECT id, 0 FROM programs WHERE id = ? AND run_id = ?
+                UNION ALL
+                SELECT p.parent_id, chain.depth + 1 FROM programs p JOIN chain ON p.id = chain.id
+                WHERE p.parent_id IS NOT NULL
             )
-        ).fetchall()
+            SELECT {_SUMMARY_COLUMNS} FROM programs JOIN chain USING (id) ORDER BY chain.depth DESC
+            """,
+            (program_id, run_id),
+        )
         return [_summary(r) for r in rows]
 
     async def counts_by_status(self, run_id: int) -> dict[str, int]:
-        rows = await (
-            await self._db.execute(
-                "SELECT status, COUNT(*) FROM programs WHERE run_id = ? GROUP BY status", (run_id,)
-            )
-        ).fetchall()
+        rows = await self._rows(
+            "SELECT status, COUNT(*) FROM programs WHERE run_id = ? GROUP BY status", (run_id,)
+        )
         return {status: n for status, n in rows}
 
     async def best_program(self, run_id: int) -> dict[str, Any] | None:
-        row = await (
-            await self._db.execute(
-                f"SELECT {_SUMMARY_COLUMNS} FROM programs WHERE run_id = ? AND correct = 1"
-                " ORDER BY combined_score DESC, id ASC LIMIT 1",
-                (run_id,),
-            )
-        ).fetchone()
+        row = await self._row(
+            f"SELECT {_SUMMARY_COLUMNS} FROM programs WHERE run_id = ? AND correct = 1"
+            " ORDER BY combined_score DESC, id ASC LIMIT 1",
+            (run_id,),
+        )
         return _summary(row) if row else None
 
     async def top_k(self, run_id: int, k: int, island: int | None = None) -> list[dict[str, Any]]:
@@ -338,49 +347,41 @@ class Archive:
         """Correct, evaluated programs with their children counts (pending children included)."""
         island_sql = "AND p.island = ?" if island is not None else ""
         args: tuple[Any, ...] = (run_id, island) if island is not None else (run_id,)
-        return await (
-            await self._db.execute(
-                f"""
-                SELECT p.id, p.combined_score, p.island, p.generation,
-                       (SELECT COUNT(*) FROM programs c WHERE c.parent_id = p.id) AS children
-                FROM programs p
-                WHERE p.run_id = ? AND p.status = 'evaluated' AND p.correct = 1 {island_sql}
-                ORDER BY p.id
-                """,
-                args,
-            )
-        ).fetchall()
+        return await self._rows(
+            f"""
+            SELECT p.id, p.combined_score, p.island, p.generation,
+                   (SELECT COUNT(*) FROM programs c WHERE c.parent_id = p.id) AS children
+            FROM programs p
+            WHERE p.run_id = ? AND p.status = 'evaluated' AND p.correct = 1 {island_sql}
+            ORDER BY p.id
+            """,
+            args,
+        )
 
     async def recent_failures(self, run_id: int, parent_id: int, limit: int = 3) -> list[dict[str, Any]]:
-        rows = await (
-            await self._db.execute(
-                f"SELECT {_SUMMARY_COLUMNS} FROM programs WHERE run_id = ? AND parent_id = ?"
-                " AND (status = 'failed' OR correct = 0) ORDER BY id DESC LIMIT ?",
-                (run_id, parent_id, limit),
-            )
-        ).fetchall()
+        rows = await self._rows(
+            f"SELECT {_SUMMARY_COLUMNS} FROM programs WHERE run_id = ? AND parent_id = ?"
+            " AND (status = 'failed' OR correct = 0) ORDER BY id DESC LIMIT ?",
+            (run_id, parent_id, limit),
+        )
         return [_summary(r) for r in rows]
 
     async def population_rows(self, run_id: int) -> list[tuple]:
         """(id, parent_id, island, generation, status, correct, combined_score) of every program, oldest first."""
-        rows = await (
-            await self._db.execute(
-                "SELECT id, parent_id, island, generation, status, correct, combined_score FROM programs"
-                " WHERE run_id = ? ORDER BY id",
-                (run_id,),
-            )
-        ).fetchall()
+        rows = await self._rows(
+            "SELECT id, parent_id, island, generation, status, correct, combined_score FROM programs"
+            " WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        )
         return [tuple(r) for r in rows]
 
     async def latest_failed(self, run_id: int, island: int) -> int | None:
         """The newest program of an island that failed or was judged incorrect (for fix mode)."""
-        row = await (
-            await self._db.execute(
-                "SELECT id FROM programs WHERE run_id = ? AND island = ? AND status IN ('evaluated', 'failed')"
-                " AND correct = 0 ORDER BY id DESC LIMIT 1",
-                (run_id, island),
-            )
-        ).fetchone()
+        row = await self._row(
+            "SELECT id FROM programs WHERE run_id = ? AND island = ? AND status IN ('evaluated', 'failed')"
+            " AND correct = 0 ORDER BY id DESC LIMIT 1",
+            (run_id, island),
+        )
         return row[0] if row else None
 
     async def copy_program(self, program_id: int, island: int) -> int:
@@ -402,19 +403,15 @@ class Archive:
         if per_island is None:
             sql, args = ("SELECT id, island, embedding FROM programs WHERE run_id = ? AND embedding IS NOT NULL"
                          " ORDER BY id", (run_id,))
-            return [tuple(r) for r in await (await self._db.execute(sql, args)).fetchall()]
-        islands = await (
-            await self._db.execute("SELECT DISTINCT island FROM programs WHERE run_id = ?", (run_id,))
-        ).fetchall()
+            return [tuple(r) for r in await self._rows(sql, args)]
+        islands = await self._rows("SELECT DISTINCT island FROM programs WHERE run_id = ?", (run_id,))
         rows: list[tuple[int, int, bytes]] = []
         for (island,) in islands:
-            newest = await (
-                await self._db.execute(
-                    "SELECT id, island, embedding FROM programs WHERE run_id = ? AND island = ?"
-                    " AND embedding IS NOT NULL ORDER BY id DESC LIMIT ?",
-                    (run_id, island, per_island),
-                )
-            ).fetchall()
+            newest = await self._rows(
+                "SELECT id, island, embedding FROM programs WHERE run_id = ? AND island = ?"
+                " AND embedding IS NOT NULL ORDER BY id DESC LIMIT ?",
+                (run_id, island, per_island),
+            )
             rows += [tuple(r) for r in newest]
         return sorted(rows)
 
@@ -435,39 +432,31 @@ class Archive:
         await self._db.execute("UPDATE llm_calls SET program_id = ? WHERE id = ?", (program_id, call_id))
 
     async def llm_cost(self, run_id: int) -> float:
-        (total,) = await (
-            await self._db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE run_id = ?", (run_id,))
-        ).fetchone()
+        (total,) = await self._row("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls WHERE run_id = ?", (run_id,))
         return float(total)
 
     async def llm_call_stats(self, run_id: int) -> dict[str, dict[str, Any]]:
-        rows = await (
-            await self._db.execute(
-                "SELECT model, COUNT(*) AS calls, SUM(ok) AS ok, SUM(cost_usd) AS cost_usd,"
-                " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens"
-                " FROM llm_calls WHERE run_id = ? GROUP BY model",
-                (run_id,),
-            )
-        ).fetchall()
+        rows = await self._rows(
+            "SELECT model, COUNT(*) AS calls, SUM(ok) AS ok, SUM(cost_usd) AS cost_usd,"
+            " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens"
+            " FROM llm_calls WHERE run_id = ? GROUP BY model",
+            (run_id,),
+        )
         return {r["model"]: {k: r[k] for k in ("calls", "ok", "cost_usd", "prompt_tokens", "completion_tokens")}
                 for r in rows}
 
     async def recent_programs(self, run_id: int, limit: int) -> list[dict[str, Any]]:
-        rows = await (
-            await self._db.execute(
-                f"SELECT {_SUMMARY_COLUMNS} FROM programs WHERE run_id = ? AND status IN ('evaluated', 'failed')"
-                " ORDER BY id DESC LIMIT ?",
-                (run_id, limit),
-            )
-        ).fetchall()
+        rows = await self._rows(
+            f"SELECT {_SUMMARY_COLUMNS} FROM programs WHERE run_id = ? AND status IN ('evaluated', 'failed')"
+            " ORDER BY id DESC LIMIT ?",
+            (run_id, limit),
+        )
         return [_summary(r) for r in rows]
 
     # notes: small per-run state (bandit statistics, scratchpad, counters) -------
 
     async def get_note(self, run_id: int, key: str) -> Any:
-        row = await (
-            await self._db.execute("SELECT value FROM notes WHERE run_id = ? AND key = ?", (run_id, key))
-        ).fetchone()
+        row = await self._row("SELECT value FROM notes WHERE run_id = ? AND key = ?", (run_id, key))
         return json.loads(row[0]) if row else None
 
     async def set_note(self, run_id: int, key: str, value: Any) -> None:
@@ -483,9 +472,7 @@ class Archive:
         )
 
     async def count_events(self, run_id: int, kind: str) -> int:
-        (n,) = await (
-            await self._db.execute("SELECT COUNT(*) FROM events WHERE run_id = ? AND kind = ?", (run_id, kind))
-        ).fetchone()
+        (n,) = await self._row("SELECT COUNT(*) FROM events WHERE run_id = ? AND kind = ?", (run_id, kind))
         return n
 
     # events ------------------------------------------------------------------
@@ -497,24 +484,20 @@ class Archive:
         )
 
     async def events(self, run_id: int, limit: int = 50) -> list[dict[str, Any]]:
-        rows = await (
-            await self._db.execute(
-                "SELECT ts, kind, data FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?", (run_id, limit)
-            )
-        ).fetchall()
+        rows = await self._rows(
+            "SELECT ts, kind, data FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?", (run_id, limit)
+        )
         return [{"ts": r["ts"], "kind": r["kind"], "data": json.loads(r["data"])} for r in rows]
 
     # reports: read-only queries of whole runs (used by evomcp.server.report) -----
 
     async def report_programs(self, run_id: int) -> list[dict[str, Any]]:
         """Every program of a run without code or metrics, in id (creation) order."""
-        rows = await (
-            await self._db.execute(
-                "SELECT id, parent_id, island, generation, status, correct, combined_score, cost_usd, created_at,"
-                " evaluated_at, patch_type, description, code_hash FROM programs WHERE run_id = ? ORDER BY id",
-                (run_id,),
-            )
-        ).fetchall()
+        rows = await self._rows(
+            "SELECT id, parent_id, island, generation, status, correct, combined_score, cost_usd, created_at,"
+            " evaluated_at, patch_type, description, code_hash FROM programs WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        )
         programs = []
         for row in rows:
             data = dict(row)
@@ -526,9 +509,7 @@ class Archive:
         """Every event of a run (optionally of one kind), oldest first."""
         kind_sql = " AND kind = ?" if kind is not None else ""
         args: tuple[Any, ...] = (run_id, kind) if kind is not None else (run_id,)
-        rows = await (
-            await self._db.execute(
-                f"SELECT id, ts, kind, data FROM events WHERE run_id = ?{kind_sql} ORDER BY id", args
-            )
-        ).fetchall()
+        rows = await self._rows(
+            f"SELECT id, ts, kind, data FROM events WHERE run_id = ?{kind_sql} ORDER BY id", args
+        )
         return [{"id": r["id"], "ts": r["ts"], "kind": r["kind"], "data": json.loads(r["data"])} for r in rows]

@@ -69,7 +69,7 @@ async def _inspirations(ws: Workspace, run_id: int, config: RunConfig, island: i
     rest = [i for i in ordered if i not in chosen]
     if count > 1 and rest:
         chosen.append(int(ws.rng.choice(rest)))  # one slot for a random elite: diversity
-    programs = [await ws.program(run_id, i) for i in chosen[: config.num_inspirations]]
+    programs = await ws.archive.get_programs(run_id, chosen[: config.num_inspirations])
     return sorted(programs, key=lambda p: -(p.combined_score or -math.inf))
 
 
