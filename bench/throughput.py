@@ -68,6 +68,18 @@ def children_of(pid: int | None) -> list[int]:
     return found
 
 
+def running_candidates(pid: int | None) -> list[int]:
+    """The template's children that run a candidate: not the spare it keeps prepared (`evomcp-spare`)."""
+    found = []
+    for child in children_of(pid):
+        try:
+            if Path(f"/proc/{child}/comm").read_text().strip() != "evomcp-spare":
+                found.append(child)
+        except OSError:
+            pass
+    return found
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -263,7 +275,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 take_sample(stats, start, *helpers())
             load1 = os.getloadavg()
             final = await runs.get_run_status(ws, run_id)
-            fork_children = children_of(helpers()[0])
+            fork_children = running_candidates(helpers()[0])
             db_mb = sum(p.stat().st_size for p in Path(tmp).glob("archive.db*")) / 1024**2
         tmp_left, cgroups_left = leftovers(workdirs)
 
@@ -311,7 +323,7 @@ async def main_async(args: argparse.Namespace) -> None:
               f"{slope:+.2f} MB per 1000 candidates (second half: {late})")
     print(f"  open fds of this process: first {samples[0].fds}, last {samples[-1].fds}")
     print(f"  archive size at the end: {db_mb:.1f} MB (db + wal)")
-    print(f"  leftovers: fork-server children alive {len(fork_children)}, evaluation temp dirs {tmp_left}, "
+    print(f"  leftovers: candidate processes alive {len(fork_children)}, evaluation temp dirs {tmp_left}, "
           f"evaluation cgroups {cgroups_left}")
 
 
