@@ -417,13 +417,13 @@ class _Spare:
             os.close(self.spec_w)
             self.spec_w = None
 
-    def discard(self):
-        """Close its pipes (it reads EOF and exits) and kill it."""
+    def discard(self, reaped=False):
+        """Close its pipes (it reads EOF and exits) and kill it, unless it was reaped (its pid may be reused)."""
         for fd in (self.spec_w, self.done_r):
             if fd is not None:
                 os.close(fd)
         self.spec_w = self.done_r = None
-        if self.pid:
+        if self.pid and not reaped:
             _kill(self.pid)
 
 
@@ -528,7 +528,7 @@ def serve(preload, in_bwrap=False):
                 break
             reaped = True
             if spare is not None and pid == spare.pid:  # it died before it was needed
-                spare.discard()
+                spare.discard(reaped=True)
                 spare = None
             request_id = children.pop(pid, None)
             if request_id is None:
