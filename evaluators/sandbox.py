@@ -264,7 +264,8 @@ class ForkServer:
                 raise ForkServerError("bubblewrap is required ($EVOMCP_BWRAP=always) but `bwrap` is not on PATH: "
                                       "install it (apt install bubblewrap) or set EVOMCP_BWRAP=auto")
             return True
-        return self.isolate and not self._channel.ready_info.get("namespaces", True) and shutil.which("bwrap")
+        refused = not self._channel.ready_info.get("namespaces", True)
+        return self.isolate and refused and shutil.which("bwrap") is not None
 
     async def _restart_in_bwrap(self, hide: list[str]) -> None:
         await self._channel.aclose()
