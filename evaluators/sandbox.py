@@ -149,12 +149,24 @@ def isolation_rank(level: str) -> int:
     return 2 if "namespaces" in parts else 1 if "bwrap" in parts else 0
 
 
+def _python_under_tmp() -> list[str]:
+    """Folders of this Python, its packages and child.py that live under /tmp (a virtual environment
+    made there, say): the sandbox's /tmp is a fresh one, so they are bound back into it, read-only."""
+    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable),
+               os.path.dirname(os.path.realpath(sys.executable)), str(CHILD_SCRIPT.parent), *sys.path}
+    real = {os.path.realpath(f) for f in folders if f}
+    return sorted(f for f in real if f.startswith("/tmp/") and os.path.isdir(f))
+
+
 def bwrap_argv(hide: list[str], work_root: Path) -> list[str]:
-    """bubblewrap around the template: the machine read-only, a private /tmp holding only `work_root`."""
+    """bubblewrap around the template: the machine read-only, a private /tmp holding only `work_root`
+    (and, read-only, this Python where it lives under /tmp)."""
     argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1",
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             # small memory-backed folders, so that writing files cannot exhaust the machine's memory
             "--size", str(1024**2), "--tmpfs", "/tmp", "--size", str(64 * 1024**2), "--tmpfs", "/dev/shm"]
+    for folder in _python_under_tmp():
+        argv += ["--ro-bind", folder, folder]
     for path in hide:
         if not os.path.lexists(path):
             continue
