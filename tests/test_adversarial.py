@@ -381,3 +381,50 @@ def test_bubblewrap_required_but_missing_says_what_to_do(tmp_path, monkeypatch):
                            "--db", str(tmp_path / "a.db")], capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "apt install bubblewrap" in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+VENV_PROBE = """
+import anyio, json, sys
+from evomcp.evaluators.sandbox import ForkServer, run_job
+
+async def main():
+    fork = ForkServer(bwrap="always")
+    try:
+        job = {"kind": "entry", "entry": "run", "code": "import sys\\ndef run():\\n    return sys.prefix\\n",
+               "limits": {"timeout_s": 30}}
+        outcome = await run_job(fork, job, None)
+    finally:
+        await fork.aclose()
+    print(json.dumps({"prefix": sys.prefix, "isolation": outcome.isolation, "result": outcome.result,
+                      "stderr": outcome.stderr_tail}))
+
+anyio.run(main)
+"""
+
+
+def test_bubblewrap_sandbox_sees_a_python_that_lives_under_tmp():
+    """The sandbox's /tmp is a fresh one: a virtual environment under /tmp must still run in it."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt install bubblewrap)")
+    import site
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(dir="/tmp", prefix="evomcp-venv-test-"))
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
+        python = root / "venv" / "bin" / "python"
+        packages = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                       capture_output=True, text=True, check=True).stdout.strip())
+        # this environment's packages (evomcp, numpy, anyio) through .pth files, the editable install's too
+        ours = [Path(p) for p in site.getsitepackages()]
+        (packages / "00-evomcp-test.pth").write_text("\n".join(map(str, ours)) + "\n")
+        for pth in (p for folder in ours for p in folder.glob("*.pth")):
+            (packages / pth.name).write_text(pth.read_text())
+        done = subprocess.run([str(python), "-c", VENV_PROBE], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["prefix"].startswith("/tmp/") and report["isolation"].startswith("bwrap"), report
+        assert report["result"] == {"ok": True, "value": report["prefix"], "isolation": "none"}, report
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
