@@ -95,6 +95,16 @@ def stop_server(proc: subprocess.Popen, timeout: float = 30) -> int:
     return proc.wait(timeout=timeout)
 
 
+def stop_or_kill(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 10) -> None:
+    """Ask the server to stop with `sig`; SIGKILL it if it has not within `timeout` seconds."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def running_http_server(db: Path, port: int, *extra: str) -> Iterator[subprocess.Popen]:
     """start_http_server, stopped on leaving unless the test already stopped or killed it."""
@@ -103,11 +113,7 @@ def running_http_server(db: Path, port: int, *extra: str) -> Iterator[subprocess
         yield proc
     finally:
         if proc.poll() is None:
-            try:
-                stop_server(proc)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_or_kill(proc, signal.SIGTERM, timeout=30)
 
 
 async def start_driven_run(url: str, **arguments) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, rings_patch, wait_for_port
+from conftest import free_port, rings_patch, stop_or_kill, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ".ci/install-clients.sh"
@@ -105,20 +104,11 @@ def _start_http(db: Path, *, token: str | None):
     try:
         wait_for_port(port, proc)
     except BaseException:
-        _stop(proc)
+        stop_or_kill(proc)
         raise
     log: list[bytes] = []  # drained so that a chatty server never blocks on a full pipe
     threading.Thread(target=lambda: log.extend(iter(proc.stderr.readline, b"")), daemon=True).start()
     return proc, Http(f"http://127.0.0.1:{port}/mcp", db, token, log)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +116,7 @@ def http_server(tmp_path_factory):
     """The HTTP transport as users start it: with a bearer token, which the inspector sends."""
     proc, server = _start_http(tmp_path_factory.mktemp("http") / "archive.db", token=TOKEN)
     yield server
-    _stop(proc)
+    stop_or_kill(proc)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +124,7 @@ def open_http_server(tmp_path_factory):
     """The HTTP transport without authentication (`--no-auth`, loopback), for the conformance suite."""
     proc, server = _start_http(tmp_path_factory.mktemp("open") / "archive.db", token=None)
     yield server
-    _stop(proc)
+    stop_or_kill(proc)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """`evomcp serve` as a real subprocess, driven over stdio and over streamable HTTP on 127.0.0.1."""
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import sys
 import pytest
 from mcp import Client, StdioServerParameters
 
-from conftest import free_port, mcp_url, rings_patch, wait_for_port
+from conftest import free_port, mcp_url, rings_patch, stop_or_kill, wait_for_port
 
 
 STEPS = [(0.23, 0.43), (0.24, 0.44), (0.25, 0.45), (0.26, 0.455), (0.27, 0.46), (0.28, 0.465), (0.2, 0.4),
@@ -78,12 +77,7 @@ def http_server(tmp_path):
         wait_for_port(port, proc)
         yield mcp_url(port), db
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_or_kill(proc)
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
