@@ -13,9 +13,9 @@ cold start (open to first answer), resident memory and database size.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sqlite3
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -94,7 +94,14 @@ async def main() -> None:
     parser.add_argument("--programs", type=int, default=100_000)
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
-    db = Path(tempfile.mkdtemp()) / "scale.db"
+    folder = Path(tempfile.mkdtemp(prefix="evomcp-scale-"))
+    try:
+        await measure(folder / "scale.db", args)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the database, its -wal and -shm: up to 4 GB
+
+
+async def measure(db: Path, args: argparse.Namespace) -> None:
     archive = await Archive.open(db)  # creates the schema
     await archive.close()
     seed_code = resolve_task("circle_packing_26").initial_code
@@ -149,7 +156,6 @@ async def main() -> None:
     print(f"{'operation':36} {'p50 ms':>8} {'p99 ms':>8}")
     for label, p50, p99 in results:
         print(f"{label:36} {p50:8.2f} {p99:8.2f}")
-    os.remove(db)
 
 
 if __name__ == "__main__":
