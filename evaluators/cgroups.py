@@ -102,15 +102,10 @@ class PidsCgroups:
                 return
             time.sleep(0.02)
 
-    def remove(self, path: Path | None) -> int:
-        """Kill every process still in the cgroup, remove it, and say how many forks it refused."""
+    def remove(self, path: Path | None) -> None:
+        """Kill every process still in the cgroup and remove it."""
         if path is None:
-            return 0
-        try:
-            events = (path / "pids.events").read_text().split()
-            refused = int(events[events.index("max") + 1]) if "max" in events else 0
-        except (OSError, ValueError, IndexError):
-            refused = 0
+            return
         for _ in range(50):
             try:
                 pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
@@ -128,4 +123,3 @@ class PidsCgroups:
             path.rmdir()
         except OSError:
             pass
-        return refused

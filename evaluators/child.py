@@ -37,6 +37,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+NAMESPACES = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -67,7 +68,7 @@ def _hide(paths, workdir):
 
 def _enter_namespaces(hide, workdir):
     """New user+net+pid+mount namespaces; returns False where the kernel refuses."""
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS) != 0:
+    if _libc.unshare(NAMESPACES) != 0:
         return False
     if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         raise OSError(ctypes.get_errno(), "cannot make mounts private")
@@ -79,13 +80,9 @@ def namespaces_allowed():
     """Whether this kernel lets us enter the namespaces a child uses (tried in a throwaway fork)."""
     pid = os.fork()
     if pid == 0:
-        os._exit(0 if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS) == 0 else 1)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        except InterruptedError:
-            continue
+        os._exit(0 if _libc.unshare(NAMESPACES) == 0 else 1)
+    _, status = os.waitpid(pid, 0)  # retried on EINTR by Python itself (PEP 475)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def _become_pid_one():
@@ -293,13 +290,13 @@ def _die_quietly(where):
         os._exit(70)
 
 
-def run_child(spec, isolate=True):
+def run_child(spec):
     """Body of a child forked for `spec` at once (one-shot mode, benchmarks): never returns."""
     try:
         if spec.get("cgroup"):
             with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
-        isolation = _prepare(isolate and spec.get("isolate", True), spec.get("hide", []), spec["workdir"])
+        isolation = _prepare(spec.get("isolate", True), spec.get("hide", []), spec["workdir"])
         _run(spec, isolation, None)
     except BaseException:  # noqa: BLE001 - a child must never return into the server loop
         _die_quietly("child")
@@ -353,10 +350,10 @@ def _fork_patiently(seconds=3.0):
         try:
             return os.fork()
         except OSError as exc:  # EAGAIN: pids limit; ENOMEM: a fork bomb's memory not yet given back
-            if exc.errno not in (errno.EAGAIN, errno.ENOMEM) or time.monotonic() > deadline:
-                if exc.errno in (errno.EAGAIN, errno.ENOMEM):
-                    return None
+            if exc.errno not in (errno.EAGAIN, errno.ENOMEM):
                 raise
+            if time.monotonic() > deadline:
+                return None
             time.sleep(0.02)
 
 

@@ -178,7 +178,7 @@ class DaskExecutor(RemoteExecutor):
         placement: dict[str, Any] = {"workers": [where], "allow_other_workers": True} if where else {}
         future = self.client.submit(dask_evaluate, job_json, bundle.data if (ship and bundle) else None, key,
                                     key=key, pure=False, retries=0, **placement)
-        result = asyncio.ensure_future(_result(future))
+        result = asyncio.ensure_future(future)
         try:
             await asyncio.wait({result, lost}, return_when=asyncio.FIRST_COMPLETED)
             if lost.done():
@@ -201,7 +201,3 @@ class DaskExecutor(RemoteExecutor):
                 cancel = asyncio.ensure_future(self.client.cancel([future], force=True))
                 cancel.add_done_callback(lambda t: t.cancelled() or t.exception())
             future.release()
-
-
-async def _result(future: Any) -> Any:
-    return await future

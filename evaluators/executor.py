@@ -148,7 +148,7 @@ class Executor(ABC):
     @property
     def helper_pids(self) -> set[int]:
         """Pids of the long-lived local helpers (the trusted scorer; locally also the warm template)."""
-        return {pid for pid in (self._scorer.pid,) if pid is not None}
+        return set() if self._scorer.pid is None else {self._scorer.pid}
 
     @property
     def template_pid(self) -> int | None:
@@ -243,7 +243,7 @@ class LocalExecutor(Executor):
     @property
     def helper_pids(self) -> set[int]:
         """Pids of the long-lived helpers: the warm template and the trusted scorer."""
-        return self._fork.pids | {pid for pid in (self._scorer.pid,) if pid is not None}
+        return self._fork.pids | super().helper_pids
 
     @property
     def template_pid(self) -> int | None:

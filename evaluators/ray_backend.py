@@ -11,6 +11,7 @@ Task bundles are `ray.put` once per digest and fetched by an actor only on a cac
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -118,10 +119,6 @@ class RayExecutor(RemoteExecutor):
             ref = self._refs[bundle.digest] = self._ray.put(bundle.data)
         return ref
 
-    async def actor_info(self) -> list[dict[str, Any]]:
-        """Name, pid and template pid of every actor (for tests and diagnostics)."""
-        return [await slot.handle.info.remote() for slot in list(self._slots)]
-
     async def _submit(self, job_json: str, bundle: Bundle | None, ship: bool, where: str | None) -> str:
         ray = self._ray
         exceptions = ray.exceptions
@@ -156,8 +153,6 @@ class RayExecutor(RemoteExecutor):
 
 
 def _reply_worker(reply: str) -> str | None:
-    import json
-
     try:
         return json.loads(reply).get("worker")
     except ValueError:

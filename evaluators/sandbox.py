@@ -295,7 +295,7 @@ class ForkServer:
             self._channel.argv = self._argv()
             await self._channel.start()
 
-    async def _template_cgroup(self) -> Path | None:
+    async def _template_cgroup(self) -> None:
         """Make sure the template (and, under bubblewrap, its monitor) sits in its pids cgroup."""
         pid = self._channel.pid
         if pid is not None and pid != self._cgroup_pid:
@@ -307,7 +307,6 @@ class ForkServer:
                                            for member in _process_tree(pid)]):
                 self._cgroup = cgroup
             self._cgroup_pid = pid
-        return self._cgroup
 
     def describe(self, level: str, cgroup: bool) -> str:
         parts = [level]
@@ -363,18 +362,16 @@ class ForkServer:
             if reply is None or reply.get("lost"):
                 raise ForkServerError("the fork server lost the child")
         finally:
+            self._running -= 1
             if pid is not None and not self.in_bwrap:
                 kill_group(pid)  # grandchildren must not outlive the evaluation (the template does it too)
             forks_refused = max(0, self.cgroups.refused(cgroup) - refused_before)
             if forks_refused or timed_out:  # let the kernel reap what was killed before the next fork
-                self._running -= 1
                 with anyio.CancelScope(shield=True):
-                    # the template, its spare child (2 processes) and up to 3 per running child
+                    # the template, its spare child (2 processes) and up to 3 per other running child
                     await anyio.to_thread.run_sync(self.cgroups.drain, cgroup, 3 + 3 * self._running)
-                self._running += 1
             if request_id is not None:
                 self._channel.forget(request_id)
-            self._running -= 1
         elapsed = time.monotonic() - started
         exit_code, sig = (0, None) if "exit" not in reply else (reply.get("exit"), reply.get("signal"))
         if sig is None and exit_code is not None and exit_code > 128:

@@ -10,15 +10,15 @@ from typing import Any
 
 import numpy as np
 
-import importlib
 from .verdict import Verdict
-
-
 
 
 def _kernels():
     """The Numba kernels, imported on first use: only the scorer process pays for numba."""
-    return importlib.import_module(".kernels", __package__)
+    from . import kernels
+
+    return kernels
+
 
 class InvalidData(ValueError):
     pass

@@ -35,7 +35,6 @@ class SandboxHost:
     def __init__(self, preload: tuple[str, ...] = PRELOAD):
         self.home_secrets = [str(Path.home() / p) for p in SECRET_PATHS]
         self.fork = ForkServer(preload=preload, hide=self.home_secrets)
-        self.jobs = 0
 
     async def aclose(self) -> None:
         await self.fork.aclose()
@@ -63,7 +62,6 @@ class SandboxHost:
                     task_dir = await asyncio.to_thread(bundles.unpack, digest, bundle)
             hide = [*job.get("hide", []), *self.home_secrets]
             outcome = await run_job(self.fork, job, task_dir, hide=hide)
-            self.jobs += 1
             reply["outcome"] = outcome.to_dict()
         except Exception as exc:  # noqa: BLE001 - reported to the server as a sandbox failure
             reply["error"] = f"{type(exc).__name__}: {exc}"
@@ -79,11 +77,6 @@ def host() -> SandboxHost:
     if loop not in _hosts:
         _hosts[loop] = SandboxHost()
     return _hosts[loop]
-
-
-def template_pids() -> list[int]:
-    """Pids of the warm templates of this process (for tests and diagnostics)."""
-    return [h.fork.pid for h in _hosts.values() if h.fork.pid is not None]
 
 
 # ---------------------------------------------------------------- Dask
@@ -133,10 +126,6 @@ class RaySandboxActor:
                 pass
             self._host = SandboxHost()
         return self._host
-
-    async def info(self) -> dict[str, Any]:
-        self._ensure()
-        return {"name": self._name, "pid": os.getpid(), "template_pid": self._host.fork.pid if self._host else None}
 
     async def run(self, job_json: str, bundle_ref: list | None = None) -> str:
         host = self._ensure()
