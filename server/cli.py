@@ -13,6 +13,7 @@ import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -20,9 +21,11 @@ from .. import __version__
 from ..tools import runs, views
 from ..tools.errors import EvoError
 from ..tools.workspace import open_workspace
-from .ensemble import ModelError, ModelSpec, OpenAIProviders
 from .hardening import make_undumpable
 from .settings import default_db
+
+if TYPE_CHECKING:
+    from .ensemble import ModelSpec
 
 log = logging.getLogger("evomcp")
 
@@ -155,6 +158,7 @@ async def _serve(args: argparse.Namespace) -> None:
     """Serve until the client goes away or SIGINT/SIGTERM; the archive is closed cleanly either way."""
     from .app import build_server
     from .driver import Drivers, resume_driven_runs
+    from .ensemble import OpenAIProviders
 
     token = _http_token(args) if args.http else None
     async with _executor(args) as executor, open_workspace(_db(args), args.slots, executor=executor) as ws, \
@@ -224,6 +228,8 @@ async def _serve_http(server, args: argparse.Namespace, tg) -> None:
 
 def parse_model_spec(text: str) -> ModelSpec:
     """`gpt-4.1-mini` or `name=fast,model=m,base_url=http://...,key_env=KEY,price_in=0.4,price_out=1.6,temps=0/0.7`."""
+    from .ensemble import ModelSpec
+
     if "=" not in text:
         return ModelSpec(name=text, model=text)
     fields: dict[str, object] = {}
@@ -239,17 +245,18 @@ def parse_model_spec(text: str) -> ModelSpec:
         else:
             fields[key] = value.strip()
     fields.setdefault("model", fields.get("name"))
-    fields.setdefault("name", fields["model"])
     return ModelSpec.model_validate(fields)
 
 
 def load_models(args: argparse.Namespace) -> list[ModelSpec]:
+    from .ensemble import ModelSpec
+
     specs = [parse_model_spec(text) for text in args.model]
     if args.models is not None:
         text = args.models.read_text()
         data = tomllib.loads(text) if args.models.suffix == ".toml" else json.loads(text)
         items = data.get("models", []) if isinstance(data, dict) else data
-        specs += [ModelSpec.model_validate({"name": m.get("name", m.get("model")), **m}) for m in items]
+        specs += [ModelSpec.model_validate(m) for m in items]
     return specs
 
 
@@ -259,6 +266,7 @@ async def _run(args: argparse.Namespace) -> None:
     from rich.table import Table
 
     from .driver import Driver, DriverConfig
+    from .ensemble import ModelError, OpenAIProviders
 
     console = Console(stderr=True)
     try:

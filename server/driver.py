@@ -26,7 +26,7 @@ from ..tools.errors import EvoError
 from ..tools.models import ProposalResult
 from ..tools.perturb import perturb
 from ..tools.workspace import Workspace
-from .ensemble import PERTURB, Ensemble, ModelError, ModelSpec, parse_change
+from .ensemble import PERTURB, Ensemble, ModelError, ModelSpec, Reply, parse_change
 
 log = logging.getLogger("evomcp.driver")
 
@@ -99,7 +99,6 @@ class Driver:
         self._stop = anyio.Event()
         self._resume = resume
         self._last_meta = 0
-        self._call_cost = 0.0
         self._idle_steps = 0
         self._last_failure = ""
         self.done = anyio.Event()
@@ -181,7 +180,7 @@ class Driver:
         try:
             async with anyio.create_task_group() as tg:
                 for _ in range(self.config.concurrency):
-                    tg.start_soon(self._worker, tg)
+                    tg.start_soon(self._worker)
         except BaseException:
             self.status.state = "interrupted"
             self.status.reason = self.status.reason or "the server stopped while the run was driven"
@@ -211,7 +210,7 @@ class Driver:
             except EvoError:
                 pass
 
-    async def _worker(self, tg: TaskGroup) -> None:
+    async def _worker(self) -> None:
         while True:
             reason = await self._budget_reason()
             if reason is not None:
@@ -245,7 +244,7 @@ class Driver:
         if patch_kind is not None:
             patch_kind = sampled.patch_type  # fix mode may override the suggestion
         parent_score = sampled.parent.combined_score
-        self._call_cost = 0.0
+        cost = 0.0  # of this step's model call, kept even when its proposal is refused
         result: ProposalResult | None = None
         try:
             if arm == PERTURB:
@@ -257,7 +256,14 @@ class Driver:
                                                        description=description, ticket=sampled.ticket,
                                                        operator=PERTURB)
             else:
-                result = await self._ask_model(arm, sampled)
+                call = await self._complete(arm, sampled.brief, "mutation")
+                if call is None:
+                    self.stop()
+                    self.status.reason = f"cost cap of ${self.config.max_cost_usd:g} reached"
+                    raise ModelError("cost cap reached: no further model calls")
+                reply, call_id = call
+                cost = reply.cost_usd
+                result = await self._propose_reply(arm, sampled, reply, call_id)
         except (EvoError, ModelError) as exc:
             self.status.refused += 1
             self._last_failure = str(exc)[:300]
@@ -268,44 +274,41 @@ class Driver:
                 await ws.archive.add_event(run_id, "arm_disabled", {"arm": arm, "reason": str(exc)[:1000]})
         self._idle_steps = 0 if result is not None else self._idle_steps + 1
         improvement = None
-        if result is not None and result.program.correct and result.program.combined_score is not None:
-            improvement = result.program.combined_score - (parent_score if parent_score is not None else 0.0)
+        if result is not None:
             self.status.evaluations += 1
-        elif result is not None:
-            self.status.evaluations += 1
-        self._arm_bandit.update(arm, improvement, self._call_cost)
+            if result.program.correct and result.program.combined_score is not None:
+                improvement = result.program.combined_score - (parent_score if parent_score is not None else 0.0)
+        self._arm_bandit.update(arm, improvement, cost)
         if patch_kind is not None:
             self._patch_bandit.update(patch_kind, improvement)
         return result
 
-    async def _ask_model(self, arm: str, sampled: Any) -> ProposalResult:
-        ws = self.ws
-        brief = sampled.brief
-        reservation = self._reserve(arm, brief)
+    async def _complete(self, arm: str, prompt: str, purpose: str) -> tuple[Reply, int] | None:
+        """One model call within the cost cap, recorded in the archive (failed ones too); None: over the cap."""
+        reservation = self._reserve(arm, prompt)
         if reservation is None:
-            self.stop()
-            self.status.reason = f"cost cap of ${self.config.max_cost_usd:g} reached"
-            raise ModelError("cost cap reached: no further model calls")
+            return None
         try:
-            try:
-                reply = await self.ensemble.complete(arm, SYSTEM_PROMPT, brief, ws.rng)
-            except ModelError as exc:
-                await ws.archive.add_llm_call(self.run_id, arm, "mutation", ok=False, error=str(exc)[:1000])
-                raise
-            self._spent += reply.cost_usd
-            self._call_cost = reply.cost_usd
-            call_id = await ws.archive.add_llm_call(
-                self.run_id, arm, "mutation", prompt_tokens=reply.prompt_tokens,
-                completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd, seconds=reply.seconds, ok=True)
+            reply = await self.ensemble.complete(arm, SYSTEM_PROMPT, prompt, self.ws.rng)
+        except ModelError as exc:
+            await self.ws.archive.add_llm_call(self.run_id, arm, purpose, ok=False, error=str(exc)[:1000])
+            raise
         finally:
             self._reserved -= reservation
+        self._spent += reply.cost_usd
+        call_id = await self.ws.archive.add_llm_call(
+            self.run_id, arm, purpose, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+            cost_usd=reply.cost_usd, seconds=reply.seconds, ok=True)
+        return reply, call_id
+
+    async def _propose_reply(self, arm: str, sampled: Any, reply: Reply, call_id: int) -> ProposalResult:
         if not reply.text.strip():
             raise ModelError(f"model {arm!r} sent an empty reply")
         patch, code, description = parse_change(reply.text)
         result = await steps.propose_candidate(
-            ws, self.run_id, sampled.parent.id, patch=patch, code=code, patch_type=sampled.patch_type,
+            self.ws, self.run_id, sampled.parent.id, patch=patch, code=code, patch_type=sampled.patch_type,
             description=description or None, ticket=sampled.ticket, operator=arm, cost_usd=reply.cost_usd)
-        await ws.archive.link_llm_call(call_id, result.program.id)
+        await self.ws.archive.link_llm_call(call_id, result.program.id)
         return result
 
     # meta-recommendations ------------------------------------------------------
@@ -327,20 +330,13 @@ class Driver:
         task = self.ws.task(await self.ws.run(self.run_id))
         prompt = META_PROMPT.format(task=task.description[:1500], best=repr(best["combined_score"]) if best else None,
                                     rows=rows)
-        reservation = self._reserve(model.name, prompt)
-        if reservation is None:
-            return
         try:
-            reply = await self.ensemble.complete(model.name, SYSTEM_PROMPT, prompt, self.ws.rng)
-        except ModelError as exc:
-            await self.ws.archive.add_llm_call(self.run_id, model.name, "meta", ok=False, error=str(exc)[:1000])
+            call = await self._complete(model.name, prompt, "meta")
+        except ModelError:  # recorded; the next round tries again
             return
-        finally:
-            self._reserved -= reservation
-        self._spent += reply.cost_usd
-        await self.ws.archive.add_llm_call(self.run_id, model.name, "meta", prompt_tokens=reply.prompt_tokens,
-                                           completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
-                                           seconds=reply.seconds, ok=True)
+        if call is None:  # over the cost cap
+            return
+        reply, _ = call
         lines = reply.text.strip().splitlines()
         recommendations = "\n".join(line for line in lines if line.lstrip().startswith("- "))[:3000]
         await self.ws.archive.set_note(self.run_id, META_NOTE, {"at": evaluated, "scratchpad": reply.text[:6000],
@@ -385,10 +381,6 @@ class Drivers:
         driver.stop()
         with anyio.move_on_after(timeout_s):
             await driver.done.wait()
-
-    async def stop_all(self) -> None:
-        for driver in self.active.values():
-            driver.stop()
 
 
 async def resume_driven_runs(ws: Workspace, drivers: Drivers) -> list[int]:

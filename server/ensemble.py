@@ -12,10 +12,11 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import openai
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 PERTURB = "perturb"
 
@@ -33,6 +34,13 @@ class ModelSpec(BaseModel):
     timeout_s: float = Field(120.0, gt=0, le=3600)
     max_retries: int = Field(3, ge=0, le=10)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _name_defaults_to_model(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "name" not in data and "model" in data:
+            return {"name": data["model"], **data}
+        return data
+
     @field_validator("temperatures")
     @classmethod
     def _some_temperature(cls, value: list[float]) -> list[float]:
@@ -48,6 +56,11 @@ class ModelSpec(BaseModel):
         if not self.priced:
             return 0.0
         return (prompt_tokens * self.price_in_per_m + completion_tokens * self.price_out_per_m) / 1e6
+
+    def new_client(self) -> openai.AsyncOpenAI:
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else "no-key-needed"
+        return openai.AsyncOpenAI(api_key=key or "missing", base_url=self.base_url, timeout=self.timeout_s,
+                                  max_retries=self.max_retries)
 
     def worst_case_cost(self, prompt_chars: int) -> float:
         """An upper bound of one call's cost, reserved against the cap before the call."""
@@ -93,10 +106,7 @@ class Ensemble:
 
     def client(self, name: str) -> openai.AsyncOpenAI:
         if name not in self._clients:
-            spec = self.specs[name]
-            key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else "no-key-needed"
-            self._clients[name] = openai.AsyncOpenAI(api_key=key or "missing", base_url=spec.base_url,
-                                                     timeout=spec.timeout_s, max_retries=spec.max_retries)
+            self._clients[name] = self.specs[name].new_client()
         return self._clients[name]
 
     async def aclose(self) -> None:
@@ -186,19 +196,13 @@ class OpenAIProviders:
     def _client(self, spec: ModelSpec) -> openai.AsyncOpenAI:
         key = (spec.base_url, spec.api_key_env, spec.timeout_s)
         if key not in self._clients:
-            api_key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else "no-key-needed"
-            self._clients[key] = openai.AsyncOpenAI(api_key=api_key or "missing", base_url=spec.base_url,
-                                                    timeout=spec.timeout_s, max_retries=spec.max_retries)
+            self._clients[key] = spec.new_client()
         return self._clients[key]
-
-    @staticmethod
-    def _spec(spec: dict) -> ModelSpec:
-        return ModelSpec.model_validate({"name": spec.get("name", spec.get("model", "")), **spec})
 
     async def embed(self, run_id: int, spec: dict, text: str) -> np.ndarray:
         from ..tools.providers import ProviderError
 
-        model = self._spec(spec)
+        model = ModelSpec.model_validate(spec)
         started = time.monotonic()
         try:
             response = await self._client(model).embeddings.create(model=model.model, input=text,
@@ -217,7 +221,7 @@ class OpenAIProviders:
     async def judge_novel(self, run_id: int, spec: dict, candidate: str, nearest: str) -> tuple[bool, str]:
         from ..tools.providers import ProviderError
 
-        model = self._spec(spec)
+        model = ModelSpec.model_validate(spec)
         ensemble = Ensemble([model])
         try:
             reply = await ensemble.complete(model.name, "You judge code novelty tersely.",

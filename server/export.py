@@ -20,12 +20,11 @@ async def export_run(archive: Archive, run_id: int, fmt: str, out: TextIO) -> in
     count, cursor = 0, None
     while True:
         rows, cursor = await archive.page_programs(run_id, order="oldest", limit=500, cursor=cursor)
-        for row in rows:
-            if writer:
-                writer.writerow(row)
-            else:
-                program = await archive.get_program(run_id, row["id"])
+        if writer:
+            writer.writerows(rows)
+        else:
+            for program in await archive.get_programs(run_id, [row["id"] for row in rows]):
                 out.write(json.dumps(program.model_dump(mode="json")) + "\n")
-            count += 1
+        count += len(rows)
         if cursor is None:
             return count

@@ -15,11 +15,12 @@ import math
 import struct
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..evaluators.scoring import TRIANGLE_SIDE  # the unit-area equilateral triangle of heilbronn_*
 from ..store import Archive, ProgramRecord, RunRecord
 
 __all__ = ["build_report", "progress_points", "render_progress_png"]
@@ -33,7 +34,6 @@ BAD_COLOR = "#c92a2a"
 MUTED = "#8a8f98"
 LINEAGE_HEAD, LINEAGE_TAIL = 10, 30  # longer lineages show these many first and last steps in the drawing
 MAX_ARM_BARS = 24
-TRIANGLE_SIDE = 2.0 / 3.0**0.25  # as evaluators.scoring: the unit-area equilateral triangle of heilbronn_*
 
 
 def _e(value: Any) -> str:
@@ -58,22 +58,27 @@ class _Run:
     programs: list[dict[str, Any]]  # every row, island copies of the seed included, id order
     distinct: list[dict[str, Any]]  # without island copies, id order
     evaluations: list[dict[str, Any]]  # distinct, evaluated or failed, in the order they finished
+    progress: list[tuple[int, float]]  # as progress_points
+    improvements: set[int]  # programs that raised the best score
     proposals: list[tuple[int, str]]  # (program id, arm), in proposal order
     best: ProgramRecord | None
     lineage: list[dict[str, Any]]
-    improvements: set[int] = field(default_factory=set)  # programs that raised the best score
-    seed: ProgramRecord | None = None  # the first program, when there is no best one to show
+    seed: ProgramRecord | None  # the first program, when there is no best one to show
 
 
 def _is_scored(p: dict[str, Any]) -> bool:
     return bool(p["correct"]) and _finite(p["combined_score"])
 
 
-async def _load(archive: Archive, run_id: int) -> _Run:
+async def _get_run(archive: Archive, run_id: int) -> RunRecord:
     run = await archive.get_run(run_id)
     if run is None:
         raise ValueError(f"no run with id {run_id} in {archive.path}")
-    programs = await archive.report_programs(run_id)
+    return run
+
+
+def _evaluations(programs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The programs without island copies of the seed, and those evaluated or failed in the order they finished."""
     seen: set[tuple[str, float]] = set()
     distinct = []
     for p in programs:  # seed_islands copies the seed row as it is, creation time included
@@ -83,12 +88,27 @@ async def _load(archive: Archive, run_id: int) -> _Run:
             distinct.append(p)
     evaluations = sorted((p for p in distinct if p["status"] in ("evaluated", "failed")),
                          key=lambda p: (p["evaluated_at"] or p["created_at"], p["id"]))
-    improvements: set[int] = set()
-    best_so_far = -math.inf
-    for p in evaluations:
-        if _is_scored(p) and p["combined_score"] > best_so_far:
-            best_so_far = p["combined_score"]
+    return distinct, evaluations
+
+
+def _progress(evaluations: list[dict[str, Any]]) -> tuple[list[tuple[int, float]], set[int]]:
+    """The progress points, and the ids of the programs that raised the best score."""
+    points, improvements = [], set()
+    best = None
+    for k, p in enumerate(evaluations, start=1):
+        if _is_scored(p) and (best is None or p["combined_score"] > best):
+            best = p["combined_score"]
             improvements.add(p["id"])
+        if best is not None:
+            points.append((k, best))
+    return points, improvements
+
+
+async def _load(archive: Archive, run_id: int) -> _Run:
+    run = await _get_run(archive, run_id)
+    programs = await archive.report_programs(run_id)
+    distinct, evaluations = _evaluations(programs)
+    progress, improvements = _progress(evaluations)
     proposals = []
     for event in await archive.run_events(run_id, "proposed"):
         data = event["data"] if isinstance(event["data"], dict) else {}
@@ -99,23 +119,14 @@ async def _load(archive: Archive, run_id: int) -> _Run:
     best = await archive.get_program(run_id, best_row["id"]) if best_row else None
     lineage = await archive.lineage(run_id, best.id) if best else []
     seed = await archive.get_program(run_id, distinct[0]["id"]) if best is None and distinct else None
-    return _Run(run, programs, distinct, evaluations, proposals, best, lineage, improvements, seed)
-
-
-def _progress(evaluations: list[dict[str, Any]]) -> list[tuple[int, float]]:
-    points = []
-    best = None
-    for k, p in enumerate(evaluations, start=1):
-        if _is_scored(p) and (best is None or p["combined_score"] > best):
-            best = p["combined_score"]
-        if best is not None:
-            points.append((k, best))
-    return points
+    return _Run(run, programs, distinct, evaluations, progress, improvements, proposals, best, lineage, seed)
 
 
 async def progress_points(archive: Archive, run_id: int) -> list[tuple[int, float]]:
     """(evaluation number, best score so far) for every evaluation from the first correct one on."""
-    return _progress((await _load(archive, run_id)).evaluations)
+    await _get_run(archive, run_id)
+    _, evaluations = _evaluations(await archive.report_programs(run_id))
+    return _progress(evaluations)[0]
 
 
 # SVG helpers ----------------------------------------------------------------------
@@ -251,7 +262,7 @@ def _figure(fig_id: str, title: str, body: str, caption: str) -> str:
 
 
 def _fig_best_score(data: _Run) -> str:
-    points = _progress(data.evaluations)
+    points = data.progress
     target = data.run.target_score if _finite(data.run.target_score) else None
     n = len(data.evaluations)
     if not points:
