@@ -398,12 +398,8 @@ class Archive:
     async def move_programs(self, program_ids: list[int], island: int) -> None:
         await self._db.executemany("UPDATE programs SET island = ? WHERE id = ?", [(island, i) for i in program_ids])
 
-    async def embeddings(self, run_id: int, per_island: int | None = None) -> list[tuple[int, int, bytes]]:
-        """(id, island, embedding) oldest first; with `per_island`, only each island's newest ones."""
-        if per_island is None:
-            sql, args = ("SELECT id, island, embedding FROM programs WHERE run_id = ? AND embedding IS NOT NULL"
-                         " ORDER BY id", (run_id,))
-            return [tuple(r) for r in await self._rows(sql, args)]
+    async def embeddings(self, run_id: int, per_island: int) -> list[tuple[int, int, bytes]]:
+        """(id, island, embedding) of each island's newest `per_island` programs, oldest first."""
         islands = await self._rows("SELECT DISTINCT island FROM programs WHERE run_id = ?", (run_id,))
         rows: list[tuple[int, int, bytes]] = []
         for (island,) in islands:

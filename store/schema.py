@@ -46,8 +46,6 @@ MIGRATIONS: list[str] = [
         evaluated_at    REAL
     );
     CREATE INDEX programs_by_hash ON programs(run_id, code_hash);
-    CREATE INDEX programs_by_island ON programs(run_id, island, id);
-    CREATE INDEX programs_by_sort_key ON programs(run_id, COALESCE(combined_score, -1.0e308) DESC, id);
     CREATE INDEX programs_by_score ON programs(run_id, combined_score DESC, id);
     CREATE INDEX programs_by_parent ON programs(parent_id);
     CREATE INDEX programs_by_status ON programs(run_id, status);
@@ -60,6 +58,19 @@ MIGRATIONS: list[str] = [
         data       TEXT NOT NULL
     );
     CREATE INDEX events_by_run ON events(run_id, id);
+
+    CREATE TABLE notes (
+        run_id     INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (run_id, key)
+    );
+    """,
+    # 1 -> 2: per-island and score-order indexes, model calls
+    """
+    CREATE INDEX programs_by_island ON programs(run_id, island, id);
+    CREATE INDEX programs_by_sort_key ON programs(run_id, COALESCE(combined_score, -1.0e308) DESC, id);
 
     CREATE TABLE llm_calls (
         id                INTEGER PRIMARY KEY,
@@ -76,14 +87,6 @@ MIGRATIONS: list[str] = [
         ts                REAL NOT NULL
     );
     CREATE INDEX llm_calls_by_run ON llm_calls(run_id, id);
-
-    CREATE TABLE notes (
-        run_id     INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        key        TEXT NOT NULL,
-        value      TEXT NOT NULL,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (run_id, key)
-    );
     """,
 ]
 

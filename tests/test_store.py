@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from evomcp.store import Archive, BadCursor, DuplicateProgram, EvaluationResult
-from evomcp.store.schema import SCHEMA_VERSION
+from evomcp.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 
 async def _run_with_programs(archive, scores):
@@ -29,6 +29,24 @@ async def test_schema_versioned_and_wal(db_path):
     con = sqlite3.connect(db_path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+
+
+async def test_an_archive_of_the_first_schema_is_migrated_and_keeps_its_runs(db_path):
+    con = sqlite3.connect(db_path)
+    con.executescript(f"BEGIN;\n{MIGRATIONS[0]}\nPRAGMA user_version=1;\nCOMMIT;")
+    con.execute("INSERT INTO runs(name, task, task_path, config, status, created_at, updated_at)"
+                " VALUES ('old', 't', 't', '{}', 'running', 0, 0)")
+    con.commit()
+    con.close()
+    archive = await Archive.open(db_path)
+    (run,) = await archive.list_runs()
+    call = await archive.add_llm_call(run.id, "m", "mutation", prompt_tokens=3)
+    assert call > 0 and (await archive.llm_call_stats(run.id))["m"]["calls"] == 1
+    assert await archive.integrity_check() == "ok"
+    await archive.close()
+    con = sqlite3.connect(db_path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION > 1
     con.close()
 
 

@@ -34,14 +34,12 @@ class Population:
         self.correct = np.zeros(capacity, dtype=bool)
         self.score = np.full(capacity, np.nan)
         self.children = np.zeros(capacity, dtype=np.int32)
-        self._version = 0  # bumped by every change; query results are cached per version
         self._cache: dict[tuple, object] = {}
         self._pool_cache: dict[tuple, object] = {}  # what depends on the pools only: kept until a pool changes
 
     def _changed(self, pool: bool = True) -> None:
         """Drop cached answers. pool=False when no pool changed (a new pending program, pending to running):
         the pools, their top-k and what selection memoises on their score arrays then survive."""
-        self._version += 1
         self._cache.clear()
         if pool:
             self._pool_cache.clear()
@@ -191,9 +189,14 @@ class Population:
         order = np.lexsort((self.ids[where], -scores))
         return [int(self.ids[i]) for i in where[order][:k]]
 
+    def score_of(self, program_id: int | None) -> float | None:
+        """A program's combined score (None: no score, or not a program of this run)."""
+        i = self._pos.get(program_id)
+        return None if i is None or np.isnan(self.score[i]) else float(self.score[i])
+
     def best_score(self) -> float | None:
         top = self.top_ids(1)
-        return float(self.score[self._pos[top[0]]]) if top else None
+        return self.score_of(top[0]) if top else None
 
     def island_stats(self) -> dict[int, dict[str, float | int | None]]:
         if "islands" in self._cache:
@@ -208,11 +211,7 @@ class Population:
                 "programs": int(programs[island]),
                 "correct": int(correct[island]),
                 "best_id": top[0] if top else None,
-                "best_score": float(self.score[self._pos[top[0]]]) if top else None,
+                "best_score": self.score_of(top[0]) if top else None,
             }
         self._cache["islands"] = stats
         return stats
-
-    def island_of(self, program_id: int) -> int | None:
-        i = self._pos.get(program_id)
-        return None if i is None else int(self.island[i])

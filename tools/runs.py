@@ -99,6 +99,7 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
     best = await ws.archive.best_program(run_id)
     tickets = sum(ws.tickets.in_flight(run_id).values())
     best_score = best["combined_score"] if best else None
+    models = await ws.archive.llm_call_stats(run_id)
     return RunStatus(
         run=run_info(run),
         counts=counts,
@@ -109,8 +110,8 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         gap_to_target=None if best_score is None or run.target_score is None else run.target_score - best_score,
         isolation=await ws.executor.isolation(),
         novelty_rejections=await ws.archive.count_events(run_id, "novelty_rejected"),
-        cost_usd=await ws.archive.llm_cost(run_id),
-        models=await ws.archive.llm_call_stats(run_id),
+        cost_usd=sum(stats["cost_usd"] for stats in models.values()),
+        models=models,
         driver=await ws.archive.get_note(run_id, "driver"),
         islands={i: IslandStatus(**stats) for i, stats in population.island_stats().items()},
     )

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import numpy as np
 
-from ..store import DuplicateProgram, EvaluationResult, ProgramRecord
+from ..store import DuplicateProgram, EvaluationResult, ProgramRecord, RunRecord
 from . import markers, novelty, patches, selection
 from .brief import build_brief
 from .errors import EvoError
@@ -69,7 +69,7 @@ async def _inspirations(ws: Workspace, run_id: int, config: RunConfig, island: i
     rest = [i for i in ordered if i not in chosen]
     if count > 1 and rest:
         chosen.append(int(ws.rng.choice(rest)))  # one slot for a random elite: diversity
-    programs = await ws.archive.get_programs(run_id, chosen[: config.num_inspirations])
+    programs = await ws.archive.get_programs(run_id, chosen)
     return sorted(programs, key=lambda p: -(p.combined_score or -math.inf))
 
 
@@ -112,14 +112,10 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
     if mode == "fix" or patch_type is None or (patch_type == "cross" and not inspirations):
         patch_type = _suggest_patch_type(ws, config, bool(inspirations), mode)
     best_score = population.best_score()
-    grandparent_score = None
-    if parent.parent_id is not None:
-        grandparent = await ws.archive.get_program(run_id, parent.parent_id)
-        grandparent_score = grandparent.combined_score if grandparent else None
     task = ws.task(run)
     brief = build_brief(
         task_name=task.name, description=task.description, language=task.language, parent=parent,
-        best_score=best_score, parent_delta_base=grandparent_score, inspirations=inspirations,
+        best_score=best_score, parent_delta_base=population.score_of(parent.parent_id), inspirations=inspirations,
         failures=await ws.archive.recent_failures(run_id, parent.id), mode=mode, patch_type=patch_type,
         recommendations=((await ws.archive.get_note(run_id, "meta")) or {}).get("recommendations"),
     )
@@ -232,8 +228,7 @@ async def propose_candidate(
     await ws.archive.add_event(run_id, "proposed", {"program": program.id, "parent": parent.id,
                                                     "operator": operator})
     if evaluate_now:
-        result = await evaluate(ws, run_id, program.id, progress=progress, best_before=best_before,
-                                notes=applied.notes)
+        result = await _evaluate(ws, run, program, progress, best_before, applied.notes)
     else:
         result = _result(run_id, summary(program), parent.combined_score, best_before, applied.notes)
     result.novelty = novelty_check
@@ -277,6 +272,13 @@ async def evaluate(
     program = await ws.program(run_id, program_id)
     if program.status in ("evaluated", "running"):
         raise EvoError(f"program {program_id} is already {program.status}; call get_program to read its result")
+    return await _evaluate(ws, run, program, progress, best_before, notes)
+
+
+async def _evaluate(ws: Workspace, run: RunRecord, program: ProgramRecord, progress: Progress | None,
+                    best_before: float | None, notes: list[str] | None) -> ProposalResult:
+    """Evaluate a program of the run that is neither evaluated nor running, and store its result."""
+    run_id, program_id = run.id, program.id
     population = await ws.population(run_id)
     if best_before is None:
         best_before = population.best_score()
@@ -315,11 +317,8 @@ async def evaluate(
                                                      "correct": report.correct, "isolation": report.isolation})
     counts = population.counts()
     await migrate_if_due(ws, run, ws.config(run), counts.get("evaluated", 0) + counts.get("failed", 0))
-    parent_score = None
-    if program.parent_id is not None:
-        parent = await ws.archive.get_program(run_id, program.parent_id)
-        parent_score = parent.combined_score if parent else None
-    return _result(run_id, summary(await ws.program(run_id, program_id)), parent_score, best_before, notes or [])
+    return _result(run_id, summary(await ws.program(run_id, program_id)), population.score_of(program.parent_id),
+                   best_before, notes or [])
 
 
 async def _tick(progress: Progress, total: float) -> None:
