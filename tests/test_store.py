@@ -41,7 +41,7 @@ async def test_an_archive_of_the_first_schema_is_migrated_and_keeps_its_runs(db_
     con.close()
     archive = await Archive.open(db_path)
     (run,) = await archive.list_runs()
-    call = await archive.add_llm_call(run.id, "m", "mutation", prompt_tokens=3)
+    call = await archive.add_llm_call(run.id, "m", "mutation", prompt_tokens=3, ok=True)
     assert call > 0 and (await archive.llm_call_stats(run.id))["m"]["calls"] == 1
     assert await archive.integrity_check() == "ok"
     await archive.close()
