@@ -11,12 +11,8 @@ the counts agree with the archive.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,13 +21,8 @@ import anyio
 import numpy as np
 from mcp import Client
 
+from _common import free_port, serve_http  # bench/_common.py, next to this script
 from evomcp.tools.perturb import perturb
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def agent(url, run_id, seed, cycles, told, latency):
@@ -65,16 +56,8 @@ async def main() -> None:
     db = Path(tempfile.mkdtemp()) / "bench.db"
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
-    proc = subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--no-auth", "--port", str(port),
-                             "--db", str(db)], stderr=subprocess.DEVNULL,
-                            env={**os.environ, "EVOMCP_LOG_LEVEL": "WARNING"})
+    proc = serve_http(db, port, "--no-auth")
     try:
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         async with Client(url) as client:
             status = (await client.call_tool("start_run", {
                 "task": "circle_packing_26", "config": {"novelty": False},

@@ -10,13 +10,10 @@ run reached its budget with no program stored twice. Prints the figures and any 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,24 +21,7 @@ from pathlib import Path
 import anyio
 from mcp import Client
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(db: Path, port: int, *extra: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--no-auth", "--port", str(port),
-                             "--db", str(db), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "EVOMCP_LOG_LEVEL": "WARNING"})
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not start")
+from _common import free_port, serve_http  # bench/_common.py, next to this script
 
 
 def survivors(pid: int) -> list[str]:
@@ -67,7 +47,7 @@ async def main() -> None:
     rng = random.Random(1)
     db, port = Path(tempfile.mkdtemp()) / "crash.db", free_port()
     url = f"http://127.0.0.1:{port}/mcp"
-    proc = serve(db, port)
+    proc = serve_http(db, port, "--no-auth")
     async with Client(url) as client:
         status = (await client.call_tool("start_run", {"task": "circle_packing_26", "driver": {
             "max_evaluations": args.budget, "concurrency": args.concurrency}})).structured_content
@@ -94,7 +74,7 @@ async def main() -> None:
                        if rows[i][3] != at]
         evaluated.update({i: r[3] for i, r in rows.items() if r[2] in ("evaluated", "failed")})
         t = time.monotonic()
-        proc = serve(db, port, "--resume-drivers")
+        proc = serve_http(db, port, "--no-auth", "--resume-drivers")
         restarts.append(time.monotonic() - t)
     while True:
         async with Client(url) as client:

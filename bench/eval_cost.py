@@ -38,6 +38,7 @@ from pathlib import Path
 import anyio
 import numpy as np
 
+from _common import cpu_shares, machine_ticks, own_ticks  # bench/_common.py, next to this script
 from evomcp.evaluators.executor import LocalExecutor
 from evomcp.evaluators.sandbox import CHILD_SCRIPT, Limits, child_environment
 from evomcp.evaluators.task import Task, resolve_task
@@ -60,22 +61,12 @@ class CpuShare:
     """How busy the machine's CPUs were, and how much of that was this process and its reaped children."""
 
     def __init__(self) -> None:
-        self.start = self._read()
-
-    @staticmethod
-    def _read() -> tuple[float, float, float]:
-        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        total, idle = sum(fields[:8]), fields[3] + fields[4]  # idle + iowait
-        t = os.times()
-        own = (t.user + t.system + t.children_user + t.children_system) * os.sysconf("SC_CLK_TCK")
-        return total, total - idle, own
+        self.start = (*machine_ticks(), own_ticks())
 
     def report(self) -> str:
-        total, busy, own = (b - a for a, b in zip(self.start, self._read()))
-        if total <= 0:
-            return "CPU use: -"
-        return (f"CPU use of the machine during the run: {busy / total:.0%} busy, of which this benchmark "
-                f"{min(own, busy) / total:.0%} and other processes {max(busy - own, 0) / total:.0%}")
+        busy, ours, others = cpu_shares(self.start, (*machine_ticks(), own_ticks()))
+        return (f"CPU use of the machine during the run: {busy:.0%} busy, of which this benchmark "
+                f"{ours:.0%} and other processes {others:.0%}")
 
 
 @dataclass

@@ -22,7 +22,6 @@ import argparse
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,30 +35,12 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from _common import cpu_shares, free_port, machine_ticks, own_ticks, process_ticks, serve_http  # bench/_common.py
 from evomcp.tools.perturb import perturb
 
 TARGET_P50_MS = 3.0
 ROUNDS = 10  # the timed calls of each client and tool come in this many blocks, taken in turn
 ENV = {**os.environ, "EVOMCP_LOG_LEVEL": "WARNING"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("evomcp serve --http exited early")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("evomcp serve --http did not start listening")
 
 
 def http_transport(url: str, token: str):
@@ -68,18 +49,11 @@ def http_transport(url: str, token: str):
 
 
 def cpu_ticks() -> tuple[float, float, float]:
-    """Machine (total, busy) ticks and this benchmark's: this process and its children (the servers)."""
-    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    total, idle = sum(fields[:8]), fields[3] + fields[4]
-    t = os.times()
-    own = (t.user + t.system) * os.sysconf("SC_CLK_TCK")
+    """Machine (total, busy) ticks and this benchmark's: this process and its live children (the servers)."""
+    own = own_ticks(reaped=False)
     for path in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
-        for pid in path.read_text().split():
-            try:
-                own += sum(float(v) for v in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])
-            except OSError:
-                pass
-    return total, total - idle, own
+        own += sum(process_ticks(pid, reaped=False) for pid in path.read_text().split())
+    return (*machine_ticks(), own)
 
 
 async def seed_run(client: Client, programs: int) -> tuple[int, int]:
@@ -121,10 +95,8 @@ async def main() -> None:
         db = Path(tmp) / "archive.db"
         port, token = free_port(), secrets.token_urlsafe(24)
         url = f"http://127.0.0.1:{port}/mcp"
-        http = subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--port", str(port),
-                                 "--db", str(db)], stdout=subprocess.DEVNULL, env={**ENV, "EVOMCP_TOKEN": token})
+        http = serve_http(db, port, env={"EVOMCP_TOKEN": token}, stderr=None)
         try:
-            wait_for_port(port, http)
             async with Client(http_transport(url, token)) as client:
                 run_id, best_id = await seed_run(client, args.programs)
             tools = {"list_runs": {}, "get_run_status": {"run_id": run_id},
@@ -161,11 +133,11 @@ async def main() -> None:
                 http.kill()
                 http.wait()
 
-    total, busy, own = (b - a for a, b in zip(before, after))
+    busy, ours, others = cpu_shares(before, after)
     print(f"circle_packing_26 run of {args.programs} programs; {args.calls} timed calls per tool and client "
           f"after {args.warmup} warm-up calls; {elapsed:.1f} s")
-    print(f"CPU during the timed calls: machine {busy / total:.0%} busy, this benchmark {min(own, busy) / total:.0%}, "
-          f"other processes {max(busy - own, 0) / total:.0%}; load average {os.getloadavg()[0]:.2f}\n")
+    print(f"CPU during the timed calls: machine {busy:.0%} busy, this benchmark {ours:.0%}, "
+          f"other processes {others:.0%}; load average {os.getloadavg()[0]:.2f}\n")
     print("| transport | mode (protocol) | tool | calls | p50 ms | p90 ms | p99 ms | p50 < 3 ms |")
     print("|---|---|---|---|---|---|---|---|")
     missed = []

@@ -23,6 +23,7 @@ from pathlib import Path
 import anyio
 import numpy as np
 
+from _common import rss_mb  # bench/_common.py, next to this script
 from evomcp.evaluators.task import resolve_task
 from evomcp.store import Archive
 from evomcp.tools import novelty, runs, steps, views
@@ -30,14 +31,6 @@ from evomcp.tools.models import RunConfig
 from evomcp.tools.workspace import open_workspace
 
 CHAIN = 1000
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def fill(db: Path, n: int, seed_code: str) -> float:

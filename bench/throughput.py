@@ -33,6 +33,7 @@ from pathlib import Path
 import anyio
 import numpy as np
 
+from _common import cpu_shares, machine_ticks, own_ticks, process_ticks, rss_mb  # bench/_common.py
 from evomcp.tools import runs, steps
 from evomcp.tools.errors import EvoError
 from evomcp.tools.perturb import perturb
@@ -42,18 +43,6 @@ TASK = "circle_packing_26"
 # Say which operator wrote the change where propose_candidate asks (as the built-in driver does).
 OPERATOR = {"operator": "perturb"} if "operator" in inspect.signature(steps.propose_candidate).parameters else {}
 MAX_REFUSALS_IN_A_ROW = 500
-
-
-def rss_mb(pid: int | str | None = "self") -> float | None:
-    if pid is None:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def children_of(pid: int | None) -> list[int]:
@@ -92,18 +81,6 @@ def leftovers(workdirs: Path) -> tuple[int, int]:
     return tmp, cgroups
 
 
-def process_ticks(pid: int | None, children: bool) -> float:
-    """CPU ticks a live process used (plus those of the children it reaped, if asked)."""
-    if pid is None:
-        return 0.0
-    try:
-        rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    utime, stime, cutime, cstime = (float(v) for v in rest[11:15])
-    return utime + stime + (cutime + cstime if children else 0.0)
-
-
 @dataclass
 class Cpu:
     """Machine ticks (total, busy) and this benchmark's ticks: itself, the fork server and the children it
@@ -115,20 +92,12 @@ class Cpu:
 
     @classmethod
     def read(cls, fork_pid: int | None = None, scorer_pid: int | None = None) -> Cpu:
-        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        total, idle = sum(fields[:8]), fields[3] + fields[4]  # idle + iowait
-        t = os.times()
-        own = ((t.user + t.system + t.children_user + t.children_system) * os.sysconf("SC_CLK_TCK")
-               + process_ticks(fork_pid, True) + process_ticks(scorer_pid, False))
-        return cls(total, total - idle, own)
+        own = own_ticks() + process_ticks(fork_pid, reaped=True) + process_ticks(scorer_pid, reaped=False)
+        return cls(*machine_ticks(), own)
 
     def shares(self, later: Cpu) -> tuple[float, float, float]:
         """(busy, ours, others) as fractions of the machine's CPU time between the two readings."""
-        total = later.total - self.total
-        if total <= 0:
-            return 0.0, 0.0, 0.0
-        busy, own = later.busy - self.busy, later.own - self.own
-        return busy / total, min(own, busy) / total, max(busy - own, 0.0) / total
+        return cpu_shares((self.total, self.busy, self.own), (later.total, later.busy, later.own))
 
 
 @dataclass
