@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from evomcp.evaluators.task import BUILTIN_TASKS
 from fake_openai import FakeOpenAI
 
 from test_driver import good_model
@@ -77,5 +78,6 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
 
 def test_tasks_lists_every_builtin():
     out = evomcp("tasks")
-    for name in ("circle_packing_26", "circle_packing_32", "heilbronn_triangle_11", "min_max_distance_16"):
+    assert len(BUILTIN_TASKS) == 5
+    for name in BUILTIN_TASKS:
         assert name in out.stdout
