@@ -353,7 +353,7 @@ async def _tasks(args: argparse.Namespace) -> None:
 
 
 async def _runs(args: argparse.Namespace) -> None:
-    async with open_workspace(_db(args)) as ws:
+    async with open_workspace(_db(args), reset=False) as ws:
         for run in (await runs.list_runs(ws)).runs:
             status = await runs.get_run_status(ws, run.run_id)
             best = status.best.combined_score if status.best else None
@@ -363,7 +363,7 @@ async def _runs(args: argparse.Namespace) -> None:
 async def _report(args: argparse.Namespace) -> None:
     from .report import build_report
 
-    async with open_workspace(_db(args)) as ws:
+    async with open_workspace(_db(args), reset=False) as ws:
         await ws.run(args.run_id)
         html = await build_report(ws.archive, args.run_id)
     output = args.output or Path(f"report-{args.run_id}.html")
@@ -374,7 +374,7 @@ async def _report(args: argparse.Namespace) -> None:
 async def _export(args: argparse.Namespace) -> None:
     from .export import export_run
 
-    async with open_workspace(_db(args)) as ws:
+    async with open_workspace(_db(args), reset=False) as ws:
         await ws.run(args.run_id)
         out = open(args.output, "w", newline="") if args.output else sys.stdout
         try:
@@ -386,7 +386,7 @@ async def _export(args: argparse.Namespace) -> None:
 
 
 async def _show(args: argparse.Namespace) -> None:
-    async with open_workspace(_db(args)) as ws:
+    async with open_workspace(_db(args), reset=False) as ws:
         status = await runs.get_run_status(ws, args.run_id)
         if args.best:
             if status.best is None:

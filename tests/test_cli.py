@@ -81,3 +81,36 @@ def test_tasks_lists_every_builtin():
     assert len(BUILTIN_TASKS) == 5
     for name in BUILTIN_TASKS:
         assert name in out.stdout
+
+
+def test_read_only_commands_leave_a_live_servers_running_programs_alone(tmp_path):
+    """`runs`, `show`, `export` and `report` may look at an archive a server is evaluating in."""
+    import anyio
+
+    from evomcp.store import Archive
+
+    db = tmp_path / "live.db"
+
+    async def a_program_being_evaluated():
+        archive = await Archive.open(db)
+        run = await archive.create_run("r", "circle_packing_26", "circle_packing_26", {}, None)
+        program = await archive.insert_program(run_id=run.id, parent_id=None, island=0, generation=0,
+                                               code="x = 1\n", code_hash="h", diff=None, patch_type="full",
+                                               description=None)
+        await archive.set_program_status(program.id, "running")
+        await archive.close()
+        return program.id
+
+    async def status_of(program_id):
+        archive = await Archive.open(db)
+        try:
+            return (await archive.get_program(1, program_id)).status
+        finally:
+            await archive.close()
+
+    program_id = anyio.run(a_program_being_evaluated)
+    for command in (["runs"], ["show", "1"], ["export", "1", "--format", "csv"],
+                    ["report", "1", "--output", str(tmp_path / "r.html")]):
+        out = evomcp(*command, "--db", str(db))
+        assert out.returncode == 0, out.stderr
+    assert anyio.run(status_of, program_id) == "running"

@@ -78,12 +78,14 @@ class Workspace:
 
 
 @asynccontextmanager
-async def open_workspace(db_path: str | Path, slots: int | None = None,
-                         isolate: bool = True, executor: Executor | None = None) -> AsyncIterator[Workspace]:
+async def open_workspace(db_path: str | Path, slots: int | None = None, isolate: bool = True,
+                         executor: Executor | None = None, reset: bool = True) -> AsyncIterator[Workspace]:
     """Open the archive and an executor; programs a dead process left `running` go back to `pending`.
 
     Candidates never see the archive: its files are hidden from them. A ready `executor` (e.g. a
     Ray or Dask backend) is used instead of a local one, and stays open: its owner closes it.
+    `reset=False` for a look at an archive that a live server may be evaluating in (`evomcp show`):
+    its running programs stay running.
     """
     archive = await Archive.open(db_path)
     db = str(Path(db_path).resolve())
@@ -94,7 +96,8 @@ async def open_workspace(db_path: str | Path, slots: int | None = None,
     else:
         executor.hide(*archive_files)
     try:
-        await archive.reset_unfinished()
+        if reset:
+            await archive.reset_unfinished()
         yield Workspace(archive, executor)
     finally:
         if own:
