@@ -34,72 +34,131 @@ import time
 import traceback
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-NAMESPACES = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET  # plus a user one where needed
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 4096, 16384, 1 << 18, 1 << 21
+MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+SANDBOX_ID = 65534  # the uid and gid a root server's candidates run as (nobody)
+STAGE = "/.evomcp-stage"  # where a prepared child sees the work root until its own work dir is known
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(os.uname().machine)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 # ---------------------------------------------------------------- isolation
+#
+# A child with namespaces of its own gets, before any candidate code runs:
+#   * new mount, PID, network, IPC and UTS namespaces; where the server is root, no user namespace
+#     (the candidate later becomes uid/gid SANDBOX_ID, which drops every capability), otherwise a
+#     user namespace mapping only the server's own uid, whose capabilities are dropped before the
+#     candidate runs: no process of the candidate holds a capability over its mounts;
+#   * a fresh root: a tmpfs holding read-only binds of an allowlist (system libraries, the Python
+#     installation and its packages), its own /proc, a minimal /dev, size-capped /tmp and /dev/shm,
+#     and its work directory, the only writable place that outlives it; pivot_root into it and the
+#     old root detached, so nothing else of the machine is reachable;
+#   * no_new_privs and a seccomp filter (mount, unshare, setns, ptrace, bpf, keyctl, ... refused,
+#     and its parent-death signal cannot be cleared): it cannot rebuild or leave this view.
+# The child is PID 1 of its namespace and dies with the process outside that waits for it, which
+# the template kills when the evaluation ends: the whole namespace dies with it.
 
 
-def _hide(paths, workdir):
-    """Cover secret directories with an empty tmpfs and secret files with /dev/null."""
-    for path in paths:
-        if not os.path.lexists(path):
-            continue
-        real = os.path.realpath(path)
-        if os.path.isdir(real):
-            if os.path.realpath(workdir).startswith(real.rstrip("/") + "/"):
-                continue
-            ok = _libc.mount(b"tmpfs", real.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64k,mode=0555")
-        else:
-            ok = _libc.mount(b"/dev/null", real.encode(), None, MS_BIND, None)
-        if ok != 0:
-            raise OSError(ctypes.get_errno(), f"cannot hide {path}")
+def _check(ret, what):
+    if ret != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
 
 
-def _enter_namespaces(hide, workdir):
-    """New user+net+pid+mount namespaces; returns False where the kernel refuses."""
-    if _libc.unshare(NAMESPACES) != 0:
+def _mount(source, target, fstype, flags, data=None):
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
+
+
+def _remount_ro(target, extra=0):
+    """Make one mount read-only, keeping the flags the kernel would refuse to clear (locked in a user namespace)."""
+    current = os.statvfs(target).f_flag
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | extra
+    for st_flag, ms_flag in ((os.ST_NOEXEC, MS_NOEXEC), (os.ST_NOATIME, MS_NOATIME),
+                             (os.ST_NODIRATIME, MS_NODIRATIME), (os.ST_RELATIME, MS_RELATIME)):
+        if current & st_flag:
+            flags |= ms_flag
+    _mount(None, target, None, flags)
+
+
+def runs_as_root():
+    """Whether candidates start as real root here and so become SANDBOX_ID (root, with that id mapped
+    in our user namespace: not so in a user namespace that maps only root, say)."""
+    if os.geteuid() != 0:
         return False
-    if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        raise OSError(ctypes.get_errno(), "cannot make mounts private")
-    _hide(hide, workdir)
+    for name in ("uid_map", "gid_map"):
+        try:
+            with open(f"/proc/self/{name}") as f:
+                ranges = [tuple(map(int, line.split())) for line in f if line.strip()]
+        except OSError:
+            return False
+        if not any(inside <= SANDBOX_ID < inside + count for inside, _, count in ranges):
+            return False
     return True
+
+
+def _unshare():
+    """Enter new namespaces: 'root' (no user namespace: we are root), 'user' (a user namespace
+    mapping our own uid), or None where the kernel refuses both."""
+    uid, gid = os.geteuid(), os.getegid()
+    if runs_as_root() and _libc.unshare(NAMESPACES) == 0:
+        return "root"
+    if _libc.unshare(CLONE_NEWUSER | NAMESPACES) != 0:
+        return None
+    inside_uid, inside_gid = uid or SANDBOX_ID, gid or SANDBOX_ID  # never root inside
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{inside_uid} {uid} 1"),
+                       ("gid_map", f"{inside_gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+    return "user"
 
 
 def namespaces_allowed():
     """Whether this kernel lets us enter the namespaces a child uses (tried in a throwaway fork)."""
     pid = os.fork()
     if pid == 0:
-        os._exit(0 if _libc.unshare(NAMESPACES) == 0 else 1)
+        try:
+            os._exit(0 if _unshare() else 1)
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
     _, status = os.waitpid(pid, 0)  # retried on EINTR by Python itself (PEP 475)
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def _become_pid_one():
-    """Fork so that the caller continues as PID 1 of the new PID namespace.
+    """Fork so that the caller continues as PID 1 of the new PID namespace; returns the read end of
+    a pipe whose EOF means the process outside (our parent) is gone.
 
-    The parent stays behind only to pass the exit status on: 128 + signal number when
-    the candidate was killed by a signal.
+    The parent stays behind, outside the namespace, only to pass the exit status on (128 + signal
+    number when the candidate was killed by a signal); when it is killed, we die (parent-death
+    signal), and with us everything in the namespace.
     """
+    alive_r, alive_w = os.pipe()
     pid = _fork_patiently()
     if pid is None:
         raise OSError(errno.EAGAIN, "the process limit is still reached by an earlier candidate")
     if pid == 0:
+        os.close(alive_w)
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        # a /proc of this namespace only: the server's environment and pid are out of sight
-        if _libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) != 0:
-            os._exit(71)
-        return
+        return alive_r
+    os.close(alive_r)
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -109,6 +168,191 @@ def _become_pid_one():
     if os.WIFSIGNALED(status):
         os._exit(128 + os.WTERMSIG(status))
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def _make_file(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644))
+
+
+def _hide_in(new, paths):
+    """Cover, inside the new root, what must stay hidden although it lies within an allowlisted folder."""
+    for path in paths:
+        target = new + os.path.realpath(path)
+        if not os.path.lexists(target) or os.path.islink(target):
+            continue
+        if os.path.isdir(target):
+            _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=0555")
+        else:
+            _mount("/dev/null", target, None, MS_BIND)
+
+
+def _build_root(view, hide, work_root):
+    """Build the candidate's filesystem in a tmpfs and pivot into it (see the comment above)."""
+    new = os.path.join(work_root, ".root")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
+    os.mkdir(new + "/dev")
+    _mount("tmpfs", new + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755")
+    for node in ("null", "zero", "full", "random", "urandom"):
+        _make_file(f"{new}/dev/{node}")
+        _mount(f"/dev/{node}", f"{new}/dev/{node}", None, MS_BIND)
+    for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                       ("stderr", "/proc/self/fd/2")):
+        os.symlink(link, f"{new}/dev/{name}")
+    for folder, size in (("/dev/shm", view["shm_bytes"]), ("/tmp", view["tmp_bytes"])):
+        os.makedirs(new + folder, exist_ok=True)
+        _mount("tmpfs", new + folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},nr_inodes=16384,mode=1777")
+    for path in view["ro"]:  # after /tmp: a Python installed under /tmp is bound on top of it
+        if not os.path.exists(path) or (path + "/").startswith(work_root.rstrip("/") + "/"):
+            continue
+        target = new + path
+        if os.path.isdir(path):
+            os.makedirs(target, exist_ok=True)
+        else:
+            _make_file(target)
+        _mount(path, target, None, MS_BIND)
+        _remount_ro(target)
+    for path, link in view["links"].items():
+        os.makedirs(os.path.dirname(new + path), exist_ok=True)
+        os.symlink(link, new + path)
+    _hide_in(new, hide)
+    os.mkdir(new + "/proc")
+    _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _remount_ro(new + "/dev", MS_NOEXEC)
+    # the folder of work directories: a read-only tmpfs holding only this child's, bound in later
+    os.makedirs(new + work_root, exist_ok=True)
+    _mount("tmpfs", new + work_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=64,mode=0755")
+    os.mkdir(new + STAGE, 0o700)
+    _mount(work_root, new + STAGE, None, MS_BIND)
+    os.chdir(new)
+    _check(_libc.syscall(_PIVOT_ROOT, b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "detach the old root")
+    os.chdir("/")
+
+
+def _enter_workdir(workdir):
+    """Bind this child's work directory in, then make everything else read-only for good."""
+    work_root, name = os.path.split(workdir)
+    os.mkdir(workdir)
+    _mount(f"{STAGE}/{name}", workdir, None, MS_BIND)
+    _check(_libc.umount2(STAGE.encode(), MNT_DETACH), "detach the work root")
+    os.rmdir(STAGE)
+    _remount_ro(work_root)
+    _remount_ro("/")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_privileges(mode):
+    """No capability left in any set, as SANDBOX_ID where we were root; no_new_privs."""
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == errno.EINVAL:
+            break  # past the last capability this kernel knows
+    if mode == "root":
+        os.setgroups([])
+        os.setresgid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
+        os.setresuid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "drop capabilities")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+# Syscalls a candidate never needs and an escape would: refused with EPERM by the seccomp filter.
+DENIED_SYSCALLS = (
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "ptrace", "process_vm_readv",
+    "process_vm_writev", "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot", "swapon",
+    "swapoff", "syslog", "acct", "quotactl", "open_by_handle_at", "name_to_handle_at", "fsopen", "fsconfig",
+    "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr", "settimeofday", "clock_settime",
+    "clock_adjtime", "adjtimex", "iopl", "ioperm", "sethostname", "setdomainname", "vhangup", "kcmp",
+    "pidfd_getfd", "io_uring_setup", "io_uring_enter", "io_uring_register", "lookup_dcookie", "nfsservctl",
+    "uselib", "personality",
+)
+_NEW_NAMESPACE_FLAGS = (CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
+                        CLONE_NEWNET)
+_TIOCSTI = 0x5412
+
+
+def seccomp_filter():
+    """The filter every sandboxed child loads (libseccomp through pyseccomp); built once in the template."""
+    import pyseccomp as sc
+
+    refuse = sc.ERRNO(errno.EPERM)
+    rules = sc.SyscallFilter(sc.ALLOW)
+    for name in DENIED_SYSCALLS:
+        try:
+            rules.add_rule(refuse, name)
+        except (OSError, ValueError):
+            pass  # not a syscall of this architecture
+    for flag in _NEW_NAMESPACE_FLAGS:
+        rules.add_rule(refuse, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+    rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")  # its flags sit in memory the filter cannot read: libc falls back to clone
+    rules.add_rule(refuse, "prctl", sc.Arg(0, sc.EQ, PR_SET_PDEATHSIG))
+    rules.add_rule(refuse, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, _TIOCSTI))
+    return rules
+
+
+_SYSTEM_FILES = ("/usr", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+                 "/etc/timezone", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/os-release",
+                 "/etc/alternatives", "/etc/mime.types")
+_MERGED_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_NEVER_WHOLE = ("/", "/root", "/home", "/tmp", "/var", "/var/tmp", "/run", "/etc", "/proc", "/sys", "/dev")
+
+
+def sandbox_view(work_root=None):
+    """What a candidate sees, read-only: the system's libraries and tools, this Python and its packages.
+
+    `ro` lists host paths bound at the same place; `links` the top-level folders that are symbolic
+    links (merged /usr); `tmp_bytes` and `shm_bytes` cap its private /tmp and /dev/shm.
+    """
+    links, wanted = {}, list(_SYSTEM_FILES)
+    for top in _MERGED_DIRS:
+        if os.path.islink(top):
+            links[top] = os.readlink(top)
+        elif os.path.isdir(top):
+            wanted.append(top)
+    python = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+              os.path.dirname(os.path.realpath(sys.executable)), *sys.path]
+    wanted += [os.path.realpath(p) for p in python if p and os.path.isdir(p)]
+    wanted += [p for p in python if p and os.path.isdir(p) and not os.path.islink(p)]
+    chosen = []
+    for path in sorted(set(wanted), key=len):
+        path = path.rstrip("/") or "/"
+        if path in _NEVER_WHOLE or not os.path.lexists(path):
+            continue
+        if work_root and (path + "/").startswith(work_root.rstrip("/") + "/"):
+            continue
+        if any((path + "/").startswith(done + "/") for done in chosen):
+            continue  # already inside a bound folder
+        chosen.append(path)
+    return {"ro": sorted(chosen), "links": links, "tmp_bytes": 64 * 1024**2, "shm_bytes": 64 * 1024**2}
+
+
+VIEW = None  # the template's sandbox_view(), the same for every child
+
+
+_SECCOMP = None  # the template's filter, loaded by each child
+
+
+def _harden(alive_r):
+    """Last steps before candidate code: die with the process outside, then the seccomp filter."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # again: a uid change cleared it
+    if alive_r is not None:
+        if select.select([alive_r], [], [], 0)[0]:
+            os._exit(0)  # our parent outside died before the line above took effect
+        os.close(alive_r)
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if _SECCOMP is None:
+        raise OSError(errno.ENOSYS, "no seccomp filter: install libseccomp (apt install libseccomp2)")
+    _SECCOMP.load()
 
 
 def _apply_limits(limits):
@@ -185,6 +429,18 @@ def _run_candidate(spec):
         if not isinstance(metrics, dict):
             return {"ok": False, "error": f"evaluate() returned {type(metrics).__name__}, expected a dict"}
         return {"ok": True, "value": _jsonable(metrics)}
+    if kind == "score":
+        # the split contract: the task's score(data) on what a candidate returned; no candidate code runs here
+        sys.path.insert(0, spec["task_dir"])
+        module = _load_module("task_evaluate", spec["evaluate_path"])
+        name = spec.get("score_name", "score")
+        score = getattr(module, name, None)
+        if not callable(score):
+            return {"ok": False, "error": f"the task's evaluate module defines no function {name}()"}
+        metrics = score(spec["value"])
+        if not isinstance(metrics, dict):
+            return {"ok": False, "error": f"{name}() returned {type(metrics).__name__}, expected a dict"}
+        return {"ok": True, "value": _jsonable(metrics)}
     return {"ok": False, "error": f"unknown child kind {kind!r}"}
 
 
@@ -212,12 +468,17 @@ DONE_FD = 3  # a child writes b"d" here once result.json is complete: the server
 SPEC_FD = 4  # a spare child reads its spec here
 
 
-def _prepare(isolate, hide, workdir):
-    """What a child does before it runs anything of the candidate: session, namespaces, PID 1.
+_IN_BWRAP = False  # this template runs inside bubblewrap: children cannot have namespaces of their own
 
-    Nothing here depends on the candidate, so a spare child does it ahead of time (`workdir`
-    only needs to name a folder next to the real one, for `_hide`). Returns the isolation level.
+
+def _prepare(key):
+    """What a child does before it runs anything of the candidate: session, namespaces, PID 1, its root.
+
+    Nothing here depends on the candidate, so a spare child does it ahead of time. Returns how the
+    child is isolated ("root" or "user" namespaces, else "none") and, with namespaces, the pipe that
+    tells whether the process outside is still there.
     """
+    isolate, hide, work_root = key
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the template
     try:
         os.setsid()
@@ -226,14 +487,27 @@ def _prepare(isolate, hide, workdir):
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
-    if isolate and _enter_namespaces(hide, workdir):
-        _become_pid_one()
-        return "namespaces"
-    return "none"
+    if isolate and not _IN_BWRAP:
+        mode = _unshare()
+        if mode is not None:
+            alive_r = _become_pid_one()
+            _build_root(VIEW or sandbox_view(work_root), list(hide), work_root)
+            return mode, alive_r
+    return "none", None
 
 
-def _run(spec, isolation, done_fd):
+def _run(spec, prepared, done_fd):
     """Run the candidate of `spec` in its work directory, write result.json and exit: never returns."""
+    mode, alive_r = prepared
+    isolation = []
+    if mode != "none":
+        _enter_workdir(spec["workdir"])
+        _drop_privileges(mode)
+        isolation.append("namespaces")
+    if spec.get("isolate", True):
+        _harden(alive_r)
+        isolation.append("seccomp")
+    isolation = "+".join(isolation) or "none"
     _libc.prctl(PR_SET_NAME, b"evomcp-cand", 0, 0, 0)  # what `ps` shows: a running candidate
     workdir = spec["workdir"]
     os.chdir(workdir)
@@ -296,8 +570,7 @@ def run_child(spec):
         if spec.get("cgroup"):
             with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
-        isolation = _prepare(spec.get("isolate", True), spec.get("hide", []), spec["workdir"])
-        _run(spec, isolation, None)
+        _run(spec, _prepare(_key(spec)), None)
     except BaseException:  # noqa: BLE001 - a child must never return into the server loop
         _die_quietly("child")
 
@@ -320,8 +593,7 @@ def _child_main(spec, key, done_w, spec_r):
         os.close(null)
         if spec is None:
             _libc.prctl(PR_SET_NAME, b"evomcp-spare", 0, 0, 0)  # a prepared child waiting for its candidate
-        isolate, hide, folder = key
-        isolation = _prepare(isolate, list(hide), os.path.join(folder, "next"))
+        prepared = _prepare(key)
         if spec is None:
             chunks = []
             while chunk := os.read(SPEC_FD, 1 << 16):
@@ -330,7 +602,7 @@ def _child_main(spec, key, done_w, spec_r):
                 os._exit(0)  # the template discarded this spare
             os.close(SPEC_FD)
             spec = json.loads(b"".join(chunks))
-        _run(spec, isolation, DONE_FD)
+        _run(spec, prepared, DONE_FD)
     except BaseException:  # noqa: BLE001 - a child must never return into the server loop
         _die_quietly("child")
 
@@ -425,9 +697,16 @@ class _Spare:
 
 
 def serve(preload, in_bwrap=False):
+    global _IN_BWRAP, _SECCOMP, VIEW
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the server, even on kill -9
     if os.getppid() == 1:
         os._exit(0)  # the server died before the line above took effect
+    _IN_BWRAP = in_bwrap
+    VIEW = sandbox_view()
+    try:
+        _SECCOMP = seccomp_filter()
+    except Exception:  # noqa: BLE001 - no libseccomp: children refuse to run candidates, with the reason
+        _SECCOMP = None
     if in_bwrap:
         # PID 1 of bubblewrap's namespace (its parent is outside: getppid() is 0). Candidates share
         # this namespace: undumpable, nothing here can be traced or read through /proc by them.
@@ -448,7 +727,7 @@ def serve(preload, in_bwrap=False):
     spare = None
     buffer = b""
     _reply({"ready": True, "pid": os.getpid(), "preloaded": sorted(n for n in preload if n in sys.modules),
-            "namespaces": namespaces_allowed(), "bwrap": in_bwrap})
+            "namespaces": namespaces_allowed(), "bwrap": in_bwrap, "seccomp": _SECCOMP is not None, "view": VIEW})
 
     def start(request):
         """Hand the request to the spare if it was prepared for it, else fork a child for it now."""
@@ -494,6 +773,9 @@ def serve(preload, in_bwrap=False):
                 finished = os.read(fd, 1) == b"d"  # EOF: it exited, or exec'd evaluate.py; its exit will tell
                 os.close(fd)
                 if finished and children.get(pid) == request_id:
+                    # the result is complete: whatever the candidate still runs ends now (with namespaces,
+                    # killing the process outside takes the whole PID namespace with it)
+                    _kill(pid)
                     _reply({"id": request_id, "done": True, "spare": spare and spare.pid})
         if 0 in readable:
             chunk = os.read(0, 1 << 20)
@@ -554,6 +836,8 @@ def main():
         serve([p for p in preload if p], in_bwrap="--bwrap" in sys.argv)
         return
     # one-shot mode: a fresh interpreter per candidate (the baseline of bench/eval_cost.py)
+    global _SECCOMP
+    _SECCOMP = seccomp_filter()
     spec = json.loads(sys.stdin.read())
     run_child(spec)
 

@@ -14,10 +14,13 @@ running at that moment), `none` (session, rlimits and a scrubbed environment onl
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
 import signal
+import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +31,8 @@ from typing import Any
 import anyio
 
 from .cgroups import PidsCgroups
-from .channel import JsonLineChannel, kill_group
+from .channel import JsonLineChannel
+from .child import SANDBOX_ID, runs_as_root
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 BWRAP_MODES = ("auto", "always", "never")
@@ -101,13 +105,59 @@ def child_environment(workdir: Path) -> dict[str, str]:
             "NUMBA_CACHE_DIR": str(workdir / ".numba")}
 
 
-def read_tail(path: Path, cap: int) -> str:
+class HostileFile(OSError):
+    """A file a candidate left that is not what the trusted side expects (a link, a FIFO, a folder...)."""
+
+
+_SAFE_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def open_dir(path: Path | str, dir_fd: int | None = None) -> int:
+    """A folder the candidate could have touched, opened without following a link in its place."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            if size > cap:
-                f.seek(size - cap)
-            data = f.read(cap)
+        return os.open(path, _SAFE_OPEN | os.O_DIRECTORY, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise HostileFile(exc.errno, f"{Path(path).name} is not a folder (a link or a file was left in its place)")
+        raise
+
+
+def read_left_file(dir_fd: int, name: str, cap: int, tail: bool = False) -> tuple[bytes, int]:
+    """Read at most `cap` bytes (the last ones if `tail`) of a regular file a candidate left in a folder.
+
+    Never follows a link, never blocks on a FIFO or a device, checks the type and size on the open
+    descriptor. Returns (data, size); raises FileNotFoundError or HostileFile.
+    """
+    try:
+        fd = os.open(name, _SAFE_OPEN, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise HostileFile(exc.errno, f"{name} is a symbolic link") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise HostileFile(errno.EINVAL, f"{name} is not a regular file")
+        size = info.st_size
+        if tail and size > cap:
+            os.lseek(fd, size - cap, os.SEEK_SET)
+        chunks, left = [], min(size, cap)
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks), size
+    finally:
+        os.close(fd)
+
+
+def read_tail(dir_fd: int, name: str, cap: int) -> str:
+    try:
+        data, size = read_left_file(dir_fd, name, cap, tail=True)
+    except HostileFile as exc:
+        return f"[{exc.strerror}: not read]"
     except OSError:
         return ""
     text = data.decode("utf-8", "replace")
@@ -116,17 +166,47 @@ def read_tail(path: Path, cap: int) -> str:
     return text
 
 
-def read_result(path: Path, cap: int) -> tuple[dict[str, Any] | None, str | None]:
+MAX_JSON_DEPTH = 64
+
+
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
+def parse_left_json(data: bytes, what: str) -> tuple[Any, str | None]:
+    """JSON a candidate wrote, with depth and number limits; (value, None) or (None, the reason)."""
     try:
-        size = path.stat().st_size
-    except OSError:
+        value = json.loads(data)
+    except RecursionError:
+        return None, f"{what} nests deeper than {MAX_JSON_DEPTH} levels"
+    except ValueError as exc:
+        return None, f"{what} held invalid JSON ({str(exc)[:200]})"
+    if _too_deep(value):
+        return None, f"{what} nests deeper than {MAX_JSON_DEPTH} levels"
+    return value, None
+
+
+def read_result(dir_fd: int, cap: int) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        data, size = read_left_file(dir_fd, "result.json", cap + 1)
+    except FileNotFoundError:
         return None, None
+    except OSError as exc:
+        return None, f"the result file could not be read: {exc.strerror}"
     if size > cap:
         return None, f"the result was larger than {cap} bytes"
-    try:
-        result = json.loads(path.read_bytes())
-    except ValueError:
-        return None, "the result file held invalid JSON"
+    result, error = parse_left_json(data, "the result file")
+    if error:
+        return None, error
     if not isinstance(result, dict):
         return None, "the result file held something other than a JSON object"
     return result, None
@@ -149,35 +229,26 @@ def isolation_rank(level: str) -> int:
     return 2 if "namespaces" in parts else 1 if "bwrap" in parts else 0
 
 
-def _python_under_tmp() -> list[str]:
-    """Folders of this Python, its packages and child.py that live under /tmp (a virtual environment
-    made there, say): the sandbox's /tmp is a fresh one, so they are bound back into it, read-only."""
-    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable),
-               os.path.dirname(os.path.realpath(sys.executable)), str(CHILD_SCRIPT.parent), *sys.path}
-    real = {os.path.realpath(f) for f in folders if f}
-    return sorted(f for f in real if f.startswith("/tmp/") and os.path.isdir(f))
-
-
-def bwrap_argv(hide: list[str], work_root: Path) -> list[str]:
-    """bubblewrap around the template: the machine read-only, a private /tmp holding only `work_root`
-    (and, read-only, this Python where it lives under /tmp)."""
-    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1",
-            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+def bwrap_argv(view: dict[str, Any], hide: list[str], work_root: Path) -> list[str]:
+    """bubblewrap around the template: the same allowlisted, read-only view a child with namespaces gets
+    (see child.sandbox_view), shared by the children, with `work_root` the one writable folder."""
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1", "--cap-drop", "ALL",
+            "--dev", "/dev", "--proc", "/proc",
             # small memory-backed folders, so that writing files cannot exhaust the machine's memory
-            "--size", str(1024**2), "--tmpfs", "/tmp", "--size", str(64 * 1024**2), "--tmpfs", "/dev/shm"]
-    for folder in _python_under_tmp():
-        argv += ["--ro-bind", folder, folder]
+            "--size", str(view["tmp_bytes"]), "--tmpfs", "/tmp", "--size", str(view["shm_bytes"]), "--tmpfs", "/dev/shm"]
+    for path in view["ro"]:
+        if os.path.exists(path):
+            argv += ["--ro-bind", path, path]
+    for path, link in view["links"].items():
+        argv += ["--symlink", link, path]
+    argv += ["--ro-bind", str(CHILD_SCRIPT), str(CHILD_SCRIPT)]  # the template itself (a source checkout)
+    inside = [p for p in view["ro"] if os.path.isdir(p)]
     for path in hide:
-        if not os.path.lexists(path):
-            continue
         real = os.path.realpath(path)
-        if os.path.isdir(real):
-            if str(work_root).startswith(real.rstrip("/") + "/"):
-                continue
-            argv += ["--tmpfs", real]
-        else:
-            argv += ["--ro-bind", "/dev/null", real]
-    return [*argv, "--bind", str(work_root), str(work_root)]
+        if not os.path.lexists(real) or not any((real + "/").startswith(p + "/") for p in inside):
+            continue  # outside the view already
+        argv += ["--tmpfs", real] if os.path.isdir(real) else ["--ro-bind", "/dev/null", real]
+    return [*argv, "--bind", str(work_root), str(work_root), "--remount-ro", "/"]
 
 
 def _process_tree(pid: int, depth: int = 8) -> list[int]:
@@ -216,7 +287,7 @@ class ForkServer:
                              f"(check $EVOMCP_BWRAP)")
         self.cgroups = PidsCgroups(max_pids)
         self.preload = preload
-        self.work_root: Path | None = None  # under bubblewrap, children's work directories live here
+        self.work_root: Path | None = None  # children's work directories live here (a private folder)
         self.bwrap_refused: str | None = None  # why "auto" could not start bubblewrap
         self._bwrap_hidden: set[str] = set()  # what the running bubblewrap hides (paths that existed)
         self._cgroup: Path | None = None  # the template's; every child inherits it at fork
@@ -256,8 +327,16 @@ class ForkServer:
             shutil.rmtree(self.work_root, ignore_errors=True)
             self.work_root = None
 
+    def _ensure_work_root(self) -> Path:
+        """The private folder of work directories; `.root` in it is where each child builds its root."""
+        if self.work_root is None or not self.work_root.is_dir():
+            self.work_root = Path(tempfile.mkdtemp(prefix="evomcp-sandbox-"))
+            (self.work_root / ".root").mkdir(mode=0o755)
+        return self.work_root
+
     async def start(self, hide: list[str] | None = None) -> None:
         """Start the template (inside bubblewrap where that is the way to isolate) and put it in its cgroup."""
+        self._ensure_work_root()
         await self._channel.start()
         wanted = self.hide if hide is None else hide
         if self.in_bwrap:
@@ -280,11 +359,12 @@ class ForkServer:
         return self.isolate and refused and shutil.which("bwrap") is not None
 
     async def _restart_in_bwrap(self, hide: list[str]) -> None:
+        view = self._channel.ready_info.get("view")
+        if view is None:  # a template inside bubblewrap tells its view too: this one's did not answer
+            raise ForkServerError("the sandbox template did not say what candidates may see")
         await self._channel.aclose()
-        if self.work_root is None:
-            self.work_root = Path(tempfile.mkdtemp(prefix="evomcp-sandbox-"))
         self._bwrap_hidden = {p for p in hide if os.path.lexists(p)}
-        self._channel.argv = [*bwrap_argv(hide, self.work_root), "--", *self._argv(), "--bwrap"]
+        self._channel.argv = [*bwrap_argv(view, hide, self._ensure_work_root()), "--", *self._argv(), "--bwrap"]
         try:
             await self._channel.start()
         except Exception as exc:  # noqa: BLE001 - bubblewrap refused here: say so, run without it
@@ -309,20 +389,20 @@ class ForkServer:
             self._cgroup_pid = pid
 
     def describe(self, level: str, cgroup: bool) -> str:
-        parts = [level]
-        if self.in_bwrap:
-            parts = ["bwrap"] if level == "none" else [level, "bwrap"]
+        """The isolation level string: `namespaces` or `bwrap` (or `none`), then `seccomp`, `pids-cgroup`."""
+        parts = [p for p in level.split("+") if p and p != "none"]
+        if "namespaces" not in parts:
+            parts.insert(0, "bwrap" if self.in_bwrap else "none")
         if cgroup:
             parts.append("pids-cgroup")
-        return "+".join(parts)
+        return "+".join(parts) or "none"
 
-    async def _kill(self, request_id: int, pid: int) -> None:
-        """Kill a child's process group. Under bubblewrap its pid is of another namespace: the template kills it."""
-        if self.in_bwrap:
-            with anyio.CancelScope(shield=True):
-                await self._channel.send({"kill": request_id})
-        else:
-            kill_group(pid)
+    async def _kill(self, request_id: int) -> None:
+        """Have the template kill a child: it alone knows whether that pid is still its unreaped child
+        (and, under bubblewrap, the pid is of its namespace); with namespaces the child's whole PID
+        namespace dies with it."""
+        with anyio.CancelScope(shield=True):
+            await self._channel.send({"kill": request_id})
 
     async def run(self, spec: dict[str, Any], workdir: Path, limits: Limits,
                   hide: list[str] | None = None, isolate: bool | None = None) -> ChildOutcome:
@@ -331,11 +411,11 @@ class ForkServer:
         cgroup = self._cgroup
         refused_before = self.cgroups.refused(cgroup)
         spec = {**spec, "workdir": str(workdir), "env": child_environment(workdir), "limits": limits.rlimits(),
-                # inside bubblewrap a child's own namespaces could not mount its /proc: bubblewrap isolates
-                "isolate": (self.isolate if isolate is None else isolate) and not self.in_bwrap,
+                # inside bubblewrap the template itself keeps children from namespaces of their own
+                "isolate": self.isolate if isolate is None else isolate,
                 "hide": self.hide if hide is None else hide}
         started = time.monotonic()
-        pid = None
+        pid = reply = None
         timed_out = False
         forks_refused = 0
         request_id = None
@@ -357,14 +437,14 @@ class ForkServer:
             reply = await self._channel.wait(request_id, ("exit", "done"), max(remaining, 0.01))
             if reply is None:
                 timed_out = True
-                await self._kill(request_id, pid)
+                await self._kill(request_id)
                 reply = await self._channel.wait(request_id, ("exit", "done"), 10)
             if reply is None or reply.get("lost"):
                 raise ForkServerError("the fork server lost the child")
         finally:
             self._running -= 1
-            if pid is not None and not self.in_bwrap:
-                kill_group(pid)  # grandchildren must not outlive the evaluation (the template does it too)
+            if pid is not None and reply is None:  # cancelled or lost: nothing of the child may outlive the call
+                await self._kill(request_id)
             forks_refused = max(0, self.cgroups.refused(cgroup) - refused_before)
             if forks_refused or timed_out:  # let the kernel reap what was killed before the next fork
                 with anyio.CancelScope(shield=True):
@@ -376,14 +456,25 @@ class ForkServer:
         exit_code, sig = (0, None) if "exit" not in reply else (reply.get("exit"), reply.get("signal"))
         if sig is None and exit_code is not None and exit_code > 128:
             sig = exit_code - 128  # the candidate was PID 1 of its namespace: status passed on as 128 + signal
-        result, result_error = read_result(workdir / "result.json", limits.result_max_bytes)
+        result, result_error, stdout_tail, stderr_tail = None, None, "", ""
+        try:
+            dir_fd = open_dir(workdir)
+        except OSError as exc:
+            result_error = f"the work directory could not be read back: {exc.strerror}"
+        else:
+            try:
+                result, result_error = read_result(dir_fd, limits.result_max_bytes)
+                stdout_tail = read_tail(dir_fd, "stdout.txt", limits.output_tail_bytes)
+                stderr_tail = read_tail(dir_fd, "stderr.txt", limits.output_tail_bytes)
+            finally:
+                os.close(dir_fd)
         return ChildOutcome(
             returncode=exit_code if sig is None else -sig,
             timed_out=timed_out,
             result=result,
             result_error=result_error,
-            stdout_tail=read_tail(workdir / "stdout.txt", limits.output_tail_bytes),
-            stderr_tail=read_tail(workdir / "stderr.txt", limits.output_tail_bytes),
+            stdout_tail=stdout_tail,
+            stderr_tail=stderr_tail,
             elapsed_s=elapsed,
             isolation=self.describe((result or {}).get("isolation", "none"), cgroup is not None),
             signal_name=None if sig is None else signal_name(sig),
@@ -394,18 +485,70 @@ class ForkServer:
 RESULT_FILES = ("metrics.json", "correct.json")
 
 
-def read_results_dir(results_dir: Path, cap: int) -> dict[str, str | None]:
-    """The files of the script contract that evaluate.py wrote; None for one larger than `cap` bytes."""
+def read_results_dir(workdir: Path, cap: int) -> dict[str, str | None]:
+    """The files of the script contract that evaluate.py wrote in `workdir`/results; None for one larger
+    than `cap` bytes or not a regular file (read without following links: see read_left_file)."""
     files: dict[str, str | None] = {}
-    for name in RESULT_FILES:
-        path = results_dir / name
-        try:
-            if not path.is_file():
+    try:
+        work_fd = open_dir(workdir)
+    except OSError:
+        return files
+    try:
+        results_fd = open_dir("results", dir_fd=work_fd)
+    except OSError:
+        return files
+    finally:
+        os.close(work_fd)
+    try:
+        for name in RESULT_FILES:
+            try:
+                data, size = read_left_file(results_fd, name, cap + 1)
+            except HostileFile:
+                files[name] = None
                 continue
-            files[name] = None if path.stat().st_size > cap else path.read_text(errors="replace")
-        except OSError:
-            continue
+            except OSError:
+                continue
+            files[name] = None if size > cap else data.decode("utf-8", "replace")
+    finally:
+        os.close(results_fd)
     return files
+
+
+def copy_task_dir(source: Path, target: Path) -> None:
+    """Copy a task folder for a candidate; a link that leads out of the folder is refused, not followed."""
+    root = source.resolve()
+    for folder, dirs, names in os.walk(source):
+        for name in [*dirs, *names]:
+            path = Path(folder, name)
+            if path.is_symlink():
+                resolved = path.resolve()
+                if resolved != root and root not in resolved.parents:
+                    raise ForkServerError(
+                        f"the task folder holds a link that leads out of it: {path.relative_to(source)} -> "
+                        f"{os.readlink(path)}; replace it with a copy of what it points to")
+    shutil.copytree(source, target, symlinks=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a work directory whatever its candidate left in it (links are not followed; depth is no limit)."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except (OSError, RecursionError):
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _hand_over(workdir: Path, uid: int) -> None:
+    """A root server's candidates run as `uid`: their work directory becomes theirs."""
+    for folder, dirs, names in os.walk(workdir):
+        os.chown(folder, uid, uid)
+        for name in names:
+            os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
+        for name in dirs:
+            if os.path.islink(os.path.join(folder, name)):
+                os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
 
 
 async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
@@ -413,37 +556,44 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
     """Run one job in a fresh private work directory, on this machine, and remove the directory.
 
     A job is plain JSON, the same wherever it runs (the local executor here, a Ray or Dask worker
-    elsewhere): `kind` ("entry", "evaluate_fn", "script" or "probe"), `code`, `suffix`, `entry`,
-    `evaluate_name`, `limits` (the fields of Limits) and optionally `isolate`. `task_dir` is the task
-    directory to copy in (kinds evaluate_fn and script); `hide` overrides the fork server's list.
+    elsewhere): `kind` ("entry", "evaluate_fn", "script", "score" or "probe"), `code`, `suffix`, `entry`,
+    `evaluate_name`, `limits` (the fields of Limits) and optionally `isolate`. A "score" job holds no
+    code: `value` (the data a candidate returned) and `score_name` (default "score"), for the task's
+    score function. `task_dir` is the task directory to copy in (kinds evaluate_fn, script and
+    score); `hide` overrides the fork server's list.
     """
     limits = Limits(**job.get("limits", {}))
     kind = job["kind"]
-    await fork.start(hide)  # decides where work directories can live (bubblewrap sees one folder)
+    await fork.start(hide)
     workdir = Path(tempfile.mkdtemp(prefix="evomcp-probe-" if kind == "probe" else "evomcp-eval-",
                                     dir=fork.work_root))
     try:
         spec: dict[str, Any] = {"kind": kind}
         results_dir = workdir / "results"
-        if kind != "probe":
+        if kind not in ("probe", "score"):  # a score job never gets candidate code
             program_path = workdir / f"program{job.get('suffix', '.py')}"
             program_path.write_text(job["code"])
             spec["program_path"] = str(program_path)
         if kind == "entry":
             spec["entry"] = job["entry"]
-        elif kind in ("evaluate_fn", "script"):
+        elif kind in ("evaluate_fn", "script", "score"):
             if task_dir is None:
                 raise ForkServerError("a task-directory job came without its task directory")
-            # The user's evaluate.py runs inside the sandbox too: it imports the candidate.
+            # The user's evaluate.py runs inside the sandbox too: it imports the candidate (evaluate_fn,
+            # script), or it scores the data a candidate returned (score: no candidate code here).
             task_copy = workdir / "task"
-            await anyio.to_thread.run_sync(shutil.copytree, task_dir, task_copy)
+            await anyio.to_thread.run_sync(copy_task_dir, task_dir, task_copy)
             spec.update(task_dir=str(task_copy), evaluate_path=str(task_copy / job.get("evaluate_name", "evaluate.py")),
                         results_dir=str(results_dir))
             results_dir.mkdir()
+            if kind == "score":
+                spec.update(value=job.get("value"), score_name=job.get("score_name", "score"))
+        if not fork.in_bwrap and runs_as_root():
+            await anyio.to_thread.run_sync(_hand_over, workdir, SANDBOX_ID)
         outcome = await fork.run(spec, workdir, limits, hide=hide, isolate=job.get("isolate"))
         if kind == "script":
-            outcome.files = read_results_dir(results_dir, limits.result_max_bytes)
+            outcome.files = read_results_dir(workdir, limits.result_max_bytes)
         return outcome
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
+            await anyio.to_thread.run_sync(remove_tree, workdir)
