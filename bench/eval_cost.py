@@ -40,7 +40,8 @@ import numpy as np
 
 from _common import cpu_shares, machine_ticks, own_ticks  # bench/_common.py, next to this script
 from evomcp.evaluators.executor import LocalExecutor
-from evomcp.evaluators.sandbox import CHILD_SCRIPT, Limits, child_environment
+from evomcp.evaluators.child import SANDBOX_ID, runs_as_root
+from evomcp.evaluators.sandbox import CHILD_SCRIPT, Limits, child_environment, hand_over
 from evomcp.evaluators.task import Task, resolve_task
 from evomcp.tools.perturb import perturb
 
@@ -225,9 +226,12 @@ def oneshot_row(label: str, codes: list[str], n: int) -> Row:
     for i in range(n):
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="bench-oneshot-") as tmp:
-            workdir = Path(tmp)
+            workdir = Path(tmp) / "eval"  # a work directory in a work root of its own, as the fork server has
+            workdir.mkdir()
             program = workdir / "program.py"
             program.write_text(codes[i % len(codes)])
+            if runs_as_root():
+                hand_over(workdir, SANDBOX_ID)
             spec = {"kind": "entry", "entry": "run_packing", "program_path": str(program), "workdir": str(workdir),
                     "env": child_environment(workdir), "limits": limits, "isolate": True, "hide": []}
             subprocess.run([sys.executable, "-I", str(CHILD_SCRIPT)], input=json.dumps(spec).encode(),

@@ -190,6 +190,7 @@ def _hide_in(new, paths):
 def _build_root(view, hide, work_root):
     """Build the candidate's filesystem in a tmpfs and pivot into it (see the comment above)."""
     new = os.path.join(work_root, ".root")
+    os.makedirs(new, mode=0o755, exist_ok=True)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
     os.mkdir(new + "/dev")
@@ -653,6 +654,29 @@ def _strangers(known):
     return found - set(known)
 
 
+def _sweep_shared_tmp(keep):
+    """Under bubblewrap the children share /tmp and /dev/shm: empty them once none is running, so that
+    nothing a candidate left there reaches the next one (`keep`: the work root's top folder)."""
+    for folder in ("/tmp", "/dev/shm"):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            if path in keep:
+                continue
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    import shutil
+
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+            except OSError:
+                pass
+
+
 class _Spare:
     """A child forked and prepared (session, namespaces, PID 1) before its candidate is known."""
 
@@ -729,10 +753,13 @@ def serve(preload, in_bwrap=False):
     _reply({"ready": True, "pid": os.getpid(), "preloaded": sorted(n for n in preload if n in sys.modules),
             "namespaces": namespaces_allowed(), "bwrap": in_bwrap, "seccomp": _SECCOMP is not None, "view": VIEW})
 
+    work_roots = set()  # under bubblewrap: the /tmp folders that hold work directories
+
     def start(request):
         """Hand the request to the spare if it was prepared for it, else fork a child for it now."""
         nonlocal spare
         spec, key = request["spec"], _key(request["spec"])
+        work_roots.add(key[2].rstrip("/"))
         if spare is not None and spare.pid is not None and spare.key == key and spare.hand(spec):
             pid, done_r = spare.pid, spare.done_r
         else:
@@ -826,6 +853,9 @@ def serve(preload, in_bwrap=False):
             spare_pid = spare.pid if spare is not None else None
             for stranger in _strangers([*children, spare_pid]):
                 _kill(stranger)
+            if not children and work_roots:
+                bound = {"/".join(p.split("/")[:3]) for p in VIEW["ro"] if p.startswith(("/tmp/", "/dev/shm/"))}
+                _sweep_shared_tmp(work_roots | bound)
         for reply in replies:
             _reply({**reply, "spare": spare and spare.pid})
 

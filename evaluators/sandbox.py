@@ -540,7 +540,7 @@ def remove_tree(path: Path) -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _hand_over(workdir: Path, uid: int) -> None:
+def hand_over(workdir: Path, uid: int) -> None:
     """A root server's candidates run as `uid`: their work directory becomes theirs."""
     for folder, dirs, names in os.walk(workdir):
         os.chown(folder, uid, uid)
@@ -589,7 +589,7 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
             if kind == "score":
                 spec.update(value=job.get("value"), score_name=job.get("score_name", "score"))
         if not fork.in_bwrap and runs_as_root():
-            await anyio.to_thread.run_sync(_hand_over, workdir, SANDBOX_ID)
+            await anyio.to_thread.run_sync(hand_over, workdir, SANDBOX_ID)
         outcome = await fork.run(spec, workdir, limits, hide=hide, isolate=job.get("isolate"))
         if kind == "script":
             outcome.files = read_results_dir(workdir, limits.result_max_bytes)

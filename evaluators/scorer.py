@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -10,13 +11,22 @@ from .sandbox import base_environment
 from .verdict import Verdict
 
 
+def numba_cache_dir() -> str:
+    """Where the scorer caches its compiled kernels: a folder of the server's user that no candidate's
+    view holds (never `__pycache__` beside the source, which a broken sandbox could poison)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "evomcp", "numba")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
 class Scorer:
     """Sends a candidate's returned data to the warm scorer process and reads the verdict."""
 
     def __init__(self, timeout_s: float = 120.0):
         self.timeout_s = timeout_s
         self._channel = JsonLineChannel([sys.executable, "-I", "-m", "evomcp.evaluators.scorer_worker"],
-                                        env=base_environment())
+                                        env={**base_environment(), "NUMBA_CACHE_DIR": numba_cache_dir()})
 
     @property
     def pid(self) -> int | None:
