@@ -21,7 +21,7 @@ import anyio
 
 from .sandbox import SECRET_PATHS, ChildOutcome, ForkServer, ForkServerError, Limits, run_job
 from .scorer import Scorer
-from .task import Task
+from .task import SCORE_FUNCTION, Task
 from .verdict import Verdict
 
 
@@ -67,15 +67,16 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def verdict_from_metrics(metrics: dict[str, Any], correct: Any = None, error: Any = None) -> Verdict:
-    """Read the metrics dict of the evaluation contract (both shapes)."""
+def verdict_from_metrics(metrics: dict[str, Any], correct: Any = None, error: Any = None,
+                         source: str = "evaluate()") -> Verdict:
+    """Read the metrics dict of the evaluation contract (every shape); `source` names what returned it."""
     score = _number(metrics.get("combined_score"))
     if error is None:
         error = metrics.get("error")
     if correct is None:
         correct = metrics.get("correct", score is not None and not error)
     if score is None:
-        reason = "evaluate() returned no finite number under 'combined_score'"
+        reason = f"{source} returned no finite number under 'combined_score'"
         return Verdict(correct=False, error=str(error or reason), text_feedback=metrics.get("text_feedback"),
                        public=metrics.get("public") or {})
     public = metrics.get("public") if isinstance(metrics.get("public"), dict) else {}
@@ -98,13 +99,28 @@ class SandboxError(RuntimeError):
 
 
 def job_for(task: Task, code: str, limits: Limits) -> dict[str, Any]:
-    """What a sandbox needs to evaluate `code` for `task`, as JSON-able data (see sandbox.run_job)."""
+    """What a sandbox needs to evaluate `code` for `task`, as JSON-able data (see sandbox.run_job).
+
+    Built-in and split-contract tasks run only the candidate's entry function, which returns data.
+    """
     return {
-        "kind": "entry" if task.kind == "builtin" else task.kind,
+        "kind": "entry" if task.kind in ("builtin", "split") else task.kind,
         "entry": task.entry,
         "code": code,
         "suffix": task.file_suffix,
         "evaluate_name": Path(task.evaluate_path or "evaluate.py").name,
+        "limits": dataclasses.asdict(limits),
+    }
+
+
+def score_job(task: Task, value: Any, limits: Limits) -> dict[str, Any]:
+    """A split-contract task's score(data) on the data a candidate returned: a child of its own with the
+    task directory copied in and no candidate code (see sandbox.run_job)."""
+    return {
+        "kind": "score",
+        "value": value,
+        "evaluate_name": Path(task.evaluate_path or "evaluate.py").name,
+        "score_name": SCORE_FUNCTION,
         "limits": dataclasses.asdict(limits),
     }
 
@@ -118,6 +134,8 @@ class Executor(ABC):
     A backend implements `_run(job, task)`: run the job's child in the sandbox somewhere (here, or on
     a cluster worker) and return its ChildOutcome, or raise SandboxError with the reason. Built-in
     tasks are always scored here, by the trusted scorer process: the child only returns data.
+    Split-contract tasks are scored by a second job (`score_job`): the task's score(data) in a fresh
+    child that never loads the candidate's code.
     """
 
     backend = "local"
@@ -215,7 +233,32 @@ class Executor(ABC):
             return Verdict(correct=False, error=error, text_feedback=result.get("traceback")), True
         if task.kind == "builtin":
             return await self._scorer.score(task.name, result.get("value")), False
+        if task.kind == "split":
+            return await self._score_split(task, result.get("value"), limits)
         verdict = verdict_from_metrics(result.get("value") or {})
+        return verdict, verdict.combined_score is None
+
+    async def _score_split(self, task: Task, value: Any, limits: Limits) -> tuple[Verdict, bool]:
+        """Run the task's score(data) on what the candidate returned, in a child of its own."""
+        source = f"{SCORE_FUNCTION}() of {Path(task.evaluate_path or 'evaluate.py').name}"
+        try:  # the data travels as JSON; what cannot (nested too deeply, say) is the candidate's failure
+            json.dumps(value)
+        except (ValueError, TypeError, RecursionError) as exc:
+            return Verdict(correct=False, error=f"the program returned data that cannot be passed to {source}: "
+                                                f"{str(exc)[:300]}"), True
+        try:
+            outcome = await self._run(score_job(task, value, limits), task)
+        except SandboxError as exc:
+            return Verdict(correct=False, error=f"{source}: {exc}"), True
+        result = outcome.result
+        if result is None:
+            return Verdict(correct=False, error=f"{source} gave no result: {_failure_reason(outcome, limits)}"), True
+        if not result.get("ok"):
+            return Verdict(correct=False, error=f"{source} failed on the program's data: "
+                                                f"{result.get('error', 'no reason given')}",
+                           text_feedback=result.get("traceback")), True
+        metrics = result.get("value")
+        verdict = verdict_from_metrics(metrics if isinstance(metrics, dict) else {}, source=source)
         return verdict, verdict.combined_score is None
 
 

@@ -4,15 +4,24 @@ A task is either built in (a seed program whose returned data a trusted scorer
 checks) or a task directory following the evaluation contract:
 
 - `initial.py`: the seed program, with EVOLVE-BLOCK-START / EVOLVE-BLOCK-END markers;
-- `evaluate.py`: either `def evaluate(program_path) -> dict` (detected by a top-level
-  function named `evaluate`) or a script called with `--program_path P --results_dir D`
-  that writes `D/metrics.json` and `D/correct.json`;
+- `evaluate.py`, one of three shapes (told apart statically, without running it):
+  - the split contract (detected by a top-level `ENTRY = "name"` string and a top-level
+    `def score(data)`): the candidate's function ENTRY() runs in the sandbox and returns JSON
+    data; `score(data) -> dict` runs in a separate sandboxed child that never loads the
+    candidate's code, so the candidate cannot touch its own score;
+  - `def evaluate(program_path) -> dict` (a top-level function named `evaluate`): runs in the
+    candidate's sandboxed process, since it imports the candidate;
+  - a script called with `--program_path P --results_dir D` that writes `D/metrics.json` and
+    `D/correct.json` (also in the candidate's process);
 - optional `task.toml`: name, description, language, timeout_s, memory_mb, target_score.
+
+`Task.trusted_scores` says which kinds compute scores outside the candidate's process.
 """
 
 from __future__ import annotations
 
 import ast
+import keyword
 import tomllib
 from functools import partial
 from pathlib import Path
@@ -27,6 +36,14 @@ DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_MB = 4096
 
 
+TaskKind = Literal["builtin", "split", "evaluate_fn", "script"]
+# Kinds whose scores are computed by a process that never runs candidate code: a built-in task's
+# trusted scorer, a split-contract task's score(data) child. The others score in the candidate's process.
+TRUSTED_KINDS: frozenset[str] = frozenset({"builtin", "split"})
+ENTRY_VARIABLE = "ENTRY"  # evaluate.py of the split contract: ENTRY = "<the candidate's entry function>"
+SCORE_FUNCTION = "score"  # evaluate.py of the split contract: def score(data) -> dict
+
+
 class TaskError(ValueError):
     """A task name or directory that cannot be used; the message says what to fix."""
 
@@ -35,7 +52,7 @@ class Task(BaseModel):
     name: str
     description: str
     source: str = Field(description="built-in task name or absolute path of the task directory")
-    kind: Literal["builtin", "evaluate_fn", "script"]
+    kind: TaskKind
     language: str = "python"
     initial_code: str
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -43,6 +60,11 @@ class Task(BaseModel):
     target_score: float | None = None
     entry: str | None = None
     evaluate_path: str | None = None
+
+    @property
+    def trusted_scores(self) -> bool:
+        """Whether scores are computed outside the candidate's process (built-in and split-contract tasks)."""
+        return self.kind in TRUSTED_KINDS
 
     @property
     def file_suffix(self) -> str:
@@ -200,15 +222,38 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
 }
 
 
-def _evaluate_kind(evaluate_path: Path) -> Literal["evaluate_fn", "script"]:
+def _entry_value(node: ast.stmt) -> ast.expr | None:
+    """The value assigned to ENTRY by a top-level statement, if it is one (ENTRY = ... or ENTRY: str = ...)."""
+    if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == ENTRY_VARIABLE for t in node.targets):
+        return node.value
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == ENTRY_VARIABLE:
+        return node.value
+    return None
+
+
+def _evaluate_contract(evaluate_path: Path) -> tuple[Literal["split", "evaluate_fn", "script"], str | None]:
+    """Which contract evaluate.py follows, read from its syntax tree (nothing of it runs), and the split
+    contract's entry function name."""
     try:
         tree = ast.parse(evaluate_path.read_text(), filename=str(evaluate_path))
     except SyntaxError as exc:
         raise TaskError(f"{evaluate_path} does not parse: {exc}") from None
-    has_fn = any(
-        isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "evaluate" for node in tree.body
-    )
-    return "evaluate_fn" if has_fn else "script"
+    functions = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    entries = [value for value in map(_entry_value, tree.body) if value is not None]
+    if entries:
+        value = entries[-1]
+        if not (isinstance(value, ast.Constant) and isinstance(value.value, str) and value.value.isidentifier()
+                and not keyword.iskeyword(value.value)):
+            raise TaskError(f"{evaluate_path}: {ENTRY_VARIABLE} must be a string literal naming the candidate's "
+                            f"entry function, for example {ENTRY_VARIABLE} = \"run\"")
+        score = functions.get(SCORE_FUNCTION)
+        if not isinstance(score, ast.FunctionDef):
+            raise TaskError(
+                f"{evaluate_path} sets {ENTRY_VARIABLE} = {value.value!r} (the split contract) but defines no "
+                f"top-level `def {SCORE_FUNCTION}(data)` (a plain function, not async) to score the data "
+                f"{value.value}() returns")
+        return "split", value.value
+    return ("evaluate_fn" if "evaluate" in functions else "script"), None
 
 
 def load_task_dir(path: Path) -> Task:
@@ -237,12 +282,14 @@ def load_task_dir(path: Path) -> Task:
     description = meta.get("description")
     if description is None and (path / "README.md").exists():
         description = (path / "README.md").read_text()[:4000]
+    kind, entry = _evaluate_contract(evaluate_path)
     try:
         return Task(
             name=str(meta.get("name", path.name)),
             description=str(description or f"Improve the program so that evaluate.py in {path.name} scores it higher."),
             source=str(path),
-            kind=_evaluate_kind(evaluate_path),
+            kind=kind,
+            entry=entry,
             language=language,
             initial_code=initial.read_text(),
             timeout_s=float(meta.get("timeout_s", meta.get("timeout", DEFAULT_TIMEOUT_S))),

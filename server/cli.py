@@ -290,8 +290,10 @@ async def _run(args: argparse.Namespace) -> None:
             status = await runs.start_run(ws, args.task, config=json.loads(args.config) if args.config else None)
         run_id = status.run.run_id
         initial = status.best.combined_score if status.best else None
-        console.print(f"run {run_id} on {status.run.task} (isolation {status.isolation}); archive {ws.archive.path}",
-                      soft_wrap=True)
+        console.print(f"run {run_id} on {status.run.task} (isolation {status.isolation}; scores {status.scoring}); "
+                      f"archive {ws.archive.path}", soft_wrap=True, markup=False)
+        if status.scoring != "trusted":
+            console.print(f"scores: {status.scoring_detail}", soft_wrap=True, markup=False)
         started = time.monotonic()
         best = [initial]
 
@@ -357,7 +359,8 @@ async def _runs(args: argparse.Namespace) -> None:
         for run in (await runs.list_runs(ws)).runs:
             status = await runs.get_run_status(ws, run.run_id)
             best = status.best.combined_score if status.best else None
-            print(f"{run.run_id:5} {run.status:11} {run.task:24} evaluated {status.evaluated:6}  best {best!r}")
+            print(f"{run.run_id:5} {run.status:11} {run.task:24} evaluated {status.evaluated:6}  "
+                  f"scores {run.scoring:12}  best {best!r}")
 
 
 async def _report(args: argparse.Namespace) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..evaluators.scoring import TRIANGLE_SIDE  # the unit-area equilateral triangle of heilbronn_*
 from ..store import Archive, ProgramRecord, RunRecord
+from ..tools.trust import describe, run_contracts
 
 __all__ = ["build_report", "progress_points", "render_progress_png"]
 
@@ -64,6 +65,7 @@ class _Run:
     best: ProgramRecord | None
     lineage: list[dict[str, Any]]
     seed: ProgramRecord | None  # the first program, when there is no best one to show
+    contracts: list[str]  # the evaluation contracts that scored the run (tools/trust.py)
 
 
 def _is_scored(p: dict[str, Any]) -> bool:
@@ -119,7 +121,9 @@ async def _load(archive: Archive, run_id: int) -> _Run:
     best = await archive.get_program(run_id, best_row["id"]) if best_row else None
     lineage = await archive.lineage(run_id, best.id) if best else []
     seed = await archive.get_program(run_id, distinct[0]["id"]) if best is None and distinct else None
-    return _Run(run, programs, distinct, evaluations, progress, improvements, proposals, best, lineage, seed)
+    contracts = await run_contracts(archive, run)
+    return _Run(run, programs, distinct, evaluations, progress, improvements, proposals, best, lineage, seed,
+                contracts)
 
 
 async def progress_points(archive: Archive, run_id: int) -> list[tuple[int, float]]:
@@ -729,6 +733,7 @@ def _facts(data: _Run) -> str:
         ("name", run.name),
         ("task", run.task if run.task_path == run.task else f"{run.task} ({run.task_path})"),
         ("status", run.status),
+        ("scores", describe(data.contracts)),
         ("evaluations", f"{evaluated} ({correct} correct, {evaluated - correct} failed or incorrect"
                         + (f", {statuses.get('pending', 0) + statuses.get('running', 0)} waiting"
                            if statuses.get("pending") or statuses.get("running") else "") + ")"),

@@ -455,6 +455,11 @@ class Archive:
         row = await self._row("SELECT value FROM notes WHERE run_id = ? AND key = ?", (run_id, key))
         return json.loads(row[0]) if row else None
 
+    async def notes_of_runs(self, key: str) -> dict[int, Any]:
+        """One note of every run that has it, by run id (one query, for listings)."""
+        rows = await self._rows("SELECT run_id, value FROM notes WHERE key = ?", (key,))
+        return {r[0]: json.loads(r[1]) for r in rows}
+
     async def set_note(self, run_id: int, key: str, value: Any) -> None:
         await self.set_notes(run_id, {key: value})
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from .selection import Strategy
+from .trust import SCORING_HELP, Scoring
 
 PatchType = Literal["diff", "full", "cross"]
 
@@ -67,6 +68,7 @@ class RunInfo(BaseModel):
     target_score: float | None
     created_at: float
     config: dict[str, Any]
+    scoring: Scoring = Field(description="where the run's scores were computed: " + SCORING_HELP)
 
 
 class RunList(BaseModel):
@@ -120,6 +122,8 @@ class RunStatus(BaseModel):
     models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="model calls per model")
     driver: dict[str, Any] | None = Field(None, description="the built-in driver: state, budgets, bandit arms")
     islands: dict[int, IslandStatus] = Field(default_factory=dict)
+    scoring: Scoring = Field(description=SCORING_HELP)
+    scoring_detail: str = Field(description="how the run's scores were computed, contract by contract")
     isolation: str = Field(description="what candidates get here: 'namespaces' (no network, no view of other "
                                        "processes or of the archive), 'bwrap' (the same from one bubblewrap "
                                        "sandbox shared by the candidates running at once) or 'none' (rlimits "

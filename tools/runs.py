@@ -14,12 +14,13 @@ from .errors import EvoError
 from .islands import seed_islands
 from .models import IslandStatus, RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
 from .steps import check_syntax, code_hash, embed_code, evaluate, summary
+from .trust import all_contracts, describe, run_contracts, scoring, start_contract
 from .workspace import Workspace
 
 
-def run_info(run: RunRecord) -> RunInfo:
+def run_info(run: RunRecord, contracts: list[str]) -> RunInfo:
     return RunInfo(run_id=run.id, name=run.name, task=run.task, status=run.status, target_score=run.target_score,
-                   created_at=run.created_at, config=run.config)
+                   created_at=run.created_at, config=run.config, scoring=scoring(contracts))
 
 
 async def list_tasks(ws: Workspace) -> TaskList:
@@ -64,6 +65,8 @@ async def start_run(ws: Workspace, task: str, name: str | None = None,
         config=run_config.model_dump(),
         target_score=resolved.target_score,
     )
+    await start_contract(ws.archive, run.id, resolved)
+    ws.contracts_recorded.add(run.id)
     try:
         seed_vector = await embed_code(ws, run_config, resolved.initial_code, run.id)
     except EvoError:
@@ -89,7 +92,9 @@ async def start_run(ws: Workspace, task: str, name: str | None = None,
 
 
 async def list_runs(ws: Workspace) -> RunList:
-    return RunList(runs=[run_info(r) for r in await ws.archive.list_runs()])
+    records = await ws.archive.list_runs()
+    contracts = await all_contracts(ws.archive, records)
+    return RunList(runs=[run_info(r, contracts[r.id]) for r in records])
 
 
 async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
@@ -100,8 +105,9 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
     tickets = sum(ws.tickets.in_flight(run_id).values())
     best_score = best["combined_score"] if best else None
     models = await ws.archive.llm_call_stats(run_id)
+    contracts = await run_contracts(ws.archive, run)
     return RunStatus(
-        run=run_info(run),
+        run=run_info(run, contracts),
         counts=counts,
         evaluated=counts.get("evaluated", 0) + counts.get("failed", 0),
         in_flight=counts.get("running", 0) + counts.get("pending", 0) + tickets,
@@ -114,6 +120,8 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         models=models,
         driver=await ws.archive.get_note(run_id, "driver"),
         islands={i: IslandStatus(**stats) for i, stats in population.island_stats().items()},
+        scoring=scoring(contracts),
+        scoring_detail=describe(contracts),
     )
 
 

@@ -17,6 +17,7 @@ from .errors import EvoError
 from .islands import choose_island, migrate_if_due
 from .providers import ProviderError
 from .models import NoveltyCheck, ParentView, PatchType, ProgramSummary, ProposalResult, RunConfig, SampledParent
+from .trust import record_contract
 from .workspace import Workspace
 
 Progress = Callable[[float, str], Awaitable[None]]
@@ -283,6 +284,7 @@ async def _evaluate(ws: Workspace, run: RunRecord, program: ProgramRecord, progr
     if best_before is None:
         best_before = population.best_score()
     task = ws.task(run)
+    await record_contract(ws.archive, ws.contracts_recorded, run, task)
     saved = False
     try:
         await ws.archive.set_program_status(program_id, "running")

@@ -30,6 +30,7 @@ class Workspace:
     providers: Providers = field(default_factory=NoProviders)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     _tasks: dict[int, Task] = field(default_factory=dict)
+    contracts_recorded: set[int] = field(default_factory=set)  # runs whose scoring contract this process noted
     _populations: dict[int, Population] = field(default_factory=dict)
 
     async def population(self, run_id: int) -> Population:
