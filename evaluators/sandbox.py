@@ -514,18 +514,26 @@ def read_results_dir(workdir: Path, cap: int) -> dict[str, str | None]:
     return files
 
 
-def copy_task_dir(source: Path, target: Path) -> None:
-    """Copy a task folder for a candidate; a link that leads out of the folder is refused, not followed."""
-    root = source.resolve()
-    for folder, dirs, names in os.walk(source):
+def links_leading_out(folder: Path) -> list[str]:
+    """The symbolic links inside `folder` that lead out of it, as "relative/path -> target"."""
+    root = folder.resolve()
+    found = []
+    for parent, dirs, names in os.walk(folder):
         for name in [*dirs, *names]:
-            path = Path(folder, name)
+            path = Path(parent, name)
             if path.is_symlink():
                 resolved = path.resolve()
                 if resolved != root and root not in resolved.parents:
-                    raise ForkServerError(
-                        f"the task folder holds a link that leads out of it: {path.relative_to(source)} -> "
-                        f"{os.readlink(path)}; replace it with a copy of what it points to")
+                    found.append(f"{path.relative_to(folder)} -> {os.readlink(path)}")
+    return found
+
+
+def copy_task_dir(source: Path, target: Path) -> None:
+    """Copy a task folder for a candidate; a link that leads out of the folder is refused, not followed."""
+    outside = links_leading_out(source)
+    if outside:
+        raise ForkServerError(f"the task folder holds a link that leads out of it: {outside[0]}; replace it with "
+                              f"a copy of what it points to")
     shutil.copytree(source, target, symlinks=True)
 
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
+from .sandbox import links_leading_out
 from .verdict import Verdict
 
 TASKS_DIR = Path(__file__).with_name("tasks")
@@ -279,6 +280,10 @@ def load_task_dir(path: Path) -> Task:
     evaluate_path = next((p for p in (path / "evaluate.py", path / "evaluator.py") if p.is_file()), None)
     if evaluate_path is None:
         raise TaskError(f"task directory {path} has no evaluate.py")
+    outside = links_leading_out(path)
+    if outside:  # candidates get a copy of the folder, and a copy never follows a link out of it
+        raise TaskError(f"task directory {path} holds links that lead out of it ({'; '.join(outside[:3])}): "
+                        f"replace each with a copy of what it points to")
     description = meta.get("description")
     if description is None and (path / "README.md").exists():
         description = (path / "README.md").read_text()[:4000]

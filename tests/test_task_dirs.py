@@ -48,3 +48,22 @@ async def test_missing_directory_and_bad_toml(ws, tmp_path):
     (tmp_path / "task.toml").write_text("timeout_s = = 2\n")
     with pytest.raises(EvoError, match="not valid TOML"):
         await runs.start_run(ws, str(tmp_path))
+
+
+async def test_task_directory_with_a_link_out_of_it_is_refused(ws, tmp_path):
+    """Candidates get a copy of the folder; a link leading out of it (here to a secret) is refused by
+    name at start_run, and a link inside the folder is fine."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("canary-not-for-candidates")
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "initial.py").write_text(SEED)
+    (task / "evaluate.py").write_text("def evaluate(p):\n    return {'combined_score': 1.0}\n")
+    (task / "data.txt").write_text("inside")
+    (task / "alias.txt").symlink_to("data.txt")
+    (task / "leak.txt").symlink_to(secret)
+    with pytest.raises(EvoError, match=r"links that lead out of it \(leak.txt -> .*secret.txt\)"):
+        await runs.start_run(ws, str(task))
+    (task / "leak.txt").unlink()
+    status = await runs.start_run(ws, str(task), config={"novelty": False})
+    assert status.best.combined_score == 1.0
