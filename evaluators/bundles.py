@@ -97,6 +97,19 @@ def cached(digest: str, root: Path | None = None) -> Path | None:
     return path if path.is_dir() else None
 
 
+def _extract_plain(tar: tarfile.TarFile, target: Path) -> None:
+    """Extract only plain files and folders with relative names inside `target` (what `pack` writes);
+    the same as tarfile's "data" filter, which Pythons before 3.11.4 lack."""
+    for member in tar.getmembers():
+        parts = Path(member.name).parts
+        if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in parts:
+            raise BundleError(f"the task bundle holds an entry that is not a plain file: {member.name!r}")
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, filter="data")
+    else:
+        tar.extractall(target)
+
+
 def unpack(digest: str, data: bytes, root: Path | None = None) -> Path:
     """Unpack a bundle into the cache (atomically: unpack aside, check the digest, rename)."""
     root = root or cache_root()
@@ -107,7 +120,7 @@ def unpack(digest: str, data: bytes, root: Path | None = None) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=root))
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            tar.extractall(staging, filter="data")
+            _extract_plain(tar, staging)
         actual = tree_digest(staging)
         if actual != digest:
             raise BundleError(f"the task bundle unpacked to digest {actual[:12]}, not {digest[:12]}")

@@ -51,6 +51,7 @@ PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 SANDBOX_ID = 65534  # the uid and gid a root server's candidates run as (nobody)
+DEFAULT_PROCESSES = 256  # processes (and threads) a candidate with namespaces of its own may have at once
 STAGE = "/.evomcp-stage"  # where a prepared child sees the work root until its own work dir is known
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(os.uname().machine)
 
@@ -505,6 +506,10 @@ def _run(spec, prepared, done_fd):
         _enter_workdir(spec["workdir"])
         _drop_privileges(mode)
         isolation.append("namespaces")
+        # processes are counted per user namespace and uid: this caps the candidate's own, also where
+        # no pids cgroup can be made (an ordinary user's server)
+        nproc = spec.get("limits", {}).get("processes") or DEFAULT_PROCESSES
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     if spec.get("isolate", True):
         _harden(alive_r)
         isolation.append("seccomp")
@@ -656,15 +661,17 @@ def _strangers(known):
 
 def _sweep_shared_tmp(keep):
     """Under bubblewrap the children share /tmp and /dev/shm: empty them once none is running, so that
-    nothing a candidate left there reaches the next one (`keep`: the work root's top folder)."""
+    nothing a candidate left there reaches the next one. `keep`: paths (the work root, a Python bound
+    under /tmp) whose top folders stay."""
     for folder in ("/tmp", "/dev/shm"):
+        kept = {p[len(folder) + 1:].split("/")[0] for p in keep if p.startswith(folder + "/")}
         try:
             names = os.listdir(folder)
         except OSError:
             continue
         for name in names:
             path = os.path.join(folder, name)
-            if path in keep:
+            if name in kept:
                 continue
             try:
                 if os.path.isdir(path) and not os.path.islink(path):
@@ -854,8 +861,7 @@ def serve(preload, in_bwrap=False):
             for stranger in _strangers([*children, spare_pid]):
                 _kill(stranger)
             if not children and work_roots:
-                bound = {"/".join(p.split("/")[:3]) for p in VIEW["ro"] if p.startswith(("/tmp/", "/dev/shm/"))}
-                _sweep_shared_tmp(work_roots | bound)
+                _sweep_shared_tmp(work_roots | set(VIEW["ro"]))
         for reply in replies:
             _reply({**reply, "spare": spare and spare.pid})
 

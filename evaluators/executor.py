@@ -19,7 +19,8 @@ from typing import Any
 
 import anyio
 
-from .sandbox import SECRET_PATHS, ChildOutcome, ForkServer, ForkServerError, Limits, run_job
+from .sandbox import SECRET_PATHS, ChildOutcome, ForkServer, ForkServerError, Limits, parse_left_json, run_job
+from .child import DEFAULT_PROCESSES
 from .scorer import Scorer
 from .task import SCORE_FUNCTION, Task
 from .verdict import Verdict
@@ -42,6 +43,9 @@ def _failure_reason(outcome: ChildOutcome, limits: Limits) -> str:
         reason += f" (last line of stderr: {last_words[:300]})"
     if outcome.forks_refused:
         reason += f"; the program also hit the process limit ({outcome.forks_refused} forks refused)"
+    elif outcome.processes_at_end >= (limits.processes or DEFAULT_PROCESSES) - 2:
+        reason += (f"; the program also hit the process limit ({outcome.processes_at_end} processes were running "
+                   f"when it was stopped)")
     return reason
 
 
@@ -311,12 +315,13 @@ def _read_script_results(outcome: ChildOutcome, limits: Limits) -> Verdict:
     for name in ("metrics.json", "correct.json"):
         if name in files and files[name] is None:
             return Verdict(correct=False, error=f"evaluate.py wrote a {name} larger than {limits.result_max_bytes} "
-                                                f"bytes")
-    try:
-        metrics = json.loads(files["metrics.json"] or "")
-        correct_doc = json.loads(files["correct.json"] or "") if "correct.json" in files else {}
-    except ValueError as exc:
-        return Verdict(correct=False, error=f"evaluate.py wrote invalid JSON: {exc}")
+                                                f"bytes, or not as a regular file")
+    metrics, error = parse_left_json((files["metrics.json"] or "").encode(), "metrics.json")
+    correct_doc = {}
+    if error is None and "correct.json" in files:
+        correct_doc, error = parse_left_json((files["correct.json"] or "").encode(), "correct.json")
+    if error is not None:
+        return Verdict(correct=False, error=f"evaluate.py wrote bad results: {error}")
     if not isinstance(metrics, dict):
         return Verdict(correct=False, error="metrics.json does not hold a JSON object")
     correct = correct_doc.get("correct") if isinstance(correct_doc, dict) else None

@@ -80,6 +80,7 @@ class ChildOutcome:
     isolation: str = "none"
     signal_name: str | None = None
     forks_refused: int = 0
+    processes_at_end: int = 0  # processes of its PID namespace when a timeout stopped it (0: not counted)
     # script tasks: what evaluate.py left in --results_dir (metrics.json, correct.json); None: over the size cap
     files: dict[str, str | None] = field(default_factory=dict)
 
@@ -251,6 +252,24 @@ def bwrap_argv(view: dict[str, Any], hide: list[str], work_root: Path) -> list[s
     return [*argv, "--bind", str(work_root), str(work_root), "--remount-ro", "/"]
 
 
+def count_namespace_processes(outside_pid: int) -> int:
+    """How many processes share the PID namespace of the candidate under `outside_pid` (the child the
+    template forked, which waits outside that namespace); 0 where that cannot be read."""
+    try:
+        inside = int(Path(f"/proc/{outside_pid}/task/{outside_pid}/children").read_text().split()[0])
+        namespace = os.readlink(f"/proc/{inside}/ns/pid")
+    except (OSError, ValueError, IndexError):
+        return 0
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += os.readlink(f"/proc/{entry.name}/ns/pid") == namespace
+            except OSError:
+                continue
+    return count
+
+
 def _process_tree(pid: int, depth: int = 8) -> list[int]:
     """`pid` and its descendants down to `depth` generations (bubblewrap's monitor, then the template)."""
     tree, level = [], [pid]
@@ -417,6 +436,7 @@ class ForkServer:
         started = time.monotonic()
         pid = reply = None
         timed_out = False
+        processes_at_end = 0
         forks_refused = 0
         request_id = None
         self._running += 1
@@ -437,6 +457,8 @@ class ForkServer:
             reply = await self._channel.wait(request_id, ("exit", "done"), max(remaining, 0.01))
             if reply is None:
                 timed_out = True
+                if not self.in_bwrap:  # worth saying when it hit its process cap meanwhile
+                    processes_at_end = await anyio.to_thread.run_sync(count_namespace_processes, pid)
                 await self._kill(request_id)
                 reply = await self._channel.wait(request_id, ("exit", "done"), 10)
             if reply is None or reply.get("lost"):
@@ -479,6 +501,7 @@ class ForkServer:
             isolation=self.describe((result or {}).get("isolation", "none"), cgroup is not None),
             signal_name=None if sig is None else signal_name(sig),
             forks_refused=forks_refused,
+            processes_at_end=processes_at_end,
         )
 
 
