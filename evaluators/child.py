@@ -209,6 +209,11 @@ def _build_root(view, hide, work_root):
         if not os.path.exists(path) or (path + "/").startswith(work_root.rstrip("/") + "/"):
             continue
         target = new + path
+        if path in _FILE_COPIES:  # a small file of /etc: a copy costs less than a bind and its remount
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(_FILE_COPIES[path])
+            continue
         if os.path.isdir(path):
             os.makedirs(target, exist_ok=True)
         else:
@@ -339,6 +344,22 @@ def sandbox_view(work_root=None):
 
 
 VIEW = None  # the template's sandbox_view(), the same for every child
+_FILE_COPIES = {}  # small files of the view read once by the template, written into each child's root
+
+
+def _read_small_files(view, cap=1 << 20):
+    """The view's plain files under /etc (ld.so.cache, passwd, ...), read once: a child's root gets copies."""
+    copies = {}
+    for path in view["ro"]:
+        if path.startswith("/etc/") and os.path.isfile(path):
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(cap + 1)
+            except OSError:
+                continue
+            if len(data) <= cap:
+                copies[path] = data
+    return copies
 
 
 _SECCOMP = None  # the template's filter, loaded by each child
@@ -728,12 +749,13 @@ class _Spare:
 
 
 def serve(preload, in_bwrap=False):
-    global _IN_BWRAP, _SECCOMP, VIEW
+    global _IN_BWRAP, _SECCOMP, VIEW, _FILE_COPIES
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the server, even on kill -9
     if os.getppid() == 1:
         os._exit(0)  # the server died before the line above took effect
     _IN_BWRAP = in_bwrap
     VIEW = sandbox_view()
+    _FILE_COPIES = _read_small_files(VIEW)
     try:
         _SECCOMP = seccomp_filter()
     except Exception:  # noqa: BLE001 - no libseccomp: children refuse to run candidates, with the reason
