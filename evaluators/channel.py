@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -43,6 +43,9 @@ class JsonLineChannel:
         self._next_id = 0
         self._write_lock = anyio.Lock()
         self._read_lock = anyio.Lock()
+        # called before each start: may change argv and return the fds to pass and a clean-up to run
+        # once the process said ready (or failed to)
+        self.prepare: Callable[[], tuple[tuple[int, ...], Callable[[], None]]] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -63,9 +66,15 @@ class JsonLineChannel:
         if self._process is not None:  # it died: whoever waited on it is told by aclose()
             await self.aclose()
         self._buffer = b""
-        self._process = await anyio.open_process(self.argv, env=self.env, stderr=None, start_new_session=True)
-        with anyio.fail_after(self.start_timeout):
-            message = await self._read_message(self._process)
+        pass_fds, cleanup = self.prepare() if self.prepare is not None else ((), None)
+        try:
+            self._process = await anyio.open_process(self.argv, env=self.env, stderr=None, start_new_session=True,
+                                                     pass_fds=pass_fds)
+            with anyio.fail_after(self.start_timeout):
+                message = await self._read_message(self._process)
+        finally:
+            if cleanup is not None:
+                cleanup()
         if not message.get("ready"):
             raise ChannelError(f"{self.argv[-1]} said {message!r} instead of ready")
         self.ready_info = message

@@ -523,6 +523,8 @@ def _run(spec, prepared, done_fd):
     """Run the candidate of `spec` in its work directory, write result.json and exit: never returns."""
     mode, alive_r = prepared
     isolation = []
+    if mode == "none" and _IN_BWRAP and spec.get("isolate", True) and runs_as_root():
+        _drop_privileges("root")  # bubblewrap's user namespace maps SANDBOX_ID (a root server's)
     if mode != "none":
         _enter_workdir(spec["workdir"])
         _drop_privileges(mode)

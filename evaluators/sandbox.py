@@ -26,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import anyio
 
@@ -230,13 +230,58 @@ def isolation_rank(level: str) -> int:
     return 2 if "namespaces" in parts else 1 if "bwrap" in parts else 0
 
 
-def bwrap_argv(view: dict[str, Any], hide: list[str], work_root: Path) -> list[str]:
+def sandbox_userns() -> tuple[int, Callable[[], None]] | None:
+    """For a root server: a user namespace mapping root and SANDBOX_ID to themselves, for bubblewrap to
+    enter (`--userns`), so that the template's children become SANDBOX_ID for real. Returns its fd and
+    the clean-up to run once bubblewrap is in it; None where it cannot be made."""
+    try:
+        holder = subprocess.Popen(["unshare", "--user", "sleep", "600"], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return None
+    try:
+        own, deadline = os.readlink("/proc/self/ns/user"), time.monotonic() + 5
+        while os.readlink(f"/proc/{holder.pid}/ns/user") == own:
+            if holder.poll() is not None or time.monotonic() > deadline:
+                raise OSError(errno.EPERM, "unshare --user did not make a user namespace")
+            time.sleep(0.001)
+        mapping = f"0 0 1\n{SANDBOX_ID} {SANDBOX_ID} 1\n".encode()
+        for name in ("uid_map", "gid_map"):
+            fd = os.open(f"/proc/{holder.pid}/{name}", os.O_WRONLY)
+            try:
+                os.write(fd, mapping)  # one write: a map is written once
+            finally:
+                os.close(fd)
+        userns = os.open(f"/proc/{holder.pid}/ns/user", os.O_RDONLY)
+    except OSError:
+        holder.kill()
+        holder.wait()
+        return None
+
+    def cleanup() -> None:
+        os.close(userns)
+        holder.kill()
+        holder.wait()
+
+    return userns, cleanup
+
+
+def bwrap_argv(view: dict[str, Any], hide: list[str], work_root: Path, userns: int | None = None) -> list[str]:
     """bubblewrap around the template: the same allowlisted, read-only view a child with namespaces gets
-    (see child.sandbox_view), shared by the children, with `work_root` the one writable folder."""
-    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1", "--cap-drop", "ALL",
+    (see child.sandbox_view), shared by the children, with `work_root` the one writable folder. With
+    `userns` (see sandbox_userns) the template keeps only CAP_SETUID/CAP_SETGID there, to hand its
+    children SANDBOX_ID, and CAP_KILL, to end what they leave behind."""
+    unshare = ["--unshare-all"] if userns is None else [
+        "--userns", str(userns), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+        "--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"]
+    argv = ["bwrap", "--die-with-parent", "--new-session", "--as-pid-1", "--cap-drop", "ALL", *unshare,
             "--dev", "/dev", "--proc", "/proc",
             # small memory-backed folders, so that writing files cannot exhaust the machine's memory
             "--size", str(view["tmp_bytes"]), "--tmpfs", "/tmp", "--size", str(view["shm_bytes"]), "--tmpfs", "/dev/shm"]
+    parents = sorted({str(p) for path in view["ro"] for p in Path(path).parents
+                      if str(p) not in ("/", "/tmp", "/dev", "/dev/shm", "/proc")}, key=len)
+    for parent in parents:  # passable by an unprivileged candidate (bubblewrap would make them 0700)
+        argv += ["--perms", "0755", "--dir", parent]
     for path in view["ro"]:
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]
@@ -308,6 +353,7 @@ class ForkServer:
         self.preload = preload
         self.work_root: Path | None = None  # children's work directories live here (a private folder)
         self.bwrap_refused: str | None = None  # why "auto" could not start bubblewrap
+        self.bwrap_sandbox_id = False  # bubblewrap's user namespace maps SANDBOX_ID: children become it
         self._bwrap_hidden: set[str] = set()  # what the running bubblewrap hides (paths that existed)
         self._cgroup: Path | None = None  # the template's; every child inherits it at fork
         self._cgroup_pid: int | None = None
@@ -350,6 +396,8 @@ class ForkServer:
         """The private folder of work directories; `.root` in it is where each child builds its root."""
         if self.work_root is None or not self.work_root.is_dir():
             self.work_root = Path(tempfile.mkdtemp(prefix="evomcp-sandbox-"))
+            # under bubblewrap a root server's candidates (SANDBOX_ID) pass through it to their work directory
+            self.work_root.chmod(0o711)
             (self.work_root / ".root").mkdir(mode=0o755)
         return self.work_root
 
@@ -383,7 +431,17 @@ class ForkServer:
             raise ForkServerError("the sandbox template did not say what candidates may see")
         await self._channel.aclose()
         self._bwrap_hidden = {p for p in hide if os.path.lexists(p)}
-        self._channel.argv = [*bwrap_argv(view, hide, self._ensure_work_root()), "--", *self._argv(), "--bwrap"]
+        work_root = self._ensure_work_root()
+
+        def prepare() -> tuple[tuple[int, ...], Callable[[], None]]:
+            # a fresh namespace for each start of bubblewrap (the template is restarted if it dies)
+            made = sandbox_userns() if runs_as_root() else None
+            userns, cleanup = made if made is not None else (None, lambda: None)
+            self.bwrap_sandbox_id = userns is not None
+            self._channel.argv = [*bwrap_argv(view, hide, work_root, userns), "--", *self._argv(), "--bwrap"]
+            return ((userns,) if userns is not None else ()), cleanup
+
+        self._channel.prepare = prepare
         try:
             await self._channel.start()
         except Exception as exc:  # noqa: BLE001 - bubblewrap refused here: say so, run without it
@@ -391,6 +449,7 @@ class ForkServer:
                 raise ForkServerError(f"bubblewrap could not start the sandbox: {exc}") from None
             self.bwrap_refused = f"bubblewrap could not start: {exc}"
             await self._channel.aclose()
+            self._channel.prepare = None
             self._channel.argv = self._argv()
             await self._channel.start()
 
@@ -619,7 +678,7 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
             results_dir.mkdir()
             if kind == "score":
                 spec.update(value=job.get("value"), score_name=job.get("score_name", "score"))
-        if not fork.in_bwrap and runs_as_root():
+        if runs_as_root() and (not fork.in_bwrap or fork.bwrap_sandbox_id):
             await anyio.to_thread.run_sync(hand_over, workdir, SANDBOX_ID)
         outcome = await fork.run(spec, workdir, limits, hide=hide, isolate=job.get("isolate"))
         if kind == "script":
