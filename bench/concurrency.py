@@ -93,7 +93,7 @@ async def main() -> None:
     dupes = len(non_seed) - len({r[1] for r in non_seed})
     unfinished = sum(1 for r in rows if r[2] not in ("evaluated", "failed"))
     print(f"programs told to clients: {len(told)}, lost: {len(lost)}, stored twice: {dupes}, "
-          f"unfinished: {unfinished}, archive total: {len(rows)}, status total: {status['evaluated']}, "
+          f"unfinished: {unfinished}, archive total: {len(rows)}, status total: {status['evaluations_finished']}, "
           f"driver evaluations: {status['driver']['evaluations']}")
 
 

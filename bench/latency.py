@@ -62,7 +62,7 @@ async def seed_run(client: Client, programs: int) -> tuple[int, int]:
                                                    "config": {"novelty": False}})).structured_content
     run_id = status["run"]["run_id"]
     rng = np.random.default_rng(0)
-    while status["evaluated"] < programs:
+    while status["evaluations_finished"] < programs:
         sampled = (await client.call_tool("sample_parent", {"run_id": run_id})).structured_content
         change = perturb(sampled["parent"]["code"], rng)
         if change is not None:

@@ -529,8 +529,9 @@ def _run(spec, prepared, done_fd):
         _enter_workdir(spec["workdir"])
         _drop_privileges(mode)
         isolation.append("namespaces")
-        # processes are counted per user namespace and uid: this caps the candidate's own, also where
-        # no pids cgroup can be made (an ordinary user's server)
+    if mode != "none" or (_IN_BWRAP and spec.get("isolate", True)):
+        # processes are counted per user namespace and uid: this caps the candidate's own (under
+        # bubblewrap, those of the shared sandbox), also where no pids cgroup can be made
         nproc = spec.get("limits", {}).get("processes") or DEFAULT_PROCESSES
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     if spec.get("isolate", True):

@@ -298,8 +298,9 @@ def bwrap_argv(view: dict[str, Any], hide: list[str], work_root: Path, userns: i
 
 
 def count_namespace_processes(outside_pid: int) -> int:
-    """How many processes share the PID namespace of the candidate under `outside_pid` (the child the
-    template forked, which waits outside that namespace); 0 where that cannot be read."""
+    """How many processes share the PID namespace of the first child of `outside_pid` (the child the
+    template forked waits outside its candidate's namespace; bubblewrap's monitor outside the shared
+    one); 0 where that cannot be read."""
     try:
         inside = int(Path(f"/proc/{outside_pid}/task/{outside_pid}/children").read_text().split()[0])
         namespace = os.readlink(f"/proc/{inside}/ns/pid")
@@ -516,8 +517,10 @@ class ForkServer:
             reply = await self._channel.wait(request_id, ("exit", "done"), max(remaining, 0.01))
             if reply is None:
                 timed_out = True
-                if not self.in_bwrap:  # worth saying when it hit its process cap meanwhile
-                    processes_at_end = await anyio.to_thread.run_sync(count_namespace_processes, pid)
+                # worth saying when it hit its process cap meanwhile (under bubblewrap: the shared sandbox's)
+                counted = self._channel.pid if self.in_bwrap else pid
+                if counted is not None:
+                    processes_at_end = await anyio.to_thread.run_sync(count_namespace_processes, counted)
                 await self._kill(request_id)
                 reply = await self._channel.wait(request_id, ("exit", "done"), 10)
             if reply is None or reply.get("lost"):

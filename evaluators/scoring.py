@@ -72,13 +72,13 @@ def score_circle_packing(value: Any, n: int) -> Verdict:
         x, y = centers[i]
         r = radii[i]
         return Verdict.invalid(
-            f"circle {i} (center ({x!r}, {y!r}), radius {r!r}) is not inside the unit square"
-            if r >= 0 else f"circle {i} has a negative radius {r!r}"
+            f"circle {i} (center ({float(x)!r}, {float(y)!r}), radius {float(r)!r}) is not inside the unit square"
+            if r >= 0 else f"circle {i} has a negative radius {float(r)!r}"
         )
     if code == kernels.OVERLAP:
         d = float(np.linalg.norm(centers[i] - centers[j]))
         return Verdict.invalid(
-            f"circles {i} and {j} overlap: r_i + r_j = {radii[i] + radii[j]!r} > distance {d!r}"
+            f"circles {i} and {j} overlap: r_i + r_j = {float(radii[i] + radii[j])!r} > distance {float(d)!r}"
         )
     total = float(radii.sum())
     return Verdict(
@@ -86,7 +86,7 @@ def score_circle_packing(value: Any, n: int) -> Verdict:
         combined_score=total,
         public={"sum_radii": total, "n": n, "min_radius": float(radii.min()), "max_radius": float(radii.max())},
         private={"centers": centers.tolist(), "radii": radii.tolist()},
-        text_feedback=f"valid packing of {n} circles, sum of radii {total!r}",
+        text_feedback=f"valid packing of {n} circles, sum of radii {float(total)!r}",
     )
 
 
@@ -114,7 +114,7 @@ def score_heilbronn_triangle(value: Any, n: int) -> Verdict:
         i, edge = (int(v) for v in np.argwhere(outside)[0])
         x, y = points[i]
         return Verdict.invalid(
-            f"point {i} ({x!r}, {y!r}) is outside the triangle: {-distances[i, edge]!r} beyond the "
+            f"point {i} ({float(x)!r}, {float(y)!r}) is outside the triangle: {float(-distances[i, edge])!r} beyond the "
             f"{_TRIANGLE_EDGES[edge]} (tolerance {TRIANGLE_TOLERANCE})"
         )
     area, i, j, k = _kernels().min_triangle_area(points)
@@ -124,7 +124,7 @@ def score_heilbronn_triangle(value: Any, n: int) -> Verdict:
         combined_score=score,
         public={"min_area": score, "smallest_triangle": [i, j, k], "n": n},
         private={"points": points.tolist()},
-        text_feedback=f"valid: {n} points, smallest triangle {i}, {j}, {k} with normalised area {score!r}",
+        text_feedback=f"valid: {n} points, smallest triangle {i}, {j}, {k} with normalised area {float(score)!r}",
     )
 
 
@@ -154,7 +154,7 @@ def score_min_max_distance(value: Any, n: int, dim: int, best: float) -> Verdict
         public={"ratio_squared": float(ratio2), "ratio": float(np.sqrt(ratio2)), "min_distance": float(np.sqrt(dmin2)),
                 "max_distance": float(np.sqrt(dmax2)), "closest_pair": [i, j], "farthest_pair": [k, l], "n": n},
         private={"points": points.tolist()},
-        text_feedback=f"valid: (max/min distance)^2 = {ratio2!r}, closest pair {i}, {j}, farthest pair {k}, {l}",
+        text_feedback=f"valid: (max/min distance)^2 = {float(ratio2)!r}, closest pair {i}, {j}, farthest pair {k}, {l}",
     )
 
 
@@ -178,7 +178,7 @@ def score_autocorrelation_first(value: Any, max_steps: int, best: float) -> Verd
         return Verdict.invalid(str(exc))
     if (heights < 0).any():
         i = int(np.argmax(heights < 0))
-        return Verdict.invalid(f"heights[{i}] = {heights[i]!r} is negative; f must be non-negative")
+        return Verdict.invalid(f"heights[{i}] = {float(heights[i])!r} is negative; f must be non-negative")
     if heights.max() == 0.0:
         return Verdict.invalid("all heights are zero; the integral of f must be positive")
     bound, knot = autocorrelation_bound(heights)
@@ -189,5 +189,5 @@ def score_autocorrelation_first(value: Any, max_steps: int, best: float) -> Verd
         combined_score=best / bound,
         public={"bound": bound, "n_steps": n, "argmax_t": t, "zero_steps": int((heights == 0).sum())},
         private={"heights": heights.tolist()},
-        text_feedback=f"valid: {n} steps, max (f*f)/(integral f)^2 = {bound!r}, reached at t = {t!r}",
+        text_feedback=f"valid: {n} steps, max (f*f)/(integral f)^2 = {float(bound)!r}, reached at t = {float(t)!r}",
     )

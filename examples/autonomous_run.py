@@ -43,7 +43,7 @@ async def main() -> None:
             status = (await client.call_tool("get_run_status", {"run_id": run_id})).structured_content
             best = status["best"]["combined_score"] if status["best"] else None
             arms = {k: int(v["pulls"]) for k, v in (status["driver"]["arms"] or {}).items()}
-            print(f"evaluated {status['evaluated']:4d}  best {best!r}  cost ${status['cost_usd']:.4f}  arms {arms}")
+            print(f"evaluated {status['evaluations_finished']:4d}  best {best!r}  cost ${status['cost_usd']:.4f}  arms {arms}")
             if status["driver"]["state"] not in ("running", "stopping"):
                 print(f"driver {status['driver']['state']}: {status['driver']['reason']}")
                 break

@@ -16,9 +16,10 @@ from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from .. import __version__
-from ..tools import runs, steps, views
+from ..tools import runs, steps, views, waiting
 from ..tools.errors import EvoError
 from ..tools.models import (
+    DEFAULT_WAIT_S,
     ArchivePage,
     Lineage,
     ProgramDetail,
@@ -27,6 +28,7 @@ from ..tools.models import (
     RunStatus,
     SampledParent,
     TaskList,
+    WaitResult,
 )
 from ..tools.workspace import Workspace
 from .auth import StaticTokenVerifier, auth_settings
@@ -41,6 +43,8 @@ Loop: start_run(task) once -> sample_parent(run_id) -> write a change following 
 propose_candidate(run_id, parent_id, patch or code, ticket) -> read score and error -> repeat.
 Only code between EVOLVE-BLOCK-START and EVOLVE-BLOCK-END may change. get_run_status, get_archive,
 get_program and get_lineage read the run; program code is also a resource evomcp://runs/{run_id}/programs/{id}.
+No call waits longer than wait_s (45 s by default): an evaluation still running then is returned with status
+`running` and goes on by itself; wait_for(run_id, program_ids) returns as soon as one of them is done.
 """
 
 EVOLVE_PROMPT = """\
@@ -51,15 +55,24 @@ Evolve a better program for the task {task!r} with the evomcp tools, for about {
 3. Write one change as the brief asks: SEARCH/REPLACE blocks (copy the SEARCH lines exactly) or the whole
    program. Change only code between EVOLVE-BLOCK-START and EVOLVE-BLOCK-END.
 4. propose_candidate(run_id, parent_id, patch or code, ticket, description): read the score, the error if
-   any, and the deltas. A refusal (no match, near-copy, duplicate) explains what to do; nothing is stored.
+   any, and the deltas. A refusal (no match, duplicate, a bad ticket) explains what would pass; nothing is
+   stored. A program that only reformats, re-comments or renames one already tried is a duplicate;
+   novelty_override="<why>" stores it all the same.
+   A call waits at most wait_s (45 s by default). If the task's evaluations take longer, the program comes
+   back with status `running`: its evaluation goes on by itself and is recorded even if a call is cancelled.
+   Call wait_for(run_id, program_ids=[id]) until it is done (it returns as soon as one of the given programs
+   is), or propose a few more changes first and wait_for them together.
 5. Repeat from 2. Use get_run_status or get_progress_plot to watch, get_program to read the best.
 """
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 
-RunId = Annotated[int, Field(description="id of the run (from start_run or list_runs)", ge=1)]
-ProgramId = Annotated[int, Field(description="id of a program of that run", ge=1)]
+RunId = Annotated[int, Field(description="id of the run (from start_run or list_runs)", ge=1, le=2**63 - 1)]
+ProgramId = Annotated[int, Field(description="id of a program of that run", ge=1, le=2**63 - 1)]
+WaitS = Annotated[float, Field(
+    description="the longest this call waits for an evaluation, in seconds (keep it below your host's tool-call "
+                "timeout); an evaluation still running then goes on by itself: wait_for it", ge=0, le=3600)]
 
 
 async def _call(coro: Awaitable[T]) -> T:
@@ -109,19 +122,24 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
                         "base_url, api_key_env, price_in_per_m, price_out_per_m}], perturb (bool, offline "
                         "operator), max_evaluations, max_cost_usd, max_wall_s, target_score, concurrency, "
                         "meta_every}; omit to drive the run yourself")] = None,
+        wait_s: WaitS = DEFAULT_WAIT_S,
     ) -> RunStatus:
         """Start a run on a task: stores and evaluates the initial program (generation 0), returns the status.
+
+        If the seed is still being evaluated after wait_s, its id is in `evaluating`: wait_for it.
 
         Then call sample_parent(run_id) to evolve it yourself, or pass `driver` to have the server evolve it in
         the background (watch it with get_run_status; both can work on one run at once)."""
         config_driver = _driver_config(driver) if driver is not None else None
         if config_driver is not None and drivers is None:
             raise ToolError("this server runs no built-in drivers; drive the run with sample_parent instead")
-        status = await _call(runs.start_run(ws, task, name, config))
-        if config_driver is not None and drivers is not None:
-            await _call(drivers.start(status.run.run_id, config_driver))
-            status = await _call(runs.get_run_status(ws, status.run.run_id))
-        return status
+
+        async def start_driver(run_id: int) -> None:  # once the seed is evaluated, maybe after this call returned
+            if config_driver is not None and drivers is not None:
+                await drivers.start(run_id, config_driver)
+
+        status = await _call(runs.start_run(ws, task, name, config, wait_s=wait_s, then=start_driver))
+        return await _call(runs.get_run_status(ws, status.run.run_id)) if config_driver is not None else status
 
     @mcp.tool(annotations=WRITES)
     async def resume_run(
@@ -151,8 +169,9 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
                                           open_world_hint=False))
     async def stop_run(run_id: RunId) -> RunStatus:
-        """Stop a run (and its built-in driver, letting evaluations in flight finish): the archive is kept,
-        new programs are refused; resume_run reopens it."""
+        """Stop a run: its built-in driver stops (after the evaluations it has in flight, up to 30 s), evaluations
+        still running are stopped and recorded as failed, new programs are refused; the archive is kept and
+        resume_run reopens it."""
         if drivers is not None:
             await drivers.stop(run_id)
         return await _call(runs.stop_run(ws, run_id))
@@ -165,9 +184,10 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
     ) -> SampledParent:
         """Pick a parent program to improve and get a ready-to-use brief for writing the change.
 
-        The brief holds the task, the parent's code and score, inspirations and the exact answer format.
-        Pass the returned ticket to propose_candidate."""
-        return await _call(steps.sample_parent(ws, run_id, strategy))
+        The brief holds the task, the time limit, what the program can import and use where it runs (measured
+        there), the parent's code, score and output, inspirations, the island's recent failures, the answer
+        format and how to propose. Pass the returned ticket to propose_candidate with this parent."""
+        return await _call(steps.sample_parent(ws, run_id, strategy, wait_s=DEFAULT_WAIT_S))
 
     @mcp.tool(annotations=WRITES)
     async def propose_candidate(
@@ -183,19 +203,46 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
         description: Annotated[str | None, Field(description="one line on the idea of the change",
                                                  max_length=2000)] = None,
         evaluate: Annotated[bool, Field(description="score it now (default) or leave it pending")] = True,
-        ticket: Annotated[str | None, Field(description="the ticket sample_parent returned", max_length=64)] = None,
+        ticket: Annotated[str | None, Field(description="the ticket sample_parent returned with this parent "
+                                                        "(checked; optional)", max_length=64)] = None,
+        wait_s: WaitS = DEFAULT_WAIT_S,
+        novelty_override: Annotated[str | None, Field(
+            description="store this program although the novelty check refuses it (the same program as one "
+                        "already tried, after normalising): say why it differs; recorded in the run's events",
+            max_length=1000)] = None,
     ) -> ProposalResult:
         """Apply a change to a parent, store the new program and (by default) evaluate it.
 
-        Returns its score, whether it is correct, the error if any, and the deltas to its parent and the best."""
+        Returns its score, whether it is correct, the error if any, and the deltas to its parent and the best.
+        An evaluation still running after wait_s comes back with status `running` and goes on by itself (even if
+        this call is cancelled): wait_for(run_id, [its id]) returns its result."""
         return await _call(steps.propose_candidate(
             ws, run_id, parent_id, patch=patch, code=code, patch_type=patch_type, description=description,
-            evaluate_now=evaluate, ticket=ticket, progress=_progress(ctx)))
+            evaluate_now=evaluate, ticket=ticket, progress=_progress(ctx), wait_s=wait_s,
+            novelty_override=novelty_override))
 
     @mcp.tool(annotations=WRITES)
-    async def evaluate(ctx: Context, run_id: RunId, program_id: ProgramId) -> ProposalResult:
-        """Evaluate a pending program (one proposed with evaluate=false, or interrupted) and return its score."""
-        return await _call(steps.evaluate(ws, run_id, program_id, progress=_progress(ctx)))
+    async def evaluate(ctx: Context, run_id: RunId, program_id: ProgramId,
+                       wait_s: WaitS = DEFAULT_WAIT_S) -> ProposalResult:
+        """Evaluate a pending program (one proposed with evaluate=false, or interrupted) and return its score.
+
+        On a program being evaluated, waits for it like wait_for. Still running after wait_s: status `running`."""
+        return await _call(steps.evaluate(ws, run_id, program_id, progress=_progress(ctx), wait_s=wait_s))
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def wait_for(
+        ctx: Context,
+        run_id: RunId,
+        program_ids: Annotated[list[ProgramId] | None, Field(
+            description="programs to wait for; omit for every program of the run being evaluated now",
+            max_length=200)] = None,
+        wait_s: WaitS = DEFAULT_WAIT_S,
+    ) -> WaitResult:
+        """Wait until one of the given programs is evaluated (or failed), at most wait_s seconds.
+
+        Returns at once the ones already finished, with their scores and deltas, and lists those still running;
+        call it again for those. Sends progress notifications while it waits."""
+        return await _call(waiting.wait_for(ws, run_id, program_ids, wait_s, _progress(ctx)))
 
     @mcp.tool(annotations=READ_ONLY)
     async def get_archive(
@@ -203,7 +250,7 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
         limit: Annotated[int, Field(description="programs per page (1-200)")] = 20,
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page", max_length=512)] = None,
         order: Annotated[Literal["score", "newest", "oldest"], Field(description="sort order")] = "score",
-        island: Annotated[int | None, Field(description="only this island")] = None,
+        island: Annotated[int | None, Field(description="only this island", ge=0, le=1000)] = None,
         correct_only: Annotated[bool, Field(description="only programs that passed the checker")] = False,
     ) -> ArchivePage:
         """Page through a run's programs (scores, status, errors; no code: use get_program for code)."""
@@ -234,7 +281,8 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
     @mcp.resource("evomcp://runs/{run_id}/programs/{program_id}", mime_type="text/x-python",
                   description="the code of one program of a run")
     async def program_code(run_id: int, program_id: int) -> str:
-        program = await ws.archive.get_program(run_id, program_id)
+        in_range = 0 < run_id < 2**63 and 0 < program_id < 2**63
+        program = await ws.archive.get_program(run_id, program_id) if in_range else None
         if program is None:
             raise ResourceNotFoundError(f"run {run_id} has no program {program_id}")
         return program.code

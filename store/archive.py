@@ -75,6 +75,8 @@ def encode_cursor(key: float, program_id: int) -> str:
 def decode_cursor(cursor: str) -> tuple[float, int]:
     try:
         key, program_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not 0 <= int(program_id) < 2**63:
+            raise ValueError("program id out of range")
         return float(key), int(program_id)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise BadCursor(
@@ -179,6 +181,7 @@ class Archive:
         description: str | None,
         cost_usd: float = 0.0,
         embedding: bytes | None = None,
+        fingerprint: str | None = None,
         allow_duplicate: bool = False,
     ) -> ProgramRecord:
         """Insert a pending program; refuses exact duplicates in the run unless `allow_duplicate`.
@@ -187,15 +190,15 @@ class Archive:
         same code cannot both get in.
         """
         values = (run_id, parent_id, island, generation, code, code_hash, diff, patch_type, description, cost_usd,
-                  embedding, time.time())
+                  embedding, fingerprint, time.time())
         columns = ("run_id, parent_id, island, generation, code, code_hash, diff, patch_type, description, status,"
-                   " cost_usd, embedding, created_at")
+                   " cost_usd, embedding, fingerprint, created_at")
         if allow_duplicate:
             cur = await self._db.execute(
-                f"INSERT INTO programs({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)", values)
+                f"INSERT INTO programs({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)", values)
         else:
             cur = await self._db.execute(
-                f"INSERT INTO programs({columns}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?"
+                f"INSERT INTO programs({columns}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?"
                 " WHERE NOT EXISTS (SELECT 1 FROM programs WHERE run_id = ? AND code_hash = ?)",
                 (*values, run_id, code_hash),
             )
@@ -209,6 +212,13 @@ class Archive:
     async def find_by_hash(self, run_id: int, code_hash: str) -> int | None:
         row = await self._row(
             "SELECT id FROM programs WHERE run_id = ? AND code_hash = ? ORDER BY id LIMIT 1", (run_id, code_hash)
+        )
+        return row[0] if row else None
+
+    async def find_by_fingerprint(self, run_id: int, fingerprint: str) -> int | None:
+        """The oldest program of the run with this canonical form."""
+        row = await self._row(
+            "SELECT id FROM programs WHERE run_id = ? AND fingerprint = ? ORDER BY id LIMIT 1", (run_id, fingerprint)
         )
         return row[0] if row else None
 
@@ -366,6 +376,16 @@ class Archive:
         )
         return [_summary(r) for r in rows]
 
+    async def island_failures(self, run_id: int, island: int, limit: int = 3) -> list[dict[str, Any]]:
+        """The island's newest programs that failed or were judged incorrect, with their output tails."""
+        rows = await self._rows(
+            "SELECT id, parent_id, description, error, stdout_tail, stderr_tail FROM programs"
+            " WHERE run_id = ? AND island = ? AND (status = 'failed' OR (status = 'evaluated' AND correct = 0))"
+            " ORDER BY id DESC LIMIT ?",
+            (run_id, island, limit),
+        )
+        return [dict(r) for r in rows]
+
     async def population_rows(self, run_id: int) -> list[tuple]:
         """(id, parent_id, island, generation, status, correct, combined_score) of every program, oldest first."""
         rows = await self._rows(
@@ -388,7 +408,7 @@ class Archive:
         """Copy a program (result included) onto another island; used to seed every island."""
         columns = ("run_id, parent_id, generation, code, code_hash, diff, patch_type, description, status, correct,"
                    " combined_score, public_metrics, private_metrics, text_feedback, error, stdout_tail, stderr_tail,"
-                   " eval_seconds, cost_usd, embedding, created_at, evaluated_at")
+                   " eval_seconds, cost_usd, embedding, fingerprint, created_at, evaluated_at")
         cur = await self._db.execute(
             f"INSERT INTO programs(island, {columns}) SELECT ?, {columns} FROM programs WHERE id = ?",
             (island, program_id),

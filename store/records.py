@@ -46,6 +46,7 @@ class ProgramRecord(BaseModel):
     cost_usd: float
     created_at: float
     evaluated_at: float | None
+    fingerprint: str | None = None  # of the canonical form; None for programs stored before fingerprints
 
 
 class EvaluationResult(BaseModel):

@@ -88,6 +88,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX llm_calls_by_run ON llm_calls(run_id, id);
     """,
+    # 2 -> 3: the fingerprint of a program's canonical form (tools/canonical.py); NULL for older programs
+    """
+    ALTER TABLE programs ADD COLUMN fingerprint TEXT;
+    CREATE INDEX programs_by_fingerprint ON programs(run_id, fingerprint);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

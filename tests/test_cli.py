@@ -33,7 +33,7 @@ def test_offline_run_improves_and_is_inspectable(tmp_path):
     best = evomcp("show", "1", "--best", "--db", db).stdout
     assert "EVOLVE-BLOCK-START" in best and "def run_packing" in best
     rows = list(csv.DictReader(io.StringIO(evomcp("export", "1", "--format", "csv", "--db", db).stdout)))
-    assert len(rows) == status["evaluated"] and {"id", "combined_score", "status"} <= set(rows[0])
+    assert len(rows) == status["evaluations_finished"] and {"id", "combined_score", "status"} <= set(rows[0])
     lines = evomcp("export", "1", "--db", db).stdout.splitlines()
     assert len(lines) == len(rows) and "code" in json.loads(lines[-1])
 
@@ -73,7 +73,7 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     resumed = evomcp("run", "circle_packing_26", "--resume", "1", "--budget", "5", "--db", db)
     assert resumed.returncode == 0, resumed.stderr
     after = json.loads(evomcp("show", "1", "--db", db).stdout)
-    assert after["evaluated"] >= status["evaluated"] + 5
+    assert after["evaluations_finished"] >= status["evaluations_finished"] + 5
 
 
 def test_tasks_lists_every_builtin():

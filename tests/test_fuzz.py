@@ -25,7 +25,8 @@ TOOLS = {
     "stop_run": ["run_id"],
     "resume_run": ["run_id", "driver"],
     "sample_parent": ["run_id", "strategy"],
-    "propose_candidate": ["run_id", "parent_id", "patch", "code", "patch_type", "description", "evaluate", "ticket"],
+    "propose_candidate": ["run_id", "parent_id", "patch", "code", "patch_type", "description", "evaluate", "ticket",
+                          "novelty_override"],
     "evaluate": ["run_id", "program_id"],
     "get_archive": ["run_id", "limit", "cursor", "order", "island", "correct_only"],
     "get_program": ["run_id", "program_id"],
@@ -70,6 +71,7 @@ def check(result):
     if result.is_error:
         message = result.content[0].text
         assert message and "Traceback" not in message
+        assert not message.startswith("Error executing tool") or ": " in message, message  # never the bare one
 
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))

@@ -85,7 +85,8 @@ async def test_full_loop_in_memory(ws, mode):
         runs = await call_ok(client, "list_runs")
         assert run_id in [r["run_id"] for r in runs["runs"]]
         status = await call_ok(client, "get_run_status", {"run_id": run_id})
-        assert status["counts"] == {"evaluated": 3} and status["evaluated"] == 3
+        assert status["counts"] == {"evaluated": 3} and status["evaluations_finished"] == 3
+        assert status["in_flight"] == 0 and status["tickets_outstanding"] == 0 and status["time_limit_s"] == 30
         stopped = await call_ok(client, "stop_run", {"run_id": run_id})
         assert stopped["run"]["status"] == "stopped"
 
@@ -115,11 +116,14 @@ async def test_bad_input_gets_errors_that_say_what_to_do(ws):
         huge = "<<<<<<< SEARCH\n    rings = [(8, 0.22), (17, 0.42)]\n=======\n" + "x = 1\n" * 60000 + ">>>>>>> REPLACE"
         assert "over this run's limit" in await call_err(client, "propose_candidate", {
             "run_id": run_id, "parent_id": seed, "patch": huge})
-        near_copy = await call_err(client, "propose_candidate", {
-            "run_id": run_id, "parent_id": seed, "patch": rings_patch(0.24, 0.43)})
-        assert f"too similar to program {seed}" in near_copy and "nothing was stored" in near_copy
+        reworded = rings_patch(0.22, 0.42).replace("    rings = [(8, 0.22), (17, 0.42)]\n>", "    rings = [(8, .22), "
+                                                    "(17, .42)]  # the same rings\n>")
+        near_copy = await call_err(client, "propose_candidate", {"run_id": run_id, "parent_id": seed,
+                                                                 "patch": reworded})
+        assert "duplicate of its parent" in near_copy and "Nothing was stored" in near_copy
+        assert "What would pass" in near_copy and "novelty_override" in near_copy
         first = await call_ok(client, "propose_candidate", {"run_id": run_id, "parent_id": seed, "patch": GROW_RADII})
-        assert first["novelty"]["checked"] and first["novelty"]["similarity"] < 0.995
+        assert first["novelty"]["checked"] and first["novelty"]["same_as"] is None
         message = await call_err(client, "propose_candidate", {"run_id": run_id, "parent_id": seed,
                                                                "patch": GROW_RADII})
         assert f"duplicate of program {first['program']['id']}" in message

@@ -44,7 +44,8 @@ async def test_in_flight_samples_spread_over_parents(ws):
     sampled = [await steps.sample_parent(ws, run_id) for _ in range(8)]  # 8 workers, none has proposed yet
     parents = {s.parent.id for s in sampled}
     assert len(parents) >= 4, parents
-    assert (await runs.get_run_status(ws, run_id)).in_flight == 8
+    status = await runs.get_run_status(ws, run_id)
+    assert status.tickets_outstanding == 8 and status.in_flight == 0  # tickets are no programs
 
 
 async def test_tickets_expire(ws):
@@ -53,7 +54,7 @@ async def test_tickets_expire(ws):
     import anyio
 
     await anyio.sleep(0.1)
-    assert (await runs.get_run_status(ws, run_id)).in_flight == 0
+    assert (await runs.get_run_status(ws, run_id)).tickets_outstanding == 0
 
 
 async def test_islands_seeded_inherited_and_migrated(ws):
@@ -88,20 +89,51 @@ async def test_samples_use_every_island(ws):
         await steps.sample_parent(ws, run_id, island=5)
 
 
-async def test_novelty_rejects_near_copies_and_accepts_real_changes(ws):
+REWORDED = """<<<<<<< SEARCH
+    rings = [(8, 0.22), (17, 0.42)]
+=======
+    # (count, radius) of each ring
+    rings = [(8, .22), (17, 0.420)]
+>>>>>>> REPLACE"""
+
+
+async def test_novelty_refuses_rewordings_and_accepts_real_changes(ws):
     run_id = await start(ws, num_islands=1)
     seed = (await runs.get_run_status(ws, run_id)).best
-    with pytest.raises(EvoError, match=rf"too similar to program {seed.id}"):
-        await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43))
+    with pytest.raises(EvoError, match="duplicate of its parent up to formatting, comments") as refused:
+        await steps.propose_candidate(ws, run_id, seed.id, patch=REWORDED)
+    assert "What would pass" in str(refused.value) and "novelty_override" in str(refused.value)
     event = (await ws.archive.events(run_id))[0]
-    assert event["kind"] == "novelty_rejected" and event["data"]["nearest"] == seed.id
-    assert 0.995 < event["data"]["similarity"] <= 1.0
+    assert event["kind"] == "novelty_rejected" and event["data"]["same_as"] == seed.id
+    tuned = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43))  # one constant
+    assert tuned.novelty.checked and tuned.program.correct
     accepted = await steps.propose_candidate(ws, run_id, seed.id, patch=GROW)
-    assert accepted.novelty.checked and accepted.novelty.nearest_id == seed.id
+    assert accepted.novelty.checked and accepted.novelty.same_as is None
     # the constant-tuning operator is exempt, and says so
-    tuned = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43), operator="perturb")
-    assert not tuned.novelty.checked and "exempt" in tuned.novelty.note
+    nudged = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.24, 0.44), operator="perturb")
+    assert not nudged.novelty.checked and "exempt" in nudged.novelty.note
+    # an agent that insists stores the re-wording with its reason, recorded
+    kept = await steps.propose_candidate(ws, run_id, seed.id, patch=REWORDED, novelty_override="seed check")
+    assert kept.novelty.same_as == seed.id and kept.novelty.override == "seed check"
+    overridden = await ws.archive.run_events(run_id, "novelty_overridden")
+    assert [e["data"] for e in overridden] == [{"same_as": seed.id, "reason": "seed check"}]
     assert (await runs.get_run_status(ws, run_id)).novelty_rejections == 1
+
+
+async def test_failed_programs_do_not_block_their_fixes(ws):
+    run_id = await start(ws, num_islands=1)
+    seed = (await runs.get_run_status(ws, run_id)).best
+    broken = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.22, 0.42).replace(
+        "(17, 0.42)]\n>", "(17, 0.42)]\n    raise RuntimeError('broken')\n>"))
+    assert broken.program.status == "failed"
+    fix = "<<<<<<< SEARCH\n    raise RuntimeError('broken')\n=======\n    rings[0] = (8, 0.225)\n>>>>>>> REPLACE"
+    fixed = await steps.propose_candidate(ws, run_id, broken.program.id, patch=fix)
+    assert fixed.novelty.checked and fixed.program.correct
+    # the failed program itself, re-worded, is refused with the way to run it again
+    again = "<<<<<<< SEARCH\n    raise RuntimeError('broken')\n=======\n    raise RuntimeError(\"broken\")  # why\n>>>>>>> REPLACE"
+    with pytest.raises(EvoError, match=rf"failed: RuntimeError: broken.*evaluate\(run_id={run_id}, "
+                                       rf"program_id={broken.program.id}\)"):
+        await steps.propose_candidate(ws, run_id, broken.program.id, patch=again)
 
 
 async def test_novelty_state_survives_a_restart(db_path):
@@ -112,8 +144,8 @@ async def test_novelty_state_survives_a_restart(db_path):
         seed = (await runs.get_run_status(ws, run_id)).best
         child = await steps.propose_candidate(ws, run_id, seed.id, patch=GROW)
     async with open_workspace(db_path, slots=1) as ws:
-        near_child = GROW.replace("min(gaps))", "min(gaps) )")
-        with pytest.raises(EvoError, match=rf"too similar to program {child.program.id}|exact duplicate"):
+        near_child = GROW.replace("min(gaps))", "min(gaps) )  # the smallest gap")
+        with pytest.raises(EvoError, match=rf"duplicate of program {child.program.id} \(island 0\)"):
             await steps.propose_candidate(ws, run_id, seed.id, patch=near_child)
 
 
@@ -177,3 +209,18 @@ async def test_in_memory_population_matches_the_archive(ws):
         assert dict(zip(a[0].tolist(), a[2].tolist())) == {r["id"]: r["children"] for r in rows}
         assert live.top_ids(5, island) == [r["id"] for r in await ws.archive.top_k(run_id, 5, island=island)]
     assert pending.program.status == "pending"
+
+
+async def test_brief_is_bounded_and_shows_no_copy_of_the_parent(ws):
+    from test_agent_loop import LARGE
+
+    run_id = await start(ws, num_islands=2)
+    on_island = {s.island: s for s in [await steps.sample_parent(ws, run_id, island=i) for i in (0, 1)]}
+    assert all(not s.inspirations for s in on_island.values())  # the seed's copy on the other island is no inspiration
+    large = await steps.propose_candidate(ws, run_id, on_island[0].parent.id, code=LARGE)
+    sampled = await steps.sample_parent(ws, run_id, island=1)
+    shown = {p.id: p for p in sampled.inspirations}
+    assert large.program.id in shown and shown[large.program.id].code is None  # past the size bound
+    assert f"get_program(run_id={run_id}, program_id={large.program.id}) shows it" in sampled.brief
+    assert "def penalty_gradient" not in sampled.brief and "construct_centers (Several starts" in sampled.brief
+    assert len(sampled.brief) < 10_000

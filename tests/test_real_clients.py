@@ -199,7 +199,8 @@ def inspector(request, tmp_path):
 
 
 EXPECTED_TOOLS = {"list_tasks", "start_run", "resume_run", "list_runs", "get_run_status", "stop_run",
-                  "sample_parent", "propose_candidate", "evaluate", "get_archive", "get_program", "get_lineage"}
+                  "sample_parent", "propose_candidate", "evaluate", "wait_for", "get_archive", "get_program",
+                  "get_lineage"}
 
 
 def test_inspector_tools_list_strict(inspector):
@@ -299,6 +300,29 @@ def test_inspector_bad_calls_are_tool_errors(inspector):
     out = inspector("resources/read", "--uri", TEMPLATE.format(run_id=999, program_id=1))
     assert out.code == 1 and out.envelope is None, out.describe()
     assert "run 999 has no program 1" in out.error["message"], out.describe()
+
+
+def test_inspector_waits_for_a_long_evaluation(http_server, tmp_path):
+    """propose_candidate returns at its bound with the program still running, then wait_for returns its result:
+    how an agent whose host cuts tool calls short gets the score of a long evaluation. Over HTTP in the
+    2025 era (the 2026 one over HTTP is in test_long_evaluations.py): over stdio every inspector call starts
+    its own server, and an evaluation ends with its server."""
+    from test_long_evaluations import delayed, slow_task
+
+    inspector = Inspector("http", tmp_path, http_server)
+    status = inspector.call("start_run", {"task": slow_task(tmp_path / "slow"),
+                                          "config": {"novelty": False, "num_islands": 1}}).result["structuredContent"]
+    run_id, seed = status["run"]["run_id"], status["best"]["id"]
+    proposed = inspector.call("propose_candidate", {"run_id": run_id, "parent_id": seed, "code": delayed(3, 2.0),
+                                                    "wait_s": 1}).result["structuredContent"]
+    program = proposed["program"]
+    assert program["status"] == "running", proposed
+    assert f"wait_for(run_id={run_id}, program_ids=[{program['id']}])" in proposed["next_step"]
+    waited = inspector.call("wait_for", {"run_id": run_id, "program_ids": [program["id"]],
+                                         "wait_s": 30}).result["structuredContent"]
+    (result,) = waited["finished"]
+    assert result["program"]["id"] == program["id"] and result["program"]["status"] == "evaluated", waited
+    assert result["program"]["combined_score"] == 2.0 and waited["unfinished"] == []
 
 
 def test_inspector_without_token_is_refused(http_server, tmp_path):

@@ -32,7 +32,7 @@ async def test_sigkill_mid_run_then_resume(tmp_path):
                                             config={"novelty": False, "num_islands": 2},
                                             driver={"models": [model("m", fake)], "perturb": True,
                                                     "max_evaluations": 40, "concurrency": 2, "meta_every": 5})
-            await poll_run_status(url, run_id, lambda status: status["evaluated"] >= 15, interval=0.1, timeout=60)
+            await poll_run_status(url, run_id, lambda status: status["evaluations_finished"] >= 15, interval=0.1, timeout=60)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         before, notes_before = archive_rows(db)
@@ -62,7 +62,7 @@ async def test_sigkill_mid_run_then_resume(tmp_path):
     later_prompts = [r.body["messages"][-1]["content"] for r in fake.calls("m")[calls_before:]]
     assert any("Recommendations from reviewing recent programs" in p for p in later_prompts)
     # the budget counts evaluations of the whole run, so the restart did not start it over
-    assert status["evaluated"] <= 2 + 40 + 2
+    assert status["evaluations_finished"] <= 2 + 40 + 2
 
 
 async def test_sigterm_marks_the_run_interrupted_and_it_resumes(tmp_path):
@@ -71,7 +71,7 @@ async def test_sigterm_marks_the_run_interrupted_and_it_resumes(tmp_path):
     with running_http_server(db, port) as proc:
         run_id = await start_driven_run(url, task="circle_packing_26",
                                         driver={"max_evaluations": 40, "concurrency": 2})
-        await poll_run_status(url, run_id, lambda status: status["evaluated"] >= 8, interval=0.1, timeout=60)
+        await poll_run_status(url, run_id, lambda status: status["evaluations_finished"] >= 8, interval=0.1, timeout=60)
         assert stop_server(proc) == 0  # a graceful stop
     con = sqlite3.connect(db)
     assert con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "interrupted"
@@ -80,5 +80,5 @@ async def test_sigterm_marks_the_run_interrupted_and_it_resumes(tmp_path):
     con.close()
     with running_http_server(db, port, "--resume-drivers"):
         status = await poll_run_status(url, run_id, driver_finished, interval=0.2, timeout=120)
-    assert status["run"]["status"] == "running" and status["evaluated"] >= 2 + 40
+    assert status["run"]["status"] == "running" and status["evaluations_finished"] >= 2 + 40
     assert status["counts"].get("pending", 0) == 0

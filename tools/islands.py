@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..store import RunRecord
-from .models import RunConfig
+from .models import ProgramSummary, RunConfig
 from .workspace import Workspace
 
 MIGRATION_NOTE = "migrated_at_evaluation"
@@ -18,6 +18,18 @@ async def seed_islands(ws: Workspace, run_id: int, seed_id: int, num_islands: in
     copies = [await ws.archive.copy_program(seed_id, island) for island in range(1, num_islands)]
     ws.forget_population(run_id)  # reloaded with the copies on next use
     return copies
+
+
+async def settle_seed(ws: Workspace, run: RunRecord, seed: ProgramSummary) -> None:
+    """Once the seed is recorded: a failed seed stops its run; a good one is copied onto every island."""
+    if seed.status == "failed":
+        await ws.archive.set_run_status(run.id, "stopped")
+        await ws.archive.add_event(run.id, "run_stopped", {"reason": "seed failed"})
+        return
+    num_islands = RunConfig.model_validate(run.config).num_islands
+    if seed.status == "evaluated" and set((await ws.population(run.id)).island_stats()) == {seed.island}:
+        await seed_islands(ws, run.id, seed.id, num_islands)
+        ws.novelty.forget(run.id)
 
 
 def choose_island(ws: Workspace, run_id: int, config: RunConfig) -> int:

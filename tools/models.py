@@ -11,6 +11,8 @@ from .trust import SCORING_HELP, Scoring
 
 PatchType = Literal["diff", "full", "cross"]
 
+DEFAULT_WAIT_S = 45.0  # how long a tool call waits for an evaluation: below the ~60 s after which hosts give up
+
 
 class RunConfig(BaseModel):
     """Per-run settings; every field has a sensible default."""
@@ -25,17 +27,21 @@ class RunConfig(BaseModel):
     migration_rate: float = Field(0.1, gt=0, le=0.5, description="share of each island's best that migrates")
     archive_size: int = Field(40, ge=1, le=10000, description="elite programs inspirations are drawn from")
     num_inspirations: int = Field(2, ge=0, le=8, description="other good programs shown in each brief")
-    novelty: bool = Field(True, description="refuse near-copies of programs of the same island")
-    novelty_threshold: float = Field(0.995, gt=0, le=1, description="cosine similarity above which a "
-                                     "candidate counts as a near-copy")
+    novelty: bool = Field(True, description="refuse a program that is one already tried in the run up to "
+                                            "formatting, comments, docstrings, names of locals and the spelling "
+                                            "of numbers (tools/canonical.py)")
+    novelty_threshold: float = Field(0.995, gt=0, le=1, description="with novelty_judge: cosine similarity of "
+                                     "the embeddings above which the judge is asked; similarity alone refuses "
+                                     "nothing")
     novelty_exempt: list[str] = Field(["perturb"], description="operators whose changes skip the novelty check "
                                       "(perturb tunes constants: near-copies are its purpose)")
     embeddings: dict[str, Any] | None = Field(
         None, description="embed with an OpenAI-compatible endpoint instead of the offline embedder: "
                           "{model, base_url, api_key_env}")
     novelty_judge: dict[str, Any] | None = Field(
-        None, description="ask this model (a model spec as in driver.models) whether a near-copy is still "
-                          "meaningfully different; it may accept what the threshold would refuse")
+        None, description="ask this model (a model spec as in driver.models) whether a candidate closer than "
+                          "novelty_threshold to a correct program of its island is meaningfully different; "
+                          "one it finds not different is refused")
     patch_mix: dict[PatchType, float] = Field({"diff": 0.6, "full": 0.3, "cross": 0.1},
                                               description="how often each patch type is suggested")
     max_code_bytes: int = Field(256 * 1024, ge=1024, le=4 * 1024 * 1024, description="largest program accepted")
@@ -111,13 +117,22 @@ class IslandStatus(BaseModel):
 
 class RunStatus(BaseModel):
     run: RunInfo
-    counts: dict[str, int] = Field(description="programs by status")
-    evaluated: int
-    in_flight: int = Field(description="programs being evaluated plus sampled parents not yet used")
+    counts: dict[str, int] = Field(description="programs by status: pending (stored, not evaluated yet), running "
+                                               "(being evaluated), evaluated (ran and was scored, correct or "
+                                               "not), failed (crashed, timed out or returned nothing usable)")
+    evaluations_finished: int = Field(description="programs whose evaluation finished: counts.evaluated + "
+                                                  "counts.failed")
+    in_flight: int = Field(description="programs stored and not evaluated yet: counts.pending + counts.running")
+    tickets_outstanding: int = Field(description="parents handed out by sample_parent and not proposed on yet "
+                                                 "(they expire after the run's ticket_ttl_s); no program exists "
+                                                 "for them")
+    time_limit_s: float | None = Field(None, description="seconds one evaluation may take: the run's timeout_s, "
+                                                         "else the task's")
     best: ProgramSummary | None
     target_score: float | None
     gap_to_target: float | None
-    novelty_rejections: int = Field(0, description="candidates refused as near-copies")
+    novelty_rejections: int = Field(0, description="candidates refused by the novelty check (the same program as "
+                                                   "one already tried, or refused by the novelty judge)")
     cost_usd: float = Field(0.0, description="spent on model calls so far")
     models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="model calls per model")
     driver: dict[str, Any] | None = Field(None, description="the built-in driver: state, budgets, bandit arms")
@@ -129,6 +144,13 @@ class RunStatus(BaseModel):
                                        "sandbox shared by the candidates running at once) or 'none' (rlimits "
                                        "and a session only), plus '+pids-cgroup' where the number of "
                                        "processes is capped")
+    evaluating: list[int] = Field(default_factory=list, description="programs being evaluated by this server "
+                                  "right now; wait_for(run_id, program_ids) returns as soon as one is done")
+
+    @property
+    def evaluated(self) -> int:
+        """Python callers' name of evaluations_finished."""
+        return self.evaluations_finished
 
 
 class ParentView(BaseModel):
@@ -139,7 +161,26 @@ class ParentView(BaseModel):
     correct: bool | None
     public_metrics: dict[str, Any]
     text_feedback: str | None
-    code: str
+    code: str | None = Field(description="the program; left out of inspirations past a size (get_program has it)")
+    stdout_tail: str | None = Field(None, description="the end of what the program printed when it was evaluated")
+
+
+class SandboxFacts(BaseModel):
+    """What a candidate gets where it runs, measured by a probe program in the sandbox (once per executor)."""
+
+    measured: bool = Field(description="false: the probe could not run; `note` says why")
+    note: str | None = None
+    python: str | None = None
+    cpus: int | None = Field(None, description="CPUs the candidate's process may run on")
+    memory_limit_mb: int | None = Field(None, description="address-space limit (RLIMIT_AS); None: unlimited")
+    cpu_seconds_limit: int | None = Field(None, description="CPU-time limit (RLIMIT_CPU); None: unlimited")
+    can_fork: bool | None = Field(None, description="whether the candidate can start processes (multiprocessing)")
+    network_interfaces: list[str] | None = None
+    thread_env: dict[str, str] = Field(default_factory=dict, description="thread-count variables set for it")
+    packages: dict[str, str] = Field(default_factory=dict, description="package -> version when it imports, else "
+                                                                       "'not installed' or why it fails to import")
+    other_installed: list[str] = Field(default_factory=list, description="other installed distributions "
+                                                                         "(not import-tested)")
 
 
 class SampledParent(BaseModel):
@@ -152,13 +193,18 @@ class SampledParent(BaseModel):
     parent: ParentView
     inspirations: list[ParentView]
     best_score: float | None
+    time_limit_s: float = Field(description="seconds one evaluation may take; a program still running then fails")
+    sandbox: SandboxFacts = Field(description="what the program can import and use where it runs (measured)")
     brief: str = Field(description="a complete prompt for writing the change, answer format included")
 
 
 class NoveltyCheck(BaseModel):
     checked: bool
-    nearest_id: int | None = None
-    similarity: float | None = None
+    same_as: int | None = Field(None, description="the program of the run this one equals after normalising "
+                                                  "(only when accepted by novelty_override)")
+    override: str | None = Field(None, description="the reason given in novelty_override, when it was used")
+    nearest_id: int | None = Field(None, description="with a novelty judge: the closest program of the island")
+    similarity: float | None = Field(None, description="with a novelty judge: cosine similarity to nearest_id")
     note: str | None = None
 
 
@@ -185,3 +231,12 @@ class Lineage(BaseModel):
     run_id: int
     program_id: int
     chain: list[ProgramSummary] = Field(description="oldest ancestor first, the program last")
+
+
+class WaitResult(BaseModel):
+    run_id: int
+    finished: list[ProposalResult] = Field(description="the given programs that are evaluated or failed, with "
+                                                       "score, error and deltas")
+    unfinished: list[ProgramSummary] = Field(description="the given programs still running (or pending)")
+    waited_s: float = Field(description="how long this call waited")
+    next_step: str

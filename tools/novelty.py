@@ -1,9 +1,19 @@
-"""Code-novelty rejection: embed the mutable code, refuse near-copies of what the island holds.
+"""Novelty: refuse a program already tried in other clothes; let every change of behaviour through.
+
+The policy (`check`): a candidate is refused when a program of the run, on any island and whatever
+its status, has the same canonical form (tools/canonical.py: the same program up to formatting,
+comments, docstrings, names of locals and the spelling of numbers). Another constant, another move
+or a fix changes the canonical form, so it passes however small it is. The refusal names the twin
+and says what would pass; `novelty_override` with a reason stores the candidate all the same and
+records the reason as an event. Runs with a `novelty_judge` also ask that model about a candidate
+whose embedding is closer than `novelty_threshold` to a correct program of its island; the judge
+may refuse it (overridable in the same way). Similarity alone refuses nothing: a whole-program
+embedding makes every focused edit of a large program look the same.
 
 The default embedder needs no model and no network: signed feature hashing of token
 1- to 3-grams into a float32 vector, L2-normalised (stable across processes: crc32,
 not Python's salted hash). Each island's most recent embeddings (a window of
-20,000 by default: near-copies are of recent work) are one float32 matrix, so a check is
+20,000 by default) are one float32 matrix, so a nearest-program lookup is
 one matrix-vector product of bounded cost however large the run grows.
 """
 
@@ -12,10 +22,18 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import markers
+from .errors import EvoError
+from .models import NoveltyCheck, RunConfig
+from .providers import ProviderError
+
+if TYPE_CHECKING:
+    from ..store import ProgramRecord
+    from .workspace import Workspace
 
 DIM = 256
 WINDOW = 20_000
@@ -102,3 +120,99 @@ class NoveltyIndex:
 
     def nearest(self, run_id: int, island: int, vector: np.ndarray) -> tuple[int | None, float]:
         return self._runs.get(run_id, {}).get(island, _Island()).nearest(vector)
+
+
+WOULD_PASS = ("What would pass: a change of what the program does (another constant, another move, a fix), "
+              "however small")
+OVERRIDE_HINT = ("If it does differ in a way this check cannot see, propose it again with "
+                 "novelty_override=\"<why>\" (recorded in the run's events)")
+
+
+def _twin_state(twin: ProgramRecord, run_id: int) -> str:
+    if twin.status == "failed" or (twin.status == "evaluated" and not twin.correct):
+        return (f"; program {twin.id} {'failed' if twin.status == 'failed' else 'was judged incorrect'}: "
+                f"{(twin.error or 'invalid result').strip()[:200]}. To run it again as it is (say the failure "
+                f"was a timeout under load), call evaluate(run_id={run_id}, program_id={twin.id})")
+    if twin.status == "pending":
+        return f"; it has not been evaluated yet: call evaluate(run_id={run_id}, program_id={twin.id})"
+    if twin.status == "evaluated":
+        score = "none" if twin.combined_score is None else repr(float(twin.combined_score))
+        return f"; it scored {score}"
+    return "; it is being evaluated now"
+
+
+async def exact_duplicate(ws: Workspace, run_id: int, twin_id: int) -> str:
+    """Why a program with exactly the code of program `twin_id` is refused, and what to do instead."""
+    twin = await ws.archive.get_program(run_id, twin_id)
+    state = _twin_state(twin, run_id) if twin is not None else ""
+    return (f"this program is an exact duplicate of program {twin_id}{state}. Nothing was stored (a run holds "
+            f"each program once, so novelty_override does not apply). {WOULD_PASS}")
+
+
+async def check(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRecord, code: str,
+                fingerprint: str, vector: np.ndarray, operator: str | None = None,
+                override: str | None = None) -> NoveltyCheck:
+    """Refuse (EvoError) a candidate the run has already tried, or one its judge finds not different."""
+    if not config.novelty:
+        return NoveltyCheck(checked=False, note="novelty checks are off for this run")
+    if operator is not None and operator in config.novelty_exempt:
+        return NoveltyCheck(checked=False, note=f"operator {operator!r} is exempt (run config novelty_exempt)")
+    override = (override or "").strip()[:1000] or None
+    twin_id = await ws.archive.find_by_fingerprint(run_id, fingerprint)
+    if twin_id is not None:
+        twin = await ws.program(run_id, twin_id)
+        which = "its parent" if twin_id == parent.id else f"program {twin_id} (island {twin.island})"
+        if override:
+            await ws.archive.add_event(run_id, "novelty_overridden", {"same_as": twin_id, "reason": override})
+            return NoveltyCheck(checked=True, same_as=twin_id, override=override,
+                                note=f"the same program as {which} after normalising; stored on your override")
+        await ws.archive.add_event(run_id, "novelty_rejected", {"same_as": twin_id, "island": parent.island,
+                                                                "reason": "same canonical form"})
+        raise EvoError(
+            f"this program is a duplicate of {which} up to formatting, comments, docstrings, names of locals "
+            f"and the spelling of numbers: after normalising, the two are one program, so evaluating it would "
+            f"tell nothing new{_twin_state(twin, run_id)}. Nothing was stored. {WOULD_PASS}. "
+            f"{OVERRIDE_HINT}")
+    result = NoveltyCheck(checked=True, note="no program of the run is the same after normalising")
+    if config.novelty_judge is not None:
+        result = await _judge(ws, run_id, config, parent, code, vector, override, result)
+    return result
+
+
+async def _judge(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRecord, code: str,
+                 vector: np.ndarray, override: str | None, result: NoveltyCheck) -> NoveltyCheck:
+    if not ws.novelty.loaded(run_id):
+        ws.novelty.load(run_id, await ws.archive.embeddings(run_id, per_island=ws.novelty.window))
+    nearest, similarity = ws.novelty.nearest(run_id, parent.island, vector)
+    result.nearest_id, result.similarity = nearest, similarity
+    if nearest is None or similarity <= config.novelty_threshold:
+        return result
+    twin = await ws.program(run_id, nearest)
+    if twin.status != "evaluated" or not twin.correct:
+        result.note = f"closest to program {nearest}, which has no valid score: the judge was not asked"
+        return result
+    try:
+        novel, verdict = await ws.providers.judge_novel(run_id, config.novelty_judge, markers.mutable_code(code),
+                                                        markers.mutable_code(twin.code))
+    except ProviderError as exc:
+        result.note = f"the novelty judge failed ({exc}); accepted, as no program of the run is the same"
+        return result
+    if novel:
+        await ws.archive.add_event(run_id, "novelty_judged_novel", {"nearest": nearest, "similarity": similarity,
+                                                                    "reason": verdict[:500]})
+        result.note = f"above the threshold, but the judge found it meaningfully different: {verdict[:300]}"
+        return result
+    if override:
+        await ws.archive.add_event(run_id, "novelty_overridden", {"nearest": nearest, "similarity": similarity,
+                                                                  "judge": verdict[:500], "reason": override})
+        result.override = override
+        result.note = f"the judge found it not different from program {nearest}; stored on your override"
+        return result
+    await ws.archive.add_event(run_id, "novelty_rejected", {"nearest": nearest, "similarity": similarity,
+                                                            "island": parent.island, "judge": verdict[:500]})
+    raise EvoError(
+        f"the run's novelty judge found this program not meaningfully different from program {nearest} "
+        f"(cosine similarity {similarity!r} > novelty_threshold {config.novelty_threshold!r}); the judge said: "
+        f"{verdict[:300]}. Nothing was stored. What would pass: a change the judge finds meaningful (another "
+        f"approach or move, not only nudged constants), or, without a judge, any change of behaviour. "
+        f"{OVERRIDE_HINT}")

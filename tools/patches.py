@@ -151,9 +151,27 @@ def apply_full(parent: str, program: str) -> Applied:
             f"{len(parent_layout.mutable)}; keep the markers as they are and change only the code between them"
         )
     notes = []
-    if [f.strip() for f in layout.fixed] != [f.strip() for f in parent_layout.fixed]:
-        notes.append("code outside the EVOLVE-BLOCK regions differed from the parent and was kept as the parent's")
+    dropped = _dropped_edits(parent_layout.fixed, layout.fixed)
+    if dropped:
+        notes.append("these edits outside the EVOLVE-BLOCK regions were dropped (only code between the markers "
+                     "may change; the parent's code outside them is kept): " + "; ".join(dropped))
     return Applied(parent_layout.join(layout.mutable), notes)
+
+
+def _dropped_edits(parent_fixed: tuple[str, ...], fixed: tuple[str, ...], limit: int = 8) -> list[str]:
+    """The lines a whole program changed outside the markers, as '-old' / '+new' (whitespace ignored)."""
+    changes: list[str] = []
+    for old, new in zip(parent_fixed, fixed):
+        old_lines = [line.rstrip() for line in old.splitlines() if line.strip()]
+        new_lines = [line.rstrip() for line in new.splitlines() if line.strip()]
+        if [line.strip() for line in old_lines] == [line.strip() for line in new_lines]:
+            continue
+        for line in difflib.unified_diff(old_lines, new_lines, n=0, lineterm=""):
+            if line[:1] in "+-" and not line.startswith(("+++", "---")):
+                changes.append(repr(line[:1] + line[1:].strip()[:120]))
+    if len(changes) > limit:
+        changes = changes[:limit] + [f"and {len(changes) - limit} more changed lines"]
+    return changes
 
 
 def unified_diff(parent: str, child: str) -> str:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from pydantic import ValidationError
 
 from ..evaluators.sandbox import isolation_rank
 from ..evaluators.task import BUILTIN_TASKS, TaskError, resolve_task
 from ..store import RunRecord
-from . import markers
+from . import canonical, markers
 from .errors import EvoError
-from .islands import seed_islands
-from .models import IslandStatus, RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
-from .steps import check_syntax, code_hash, embed_code, evaluate, summary
+from .models import IslandStatus, ProposalResult, RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
+from .steps import check_syntax, code_hash, embed_code, settle, start_evaluation, summary
 from .trust import all_contracts, describe, run_contracts, scoring, start_contract
 from .workspace import Workspace
 
@@ -36,8 +37,10 @@ def _bwrap_hint(isolation: str) -> str:
             "bubblewrap: apt install bubblewrap), or isolation is turned off")
 
 
-async def start_run(ws: Workspace, task: str, name: str | None = None,
-                    config: dict[str, Any] | None = None) -> RunStatus:
+async def start_run(ws: Workspace, task: str, name: str | None = None, config: dict[str, Any] | None = None,
+                    wait_s: float | None = None, then: Callable[[int], Awaitable[None]] | None = None) -> RunStatus:
+    """Create a run and evaluate its seed, waiting up to `wait_s` (None: until it is recorded); `then(run_id)`
+    is called once the seed is evaluated and on every island, which may be after this returned."""
     try:
         run_config = RunConfig.model_validate(config or {})
     except ValidationError as exc:
@@ -45,6 +48,9 @@ async def start_run(ws: Workspace, task: str, name: str | None = None,
     if len(await ws.archive.list_runs()) >= ws.max_runs:
         raise EvoError(f"this server holds its limit of {ws.max_runs} runs; continue an existing run "
                        f"(list_runs, resume_run) or start the server with a larger --max-runs")
+    if "\x00" in task or "\x00" in (name or ""):
+        raise EvoError("the task name or run name holds a NUL byte (\\x00); pass a built-in task name (list_tasks) "
+                       "or the path of a task directory, and a plain name")
     try:
         resolved = resolve_task(task)
     except TaskError as exc:
@@ -75,19 +81,22 @@ async def start_run(ws: Workspace, task: str, name: str | None = None,
     seed = await ws.archive.insert_program(
         run_id=run.id, parent_id=None, island=0, generation=0, code=resolved.initial_code,
         code_hash=code_hash(resolved.initial_code), diff=None, patch_type="seed", description="initial program",
-        embedding=seed_vector.tobytes(),
+        embedding=seed_vector.tobytes(), fingerprint=canonical.fingerprint(resolved.initial_code, resolved.language),
     )
     await ws.archive.add_event(run.id, "run_started", {"task": resolved.name, "seed": seed.id})
-    result = await evaluate(ws, run.id, seed.id)
+
+    async def seeded(result: ProposalResult) -> None:
+        if then is not None and result.program.status != "failed":
+            await then(run.id)
+
+    with anyio.CancelScope(shield=True):  # stored: the seed's evaluation starts whatever happens to this call
+        flight = await start_evaluation(ws, run, seed, then=seeded)
+    result = await settle(ws, flight, wait_s, None)
     if result.program.status == "failed":
-        await ws.archive.set_run_status(run.id, "stopped")
-        await ws.archive.add_event(run.id, "run_stopped", {"reason": "seed failed"})
         raise EvoError(
             f"the task's initial program failed its evaluation, so run {run.id} was stopped: "
             f"{result.program.error}. Fix initial.py or evaluate.py and start a new run"
         )
-    await seed_islands(ws, run.id, seed.id, run_config.num_islands)
-    ws.novelty.forget(run.id)
     return await get_run_status(ws, run.id)
 
 
@@ -109,8 +118,10 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
     return RunStatus(
         run=run_info(run, contracts),
         counts=counts,
-        evaluated=counts.get("evaluated", 0) + counts.get("failed", 0),
-        in_flight=counts.get("running", 0) + counts.get("pending", 0) + tickets,
+        evaluations_finished=counts.get("evaluated", 0) + counts.get("failed", 0),
+        in_flight=counts.get("running", 0) + counts.get("pending", 0),
+        tickets_outstanding=tickets,
+        time_limit_s=_time_limit(ws, run),
         best=summary(best) if best else None,
         target_score=run.target_score,
         gap_to_target=None if best_score is None or run.target_score is None else run.target_score - best_score,
@@ -122,21 +133,36 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         islands={i: IslandStatus(**stats) for i, stats in population.island_stats().items()},
         scoring=scoring(contracts),
         scoring_detail=describe(contracts),
+        evaluating=sorted(f.program_id for f in ws.evaluations.of_run(run_id)),
     )
 
 
+def _time_limit(ws: Workspace, run: RunRecord) -> float | None:
+    try:
+        return ws.task(run).timeout_s
+    except EvoError:  # the task folder is gone: the status is still worth reading
+        return None
+
+
 async def stop_run(ws: Workspace, run_id: int) -> RunStatus:
+    """Stop a run: new programs are refused, and its evaluations in flight end, recorded as failed."""
     run = await ws.run(run_id)
     if run.status == "running":
         await ws.archive.set_run_status(run_id, "stopped")
         await ws.archive.add_event(run_id, "run_stopped", {"reason": "stop_run"})
+    await ws.evaluations.stop_all(run_id, f"run {run_id} was stopped (stop_run)")
     return await get_run_status(ws, run_id)
 
 
 async def resume_run(ws: Workspace, run_id: int) -> RunStatus:
-    """Open a stopped or interrupted run for new programs again; its archive is kept as it was."""
+    """Open a stopped or interrupted run for new programs again; its archive is kept as it was. Programs left
+    pending (by a server that stopped while evaluating them) are evaluated again, in the background."""
     run = await ws.run(run_id)
     if run.status != "running":
         await ws.archive.set_run_status(run_id, "running")
         await ws.archive.add_event(run_id, "run_resumed", {"was": run.status})
+    for program_id in await ws.archive.pending_ids(run_id):
+        if ws.evaluations.running(program_id) is None:
+            with anyio.CancelScope(shield=True):
+                await start_evaluation(ws, run, await ws.program(run_id, program_id))
     return await get_run_status(ws, run_id)

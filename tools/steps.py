@@ -11,12 +11,14 @@ import anyio
 import numpy as np
 
 from ..store import DuplicateProgram, EvaluationResult, ProgramRecord, RunRecord
-from . import markers, novelty, patches, selection
-from .brief import build_brief
+from . import canonical, markers, novelty, patches, selection
+from .brief import INSPIRATION_CHARS, build_brief
 from .errors import EvoError
-from .islands import choose_island, migrate_if_due
+from .flights import Flight, Then, wait
+from .islands import choose_island, migrate_if_due, settle_seed
 from .providers import ProviderError
-from .models import NoveltyCheck, ParentView, PatchType, ProgramSummary, ProposalResult, RunConfig, SampledParent
+from .models import ParentView, PatchType, ProgramSummary, ProposalResult, RunConfig, SampledParent
+from .sandbox_facts import sandbox_facts
 from .trust import record_contract
 from .workspace import Workspace
 
@@ -43,9 +45,12 @@ def summary(row: dict[str, Any] | ProgramRecord) -> ProgramSummary:
     return ProgramSummary.model_validate(data)
 
 
-def parent_view(p: ProgramRecord) -> ParentView:
+def parent_view(p: ProgramRecord, inspiration: bool = False) -> ParentView:
+    """The parent whole; an inspiration without its output, and without its code past the brief's size bound."""
+    code = None if inspiration and len(p.code) > INSPIRATION_CHARS else p.code
     return ParentView(id=p.id, island=p.island, generation=p.generation, combined_score=p.combined_score,
-                      correct=p.correct, public_metrics=p.public_metrics, text_feedback=p.text_feedback, code=p.code)
+                      correct=p.correct, public_metrics=p.public_metrics, text_feedback=p.text_feedback, code=code,
+                      stdout_tail=None if inspiration else p.stdout_tail)
 
 
 def _add_in_flight(ids: np.ndarray, children: np.ndarray, in_flight: dict[int, int]) -> np.ndarray:
@@ -71,7 +76,13 @@ async def _inspirations(ws: Workspace, run_id: int, config: RunConfig, island: i
     if count > 1 and rest:
         chosen.append(int(ws.rng.choice(rest)))  # one slot for a random elite: diversity
     programs = await ws.archive.get_programs(run_id, chosen)
-    return sorted(programs, key=lambda p: -(p.combined_score or -math.inf))
+    seen = {parent.code_hash, parent.fingerprint} - {None}  # no copy of the parent (the seed is on every island)
+    distinct = []
+    for p in programs:
+        if not {p.code_hash, p.fingerprint} & seen:
+            distinct.append(p)
+        seen |= {p.code_hash, p.fingerprint} - {None}
+    return sorted(distinct, key=lambda p: -(p.combined_score or -math.inf))
 
 
 def _suggest_patch_type(ws: Workspace, config: RunConfig, has_inspirations: bool, mode: str) -> PatchType:
@@ -86,7 +97,10 @@ def _suggest_patch_type(ws: Workspace, config: RunConfig, has_inspirations: bool
 
 
 async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
-                        island: int | None = None, patch_type: PatchType | None = None) -> SampledParent:
+                        island: int | None = None, patch_type: PatchType | None = None,
+                        wait_s: float | None = None) -> SampledParent:
+    """A parent, its brief and a ticket; `wait_s` is how long the caller's tool calls wait for an evaluation (the
+    brief explains waiting when the task's evaluations may take longer)."""
     run = await ws.open_run(run_id)
     config = ws.config(run)
     strategy = strategy or config.selection
@@ -107,57 +121,30 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
     else:
         failed = await ws.archive.latest_failed(run_id, island)
         if failed is None:
-            raise EvoError(f"island {island} of run {run_id} has no evaluated program yet; evaluate one first")
+            busy = sorted(f.program_id for f in ws.evaluations.of_run(run_id))
+            then = f"wait_for(run_id={run_id}, program_ids={busy}): they are being evaluated" if busy else \
+                "evaluate one first"
+            raise EvoError(f"island {island} of run {run_id} has no evaluated program yet; {then}")
         parent, mode = await ws.program(run_id, failed), "fix"
     inspirations = await _inspirations(ws, run_id, config, island, parent) if mode == "improve" else []
     if mode == "fix" or patch_type is None or (patch_type == "cross" and not inspirations):
         patch_type = _suggest_patch_type(ws, config, bool(inspirations), mode)
     best_score = population.best_score()
     task = ws.task(run)
+    facts = await sandbox_facts(ws, task)
+    ticket = ws.tickets.issue(run_id, parent.id, island, config.ticket_ttl_s)
     brief = build_brief(
         task_name=task.name, description=task.description, language=task.language, parent=parent,
         best_score=best_score, parent_delta_base=population.score_of(parent.parent_id), inspirations=inspirations,
         failures=await ws.archive.recent_failures(run_id, parent.id), mode=mode, patch_type=patch_type,
         recommendations=((await ws.archive.get_note(run_id, "meta")) or {}).get("recommendations"),
+        evaluation_s=task.timeout_s, wait_s=wait_s, island_failures=await ws.archive.island_failures(run_id, island),
+        sandbox=facts, isolation=await ws.executor.isolation(), run_id=run_id, ticket=ticket,
     )
-    ticket = ws.tickets.issue(run_id, parent.id, island, config.ticket_ttl_s)
     return SampledParent(run_id=run_id, ticket=ticket, strategy=strategy, island=island, mode=mode,
                          patch_type=patch_type, parent=parent_view(parent),
-                         inspirations=[parent_view(p) for p in inspirations], best_score=best_score, brief=brief)
-
-
-async def _check_novelty(ws: Workspace, run_id: int, config: RunConfig, island: int, vector: np.ndarray,
-                         operator: str | None, code: str | None = None) -> NoveltyCheck:
-    if not config.novelty:
-        return NoveltyCheck(checked=False, note="novelty checks are off for this run")
-    if operator is not None and operator in config.novelty_exempt:
-        return NoveltyCheck(checked=False, note=f"operator {operator!r} is exempt (run config novelty_exempt)")
-    if not ws.novelty.loaded(run_id):
-        ws.novelty.load(run_id, await ws.archive.embeddings(run_id, per_island=ws.novelty.window))
-    nearest, similarity = ws.novelty.nearest(run_id, island, vector)
-    check = NoveltyCheck(checked=True, nearest_id=nearest, similarity=similarity)
-    if nearest is None or similarity <= config.novelty_threshold:
-        return check
-    verdict = ""
-    if config.novelty_judge is not None and code is not None:
-        twin = await ws.program(run_id, nearest)
-        try:
-            novel, verdict = await ws.providers.judge_novel(run_id, config.novelty_judge, markers.mutable_code(code),
-                                                            markers.mutable_code(twin.code))
-        except ProviderError as exc:
-            novel, verdict = False, f"the novelty judge failed ({exc}), so the threshold decides"
-        if novel:
-            await ws.archive.add_event(run_id, "novelty_judged_novel", {"nearest": nearest, "similarity": similarity,
-                                                                        "reason": verdict[:500]})
-            check.note = f"above the threshold, but the judge found it meaningfully different: {verdict[:300]}"
-            return check
-    await ws.archive.add_event(run_id, "novelty_rejected", {"nearest": nearest, "similarity": similarity,
-                                                            "island": island, "judge": verdict[:500] or None})
-    raise EvoError(
-        f"too similar to program {nearest} of island {island} (cosine similarity {similarity:.5f} > "
-        f"threshold {config.novelty_threshold}){'; the judge said: ' + verdict[:300] if verdict else ''}; "
-        f"nothing was stored. Try a more substantial change (another idea, not a re-wording)"
-    )
+                         inspirations=[parent_view(p, inspiration=True) for p in inspirations], best_score=best_score,
+                         time_limit_s=task.timeout_s, sandbox=facts, brief=brief)
 
 
 async def embed_code(ws: Workspace, config: RunConfig, code: str, run_id: int = 0) -> np.ndarray:
@@ -184,10 +171,16 @@ async def propose_candidate(
     progress: Progress | None = None,
     operator: str | None = None,
     cost_usd: float = 0.0,
+    wait_s: float | None = None,
+    novelty_override: str | None = None,
 ) -> ProposalResult:
+    """Apply a change to a parent and store the new program; evaluate it unless `evaluate_now` is False, waiting
+    for its result up to `wait_s` seconds (None: until it is recorded). `novelty_override` (a reason) stores a
+    program the novelty check would refuse."""
     run = await ws.open_run(run_id)
     config = ws.config(run)
     parent = await ws.program(run_id, parent_id)
+    ticket_notes = ws.tickets.check(ticket, run_id, parent.id, parent.island)
     if (patch is None) == (code is None):
         raise EvoError("pass exactly one of `patch` (SEARCH/REPLACE blocks) or `code` (the whole program)")
     text = patch if patch is not None else code
@@ -205,13 +198,19 @@ async def propose_candidate(
     task = ws.task(run)
     check_syntax(child_code, task.language, "the resulting program")
     if child_code == parent.code:
-        raise EvoError("the change leaves the program as it was; propose a change that does something")
+        raise EvoError(_with_notes("the change leaves the program as it was; propose a change that does something",
+                                   applied.notes))
     digest = code_hash(child_code)
     twin = await ws.archive.find_by_hash(run_id, digest)
     if twin is not None:
-        raise EvoError(f"this program is an exact duplicate of program {twin}; propose a different change")
+        raise EvoError(_with_notes(await novelty.exact_duplicate(ws, run_id, twin), applied.notes))
     vector = await embed_code(ws, config, child_code, run_id)
-    novelty_check = await _check_novelty(ws, run_id, config, parent.island, vector, operator, child_code)
+    fingerprint = canonical.fingerprint(child_code, task.language)
+    try:
+        novelty_check = await novelty.check(ws, run_id, config, parent, child_code, fingerprint, vector, operator,
+                                            novelty_override)
+    except EvoError as exc:
+        raise EvoError(_with_notes(str(exc), applied.notes)) from None
     population = await ws.population(run_id)
     best_before = population.best_score()
     try:
@@ -219,21 +218,29 @@ async def propose_candidate(
             run_id=run_id, parent_id=parent.id, island=parent.island, generation=parent.generation + 1,
             code=child_code, code_hash=digest, diff=patches.unified_diff(parent.code, child_code),
             patch_type=kind, description=description, embedding=vector.tobytes(), cost_usd=cost_usd,
+            fingerprint=fingerprint,
         )
     except DuplicateProgram as dup:
-        raise EvoError(f"this program is an exact duplicate of program {dup.twin_id}; propose a different change"
-                       ) from None
+        raise EvoError(await novelty.exact_duplicate(ws, run_id, dup.twin_id)) from None
     population.add(program.id, parent.id, program.island, program.generation)
     ws.novelty.add(run_id, program.island, program.id, vector)
-    ws.tickets.redeem(ticket, run_id, parent.id)
-    await ws.archive.add_event(run_id, "proposed", {"program": program.id, "parent": parent.id,
-                                                    "operator": operator})
-    if evaluate_now:
-        result = await _evaluate(ws, run, program, progress, best_before, applied.notes)
+    ws.tickets.redeem(ticket, run_id, parent.id, program.id)
+    notes = applied.notes + ticket_notes
+    with anyio.CancelScope(shield=True):  # stored: its evaluation starts whatever happens to this call
+        await ws.archive.add_event(run_id, "proposed", {"program": program.id, "parent": parent.id,
+                                                        "operator": operator})
+        flight = await start_evaluation(ws, run, program, best_before, notes) if evaluate_now else None
+    if flight is not None:
+        result = await settle(ws, flight, wait_s, progress)
     else:
-        result = _result(run_id, summary(program), parent.combined_score, best_before, applied.notes)
+        result = _result(run_id, summary(program), parent.combined_score, best_before, notes)
     result.novelty = novelty_check
     return result
+
+
+def _with_notes(message: str, notes: list[str]) -> str:
+    """A refusal with what applying the change noted (edits outside the markers that were dropped)."""
+    return message if not notes else f"{message}. Note: {'; '.join(notes)}"
 
 
 def _result(run_id: int, program: ProgramSummary, parent_score: float | None, best_before: float | None,
@@ -242,6 +249,9 @@ def _result(run_id: int, program: ProgramSummary, parent_score: float | None, be
     is_new_best = score is not None and (best_before is None or score > best_before)
     if program.status == "pending":
         next_step = f"call evaluate(run_id={run_id}, program_id={program.id}) to score it"
+    elif program.status == "running":
+        next_step = (f"it is still being evaluated; call wait_for(run_id={run_id}, program_ids=[{program.id}]) "
+                     f"for its score")
     elif program.status == "failed" or not program.correct:
         next_step = "read the error, then sample_parent again (or fix this program and propose it)"
     elif is_new_best:
@@ -268,32 +278,65 @@ async def evaluate(
     progress: Progress | None = None,
     best_before: float | None = None,
     notes: list[str] | None = None,
+    wait_s: float | None = None,
 ) -> ProposalResult:
+    """Evaluate a pending (or failed) program, or join its evaluation in flight; waits up to `wait_s` (None: to
+    its end) and then returns it as it stands."""
     run = await ws.run(run_id)
     program = await ws.program(run_id, program_id)
-    if program.status in ("evaluated", "running"):
-        raise EvoError(f"program {program_id} is already {program.status}; call get_program to read its result")
-    return await _evaluate(ws, run, program, progress, best_before, notes)
+    flight = ws.evaluations.running(program_id)
+    if flight is None:
+        if program.status in ("evaluated", "running"):
+            raise EvoError(f"program {program_id} is already {program.status}; call get_program to read its result")
+        with anyio.CancelScope(shield=True):
+            flight = await start_evaluation(ws, run, program, best_before, notes)
+    return await settle(ws, flight, wait_s, progress)
 
 
-async def _evaluate(ws: Workspace, run: RunRecord, program: ProgramRecord, progress: Progress | None,
-                    best_before: float | None, notes: list[str] | None) -> ProposalResult:
-    """Evaluate a program of the run that is neither evaluated nor running, and store its result."""
-    run_id, program_id = run.id, program.id
-    population = await ws.population(run_id)
+async def start_evaluation(ws: Workspace, run: RunRecord, program: ProgramRecord, best_before: float | None = None,
+                           notes: list[str] | None = None, then: Then | None = None) -> Flight:
+    """Start evaluating a program of the run in the workspace, where it runs to its end and is recorded; `then`
+    gets the result once it is recorded."""
     if best_before is None:
-        best_before = population.best_score()
+        best_before = (await ws.population(run.id)).best_score()
     task = ws.task(run)
-    await record_contract(ws.archive, ws.contracts_recorded, run, task)
+    flight = Flight(run.id, program.id, task.timeout_s, best_before, list(notes or []), then=then)
+    return await ws.evaluations.start(flight, lambda f: _record(ws, run, program, f))
+
+
+async def settle(ws: Workspace, flight: Flight, wait_s: float | None, progress: Progress | None) -> ProposalResult:
+    """The evaluation's result, waiting for it up to `wait_s` (None: to its end); at the bound, the program as it
+    stands (running), with how long it has run and what to call next."""
+    await wait([flight], wait_s, progress)
+    if flight.done.is_set():
+        if flight.error is not None:
+            raise flight.error
+        if flight.result is not None:
+            return flight.result
+    population = await ws.population(flight.run_id)
+    program = await ws.program(flight.run_id, flight.program_id)
+    result = _result(flight.run_id, summary(program), population.score_of(program.parent_id), flight.best_before,
+                     flight.notes)
+    if program.status == "running":
+        result.next_step = (
+            f"program {program.id} is still being evaluated ({flight.elapsed:.0f} s so far; this task allows "
+            f"{flight.timeout_s:g} s) and goes on without this call: call wait_for(run_id={flight.run_id}, "
+            f"program_ids=[{program.id}]) for its result (again while it answers still running), or first "
+            f"sample_parent and propose other changes, then wait_for them together")
+    return result
+
+
+async def _record(ws: Workspace, run: RunRecord, program: ProgramRecord, flight: Flight) -> ProposalResult:
+    """Evaluate the program and store its result (a flight's body: it runs in the workspace, not in a call)."""
+    run_id, program_id = run.id, program.id
+    task = ws.task(run)
     saved = False
-    try:
+    try:  # from the first checkpoint on: a stop that comes early is recorded too
+        population = await ws.population(run_id)
+        await record_contract(ws.archive, ws.contracts_recorded, run, task)
         await ws.archive.set_program_status(program_id, "running")
         population.set_status(program_id, "running")
-        async with anyio.create_task_group() as tg:
-            if progress is not None:
-                tg.start_soon(_tick, progress, task.timeout_s)
-            report = await ws.executor.evaluate(task, program.code)
-            tg.cancel_scope.cancel()
+        report = await ws.executor.evaluate(task, program.code)
         result = EvaluationResult(
             status="failed" if report.failed else "evaluated",
             correct=report.correct,
@@ -311,21 +354,31 @@ async def _evaluate(ws: Workspace, run: RunRecord, program: ProgramRecord, progr
             population.set_result(program_id, result.status, result.correct, result.combined_score)
             saved = True
     finally:
-        if not saved:  # cancelled or broken: leave the program ready to evaluate again
+        if not saved:
             with anyio.CancelScope(shield=True):
-                await ws.archive.set_program_status(program_id, "pending")
-                population.set_status(program_id, "pending")
-    await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": report.combined_score,
-                                                     "correct": report.correct, "isolation": report.isolation})
-    counts = population.counts()
-    await migrate_if_due(ws, run, ws.config(run), counts.get("evaluated", 0) + counts.get("failed", 0))
-    return _result(run_id, summary(await ws.program(run_id, program_id)), population.score_of(program.parent_id),
-                   best_before, notes or [])
+                await _cut_short(ws, run_id, program_id, flight)
+    with anyio.CancelScope(shield=True):  # recorded: the bookkeeping that follows is part of it
+        await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": report.combined_score,
+                                                         "correct": report.correct, "isolation": report.isolation})
+        counts = population.counts()
+        await migrate_if_due(ws, run, ws.config(run), counts.get("evaluated", 0) + counts.get("failed", 0))
+        out = _result(run_id, summary(await ws.program(run_id, program_id)), population.score_of(program.parent_id),
+                      flight.best_before, flight.notes)
+        if program.patch_type == "seed":
+            await settle_seed(ws, run, out.program)
+    return out
 
 
-async def _tick(progress: Progress, total: float) -> None:
-    elapsed = 0.0
-    while True:
-        await progress(elapsed, f"evaluating ({elapsed:.0f} s of at most {total:g} s)")
-        await anyio.sleep(1.0)
-        elapsed += 1.0
+async def _cut_short(ws: Workspace, run_id: int, program_id: int, flight: Flight) -> None:
+    """A stopped evaluation is recorded as failed with the reason; one cut short otherwise (the server closing,
+    an error) leaves its program pending, to be evaluated again."""
+    population = await ws.population(run_id)
+    if flight.stop_reason is None:
+        await ws.archive.set_program_status(program_id, "pending")
+        population.set_status(program_id, "pending")
+        return
+    error = f"evaluation stopped after {flight.elapsed:.1f} s: {flight.stop_reason}"
+    await ws.archive.save_result(program_id, EvaluationResult(status="failed", correct=False, combined_score=None,
+                                                              error=error, eval_seconds=flight.elapsed))
+    population.set_result(program_id, "failed", False, None)
+    await ws.archive.add_event(run_id, "evaluation_stopped", {"program": program_id, "reason": flight.stop_reason})

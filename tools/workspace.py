@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import numpy as np
 
 from ..evaluators.executor import Executor, LocalExecutor
 from ..evaluators.task import Task, TaskError, resolve_task
 from ..store import Archive, ProgramRecord, RunRecord
 from .errors import EvoError
-from .models import RunConfig
+from .flights import Evaluations
+from .models import RunConfig, SandboxFacts
 from .novelty import NoveltyIndex
 from .population import Population
 from .providers import NoProviders, Providers
@@ -29,9 +33,12 @@ class Workspace:
     max_runs: int = 1000
     providers: Providers = field(default_factory=NoProviders)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    evaluations: Evaluations = field(default_factory=Evaluations)  # in flight, outliving the calls that started them
     _tasks: dict[int, Task] = field(default_factory=dict)
     contracts_recorded: set[int] = field(default_factory=set)  # runs whose scoring contract this process noted
     _populations: dict[int, Population] = field(default_factory=dict)
+    sandbox_facts: dict[tuple, tuple[float | None, SandboxFacts]] = field(default_factory=dict)  # sandbox_facts.py
+    sandbox_facts_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     async def population(self, run_id: int) -> Population:
         """The run's in-memory index, loaded from the archive on first use."""
@@ -43,7 +50,7 @@ class Workspace:
         self._populations.pop(run_id, None)
 
     async def run(self, run_id: int) -> RunRecord:
-        run = await self.archive.get_run(run_id)
+        run = await self.archive.get_run(run_id) if 0 < run_id < 2**63 else None
         if run is None:
             raise EvoError(f"no run with id {run_id}; call list_runs to see the runs, or start_run to make one")
         return run
@@ -56,7 +63,8 @@ class Workspace:
         return run
 
     async def program(self, run_id: int, program_id: int) -> ProgramRecord:
-        program = await self.archive.get_program(run_id, program_id)
+        in_range = 0 < run_id < 2**63 and 0 < program_id < 2**63
+        program = await self.archive.get_program(run_id, program_id) if in_range else None
         if program is None:
             await self.run(run_id)  # an unknown run is the error to report first
             raise EvoError(
@@ -78,6 +86,16 @@ class Workspace:
         return self._tasks[run.id]
 
 
+def _ticket_key(db: Path) -> bytes:
+    """What tickets are signed with: the same for every server process on this archive file."""
+    try:
+        info = db.stat()
+        where = f"{db.resolve()}:{info.st_dev}:{info.st_ino}"
+    except OSError:  # not a file (an in-memory archive): good for this process only
+        where = f"{db}:{id(db)}"
+    return hashlib.sha256(where.encode()).digest()
+
+
 @asynccontextmanager
 async def open_workspace(db_path: str | Path, slots: int | None = None, isolate: bool = True,
                          executor: Executor | None = None, reset: bool = True) -> AsyncIterator[Workspace]:
@@ -96,11 +114,13 @@ async def open_workspace(db_path: str | Path, slots: int | None = None, isolate:
         executor = LocalExecutor(slots, isolate=isolate, hide=archive_files)
     else:
         executor.hide(*archive_files)
+    ws = Workspace(archive, executor, tickets=Tickets(key=_ticket_key(Path(db))))
     try:
         if reset:
             await archive.reset_unfinished()
-        yield Workspace(archive, executor)
+        yield ws
     finally:
+        await ws.evaluations.aclose()  # what is still running returns to pending, to be evaluated again
         if own:
             await executor.aclose()
         await archive.close()
