@@ -495,6 +495,7 @@ class ForkServer:
                 "hide": self.hide if hide is None else hide}
         started = time.monotonic()
         pid = reply = None
+        ended = False  # the template said the child is done or gone
         timed_out = False
         processes_at_end = 0
         forks_refused = 0
@@ -525,9 +526,10 @@ class ForkServer:
                 reply = await self._channel.wait(request_id, ("exit", "done"), 10)
             if reply is None or reply.get("lost"):
                 raise ForkServerError("the fork server lost the child")
+            ended = True
         finally:
             self._running -= 1
-            if pid is not None and reply is None:  # cancelled or lost: nothing of the child may outlive the call
+            if pid is not None and not ended:  # cancelled or lost: nothing of the child may outlive the call
                 await self._kill(request_id)
             forks_refused = max(0, self.cgroups.refused(cgroup) - refused_before)
             if forks_refused or timed_out:  # let the kernel reap what was killed before the next fork

@@ -97,6 +97,22 @@ async def test_timeout_kills_the_whole_group(executor):
     assert await leftovers(executor) == set() and executor.helper_pids <= own_descendants()
 
 
+
+async def test_cancelling_an_evaluation_kills_its_candidate(executor):
+    """A cancelled evaluation (stop_run, shutdown) ends its candidate and everything it started at once."""
+    code = candidate("""
+        import subprocess, time
+        subprocess.Popen(["sleep", "300"])
+        def run_packing():
+            while True:
+                time.sleep(0.01)
+    """)
+    with anyio.move_on_after(2):
+        await executor.evaluate(CIRCLES.model_copy(update={"timeout_s": 60}), code)
+    again = await executor.evaluate(CIRCLES, CIRCLES.initial_code)  # its reply names the new spare child
+    assert again.correct
+    assert await leftovers(executor) == set() and executor.helper_pids <= own_descendants()
+
 async def test_crash_exit_and_exceptions_are_reasons(executor):
     segv = candidate("""
         import ctypes
