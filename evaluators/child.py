@@ -712,6 +712,31 @@ def _sweep_shared_tmp(keep):
                 pass
 
 
+def _sweep_as_candidates(keep):
+    """_sweep_shared_tmp with the candidates' uid where they run as SANDBOX_ID: the template holds no
+    capability to remove their files from the sticky /tmp, and wants none."""
+    if not runs_as_root():
+        _sweep_shared_tmp(keep)
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
+            os.setresuid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
+            _sweep_shared_tmp(keep)
+        finally:
+            os._exit(0)
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return
+
+
 class _Spare:
     """A child forked and prepared (session, namespaces, PID 1) before its candidate is known."""
 
@@ -890,7 +915,7 @@ def serve(preload, in_bwrap=False):
             for stranger in _strangers([*children, spare_pid]):
                 _kill(stranger)
             if not children and work_roots:
-                _sweep_shared_tmp(work_roots | set(VIEW["ro"]))
+                _sweep_as_candidates(work_roots | set(VIEW["ro"]))
         for reply in replies:
             _reply({**reply, "spare": spare and spare.pid})
 

@@ -277,7 +277,9 @@ def bwrap_argv(view: dict[str, Any], hide: list[str], work_root: Path, userns: i
     argv = ["bwrap", "--die-with-parent", "--new-session", "--as-pid-1", "--cap-drop", "ALL", *unshare,
             "--dev", "/dev", "--proc", "/proc",
             # small memory-backed folders, so that writing files cannot exhaust the machine's memory
-            "--size", str(view["tmp_bytes"]), "--tmpfs", "/tmp", "--size", str(view["shm_bytes"]), "--tmpfs", "/dev/shm"]
+            # (sticky and writable by all, as on any machine: candidates may run as another uid than the template)
+            "--perms", "1777", "--size", str(view["tmp_bytes"]), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(view["shm_bytes"]), "--tmpfs", "/dev/shm"]
     parents = sorted({str(p) for path in view["ro"] for p in Path(path).parents
                       if str(p) not in ("/", "/tmp", "/dev", "/dev/shm", "/proc")}, key=len)
     for parent in parents:  # passable by an unprivileged candidate (bubblewrap would make them 0700)

@@ -1402,6 +1402,8 @@ async def test_host_view_processes_sockets_and_shared_memory(arena):
             left = sorted(Path(folder).glob(f"{arena.mark}-*"))
             grown = (shutil.disk_usage(folder).used - usage[folder]) // 1024**2
             written = (report.get(folder) or {}).get("written MB", 0)
+            if not written:  # a private /tmp that nothing can be written to passes the rest for the wrong reason
+                problems.append(f"the sandbox's own {folder} is not writable: {report.get(folder)}")
             # /tmp shares its disk with everything else on the machine: there only the files count
             if left or (folder == "/dev/shm" and grown > 100):
                 got_out.append(f"{written} MB written to {folder} stayed on the host after the evaluation "
