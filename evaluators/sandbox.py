@@ -638,14 +638,15 @@ def remove_tree(path: Path) -> None:
 
 
 def hand_over(workdir: Path, uid: int) -> None:
-    """A root server's candidates run as `uid`: their work directory becomes theirs."""
-    for folder, dirs, names in os.walk(workdir):
-        os.chown(folder, uid, uid)
-        for name in names:
+    """A root server's candidates run as `uid`: their work directory becomes theirs.
+
+    Bottom-up, the directory itself last, never following a link: until then it is root's and 0700,
+    so no candidate (under bubblewrap they share a view of the work root) can swap anything inside
+    it for a link while it is walked."""
+    for folder, dirs, names in os.walk(workdir, topdown=False):
+        for name in [*names, *dirs]:
             os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
-        for name in dirs:
-            if os.path.islink(os.path.join(folder, name)):
-                os.chown(os.path.join(folder, name), uid, uid, follow_symlinks=False)
+    os.chown(workdir, uid, uid, follow_symlinks=False)
 
 
 async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
