@@ -33,6 +33,12 @@ import numpy  # noqa: F401 - preloaded like the warm template, so forks inherit 
 EVALUATORS = Path(__file__).resolve().parent.parent / "evaluators"
 SEED = EVALUATORS / "tasks" / "circle_packing" / "initial.py"
 WARMUP = 3
+# the sandbox's steps in child.py, in order, with what each row of the table calls them; the spare child
+# of the real template does the first three before its candidate is known
+PHASES = ("_unshare", "_become_pid_one", "_build_root", "_enter_workdir", "_drop_privileges", "_harden")
+LABELS = {"_unshare": "unshare the namespaces", "_become_pid_one": "fork to be PID 1",
+          "_build_root": "build the root, pivot (a spare does it ahead)", "_enter_workdir": "bind the work dir in, read-only",
+          "_drop_privileges": "uid 65534 / drop capabilities", "_harden": "no_new_privs, seccomp filter"}
 
 # What the executor would put in the spec, asked of the product in a separate interpreter so that
 # this (forking) process stays as small as the template.
@@ -60,7 +66,7 @@ class Stamps:
 
     def __init__(self, child) -> None:
         self.t: dict[str, float] = {}
-        for name in ("_enter_namespaces", "_become_pid_one", "_apply_limits", "_outcome"):
+        for name in PHASES + ("_apply_limits", "_outcome"):
             self._wrap(child, name)
         stamps = self
 
@@ -139,11 +145,20 @@ def measure(n: int, isolate: bool, cgroup_mode: str) -> dict[str, list[float]]:
 
 def _template_loop(n: int, isolate: bool, cgroups, child, parts) -> dict[str, list[float]]:
     stamps = Stamps(child)
+    child._SECCOMP = child.seccomp_filter()  # what child.serve() prepares once
+    child.VIEW = child.sandbox_view()
+    child._FILE_COPIES = child._read_small_files(child.VIEW)
     phases: dict[str, list[float]] = {}
     for i in range(n + WARMUP):
-        workdir = Path(tempfile.mkdtemp(prefix="evomcp-bench-child-"))
+        work_root = Path(tempfile.mkdtemp(prefix="evomcp-bench-child-"))
+        work_root.chmod(0o711)
+        workdir = work_root / "eval"  # a work directory in a work root, as the fork server makes them
+        workdir.mkdir()
         program = workdir / "program.py"
         program.write_text(parts["code"])
+        if child.runs_as_root():  # what sandbox.hand_over does
+            for path in (program, workdir):
+                os.chown(path, child.SANDBOX_ID, child.SANDBOX_ID)
         cgroup = cgroups.create(f"bench-{os.getpid()}-{i}") if cgroups else None
         env = {**parts["env"], "HOME": str(workdir), "TMPDIR": str(workdir), "NUMBA_CACHE_DIR": str(workdir / ".numba")}
         spec = {"kind": "entry", "entry": parts["entry"], "program_path": str(program), "workdir": str(workdir),
@@ -164,19 +179,19 @@ def _template_loop(n: int, isolate: bool, cgroups, child, parts) -> dict[str, li
             ok = json.loads((workdir / "result.json").read_text()).get("ok")
         except (OSError, ValueError):
             t, ok = {}, False
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(work_root, ignore_errors=True)
         if not ok or i < WARMUP:
             continue
-        setup_end = t.get("_enter_namespaces>", t["_apply_limits>"])
+        first = next((t[p + ">"] for p in PHASES if p + ">" in t), t["_apply_limits>"])
         row = {
             "fork (parent) -> child starts": t["start"] - t0,
-            "setup: session, fds, env (cgroup move)": setup_end - t["start"],
+            "setup: session, signals (cgroup move)": first - t["start"],
         }
         if "cgroup>" in t:
             row["  of which the cgroup.procs write"] = t["cgroup<"] - t["cgroup>"]
-        if "_enter_namespaces<" in t:
-            row["unshare 4 namespaces, private /, hide"] = t["_enter_namespaces<"] - t["_enter_namespaces>"]
-            row["fork to be PID 1, mount /proc"] = t["_apply_limits>"] - t["_enter_namespaces<"]
+        for phase in PHASES:
+            if phase + "<" in t:
+                row[LABELS[phase]] = t[phase + "<"] - t[phase + ">"]
         row["rlimits"] = t["_apply_limits<"] - t["_apply_limits>"]
         row["candidate: import, run_packing(), to JSON"] = t["_outcome<"] - t["_outcome>"]
         row["write result, exit, teardown, reaped"] = reaped - t["_outcome<"]

@@ -24,6 +24,7 @@ import io
 import json
 import re
 import sys
+import time
 import tokenize
 from collections import Counter
 from dataclasses import dataclass
@@ -38,6 +39,18 @@ from evomcp.tools.novelty import embed
 from evomcp.tools.perturb import perturb
 
 DATA = Path(__file__).with_name("data") / "novelty"
+ROOT = Path(__file__).resolve().parents[1]
+# programs the labelled cases are written against: the seeds of the project's tasks as they are, and
+# the larger variants kept in DATA (each NAME.py with its NAME.cases)
+SEEDS = {"circle_packing_seed": ROOT / "evaluators" / "tasks" / "circle_packing" / "initial.py",
+         "heilbronn_seed": ROOT / "evaluators" / "tasks" / "heilbronn_triangle" / "initial.py",
+         "thomson_seed": ROOT / "examples" / "tasks" / "thomson_24" / "initial.py",
+         "tsp_seed": ROOT / "examples" / "tasks" / "tsp_heuristic" / "initial.py"}
+
+
+def programs() -> dict[str, Path]:
+    """Program name -> its file; NAME.cases in DATA holds the cases written against it."""
+    return {**SEEDS, **{p.stem: p for p in DATA.glob("*.py")}}
 # `same` kinds that restructure the code rather than re-word it: a variable split in two and a new local
 # instead of a rebound one (the definition-use webs of tools/webs.py see through these), a parameter aliased
 # and an import changed (nothing does yet).
@@ -181,18 +194,18 @@ def generated(name: str, code: str) -> list[Case]:
 
 def load() -> tuple[list[Case], list[str]]:
     cases, broken = [], []
-    for program_path in sorted(DATA.glob("*.py")):
+    for name, program_path in sorted(programs().items()):
         code = program_path.read_text()
-        cases_path = program_path.with_suffix(".cases")
+        cases_path = DATA / f"{name}.cases"
         if cases_path.exists():
             for label, kind, what, body in parse_cases(cases_path):
                 try:
                     child = apply(code, body)
                 except EvoError as exc:
-                    broken.append(f"{program_path.name}: {label} | {kind} | {what}: {exc}")
+                    broken.append(f"{name}.py: {label} | {kind} | {what}: {exc}")
                     continue
-                cases.append(Case(program_path.name, label, kind, what, "written", child))
-        cases += generated(program_path.name, code)
+                cases.append(Case(f"{name}.py", label, kind, what, "written", child))
+        cases += generated(f"{name}.py", code)
     return cases, broken
 
 
@@ -220,13 +233,24 @@ def rates(cases: list[Case], parents: dict[str, str], decide) -> dict:
     }
 
 
+def fingerprint_ms(code: str) -> float:
+    """CPU milliseconds per fingerprint of `code`, best of 7 runs of 40 calls."""
+    best = float("inf")
+    for _ in range(7):
+        start = time.process_time()
+        for _ in range(40):
+            fingerprint(code)
+        best = min(best, (time.process_time() - start) / 40)
+    return best * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--errors", action="store_true", help="list every case decided wrongly")
     args = parser.parse_args()
     cases, broken = load()
-    parents = {p.name: p.read_text() for p in DATA.glob("*.py")}
+    parents = {f"{name}.py": path.read_text() for name, path in programs().items()}
     now = rates(cases, parents, refused)
     before = rates(cases, parents, refused_by_cosine)
     if args.json:
@@ -249,6 +273,10 @@ def main() -> None:
         if title == "now" or args.errors:
             for line in figures["wrong"]:
                 print(f"  decided wrongly ({title}): {line}")
+    print()
+    for name, code in sorted(parents.items()):
+        print(f"fingerprint CPU, {name} ({len(code.splitlines())} lines): {fingerprint_ms(code):.2f} ms "
+              f"(best of 7 runs of 40 calls)")
     for line in broken:
         print(f"BROKEN CASE (its patch does not apply): {line}")
     sys.exit(1 if broken else 0)

@@ -25,6 +25,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -468,4 +469,9 @@ def test_sandbox_tests_pass_as_nobody(unprivileged_env, nobody_dirs, tmp_path):
                         + output[output.rfind("\n", 0, summary) + 1 if summary >= 0 else -12000:][-12000:])
     if outcome["left"]:
         problems.append(f"processes outlived the tests (killed now): {outcome['left']}")
+    # a run where everything was skipped also exits 0: the attacks must really have run, at both levels
+    counts = {word: int(n) for n, word in re.findall(r"(\d+) (passed|skipped|failed|error)", output.splitlines()[-1]
+                                                      if output.strip() else "")}
+    if outcome["code"] == 0 and (counts.get("passed", 0) < 80 or counts.get("skipped", 0)):
+        problems.append(f"as uid {NOBODY} too few attack tests ran: {output.strip().splitlines()[-1:]}")
     assert not problems, "\n".join(problems)
