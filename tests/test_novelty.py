@@ -213,3 +213,19 @@ def test_a_ticket_outlives_the_server_process_that_issued_it():
         later.check(token, 1, 7, 1)
     with pytest.raises(EvoError, match="was not issued by this server"):
         Tickets(key=b"another archive").check(token, 1, 4, 1)
+
+
+def test_a_huge_proposal_is_fingerprinted_quickly():
+    """The variable analysis re-walks loops until nothing changes: a proposal of thousands of loops must
+    not cost minutes of the server's CPU (it skips that analysis past a size and stays exact)."""
+    import time
+
+    from evomcp.tools.canonical import fingerprint
+
+    loops = "".join(f"    while x{i} < 3:\n        x{i} = x{i} + 1\n" for i in range(3000))
+    code = ("# EVOLVE-BLOCK-START\ndef f():\n" + "".join(f"    x{i} = 0\n" for i in range(3000)) + loops
+            + "    return 1\n# EVOLVE-BLOCK-END\n")
+    started = time.process_time()
+    first = fingerprint(code)
+    assert time.process_time() - started < 10  # minutes before the cap
+    assert fingerprint(code.replace("x2999 = x2999 + 1", "x2999 = x2999 + 2")) != first

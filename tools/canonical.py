@@ -32,6 +32,7 @@ _TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|\S")
 _FOLD = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
          ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 _BODIES = ("body", "orelse", "finalbody")  # statement lists
+WEBS_MAX_NODES = 4_000  # syntax-tree nodes of one function past which its variables are not split into webs
 
 
 def fingerprint(code: str, language: str = "python") -> str:
@@ -187,7 +188,10 @@ class _Canon(ast.NodeTransformer):
         every = [*args.posonlyargs, *args.args, *args.kwonlyargs, *(a for a in (args.vararg, args.kwarg) if a)]
         body = node.body if isinstance(node.body, list) else [node.body]
         self._push("function", body, [a.arg for a in every])
-        self.scopes[-1].webs = webs(node, self.scopes[-1].bound)
+        # the analysis re-walks loops until nothing changes: past a size it is skipped, which only lets a
+        # rewording through (each local is then one variable), and keeps a huge proposal from costing minutes
+        if sum(1 for _ in ast.walk(node)) <= WEBS_MAX_NODES:
+            self.scopes[-1].webs = webs(node, self.scopes[-1].bound)
         for arg in every:
             arg.arg = self._resolve(arg.arg, arg)
             arg.annotation = None

@@ -205,7 +205,8 @@ async def propose_candidate(
     if twin is not None:
         raise EvoError(_with_notes(await novelty.exact_duplicate(ws, run_id, twin), applied.notes))
     vector = await embed_code(ws, config, child_code, run_id)
-    fingerprint = canonical.fingerprint(child_code, task.language)
+    # CPU-bound and sized by the proposal: off the event loop, so other calls and evaluations go on
+    fingerprint = await anyio.to_thread.run_sync(canonical.fingerprint, child_code, task.language)
     try:
         novelty_check = await novelty.check(ws, run_id, config, parent, child_code, fingerprint, vector, operator,
                                             novelty_override)
