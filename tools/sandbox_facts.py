@@ -10,6 +10,7 @@ workspace (one executor) and per task limits, so a run pays for the probe once.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -86,8 +87,16 @@ def probe_code(entry: str | None) -> str:
     return f"PACKAGES = {PACKAGES!r}\n" + PROBE.replace("{entry}", entry or "main")
 
 
+_MEASURED = set(SandboxFacts.model_fields) - {"measured", "note", "packages"}  # what the probe may report
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
 def parse(stdout: str) -> SandboxFacts | None:
-    """The facts the probe printed, or None if it printed none."""
+    """The facts the probe printed, or None if it printed none or anything odd.
+
+    The text comes back from the sandbox: under bubblewrap a candidate running at the same moment could
+    append lines to it. So each fact may come once, package names must look like names, and anything
+    else makes the whole report unusable rather than half believed."""
     facts: dict = {"packages": {}}
     for line in stdout.splitlines():
         if not line.startswith(MARK):
@@ -95,19 +104,24 @@ def parse(stdout: str) -> SandboxFacts | None:
         try:
             item = json.loads(line[len(MARK):])
         except ValueError:
-            continue
-        if not isinstance(item, dict):
-            continue
-        for key, value in item.items():
-            if key == "package" and isinstance(value, list) and len(value) == 2:
-                facts["packages"][str(value[0])] = str(value[1])
-            elif key in SandboxFacts.model_fields:
-                facts[key] = value
+            return None
+        if not isinstance(item, dict) or len(item) != 1:
+            return None
+        (key, value), = item.items()
+        if key == "package" and isinstance(value, list) and len(value) == 2:
+            name, version = map(str, value)
+            if not _NAME.fullmatch(name) or name in facts["packages"] or len(facts["packages"]) >= len(PACKAGES):
+                return None
+            facts["packages"][name] = version[:200]
+        elif key in _MEASURED and key not in facts:
+            facts[key] = value
+        else:
+            return None
     if len(facts) == 1 and not facts["packages"]:
         return None
     try:
         return SandboxFacts(measured=True, **facts)
-    except ValueError:
+    except (ValueError, TypeError):
         return None
 
 
@@ -115,13 +129,17 @@ async def sandbox_facts(ws: Workspace, task: Task) -> SandboxFacts:
     """The facts for this task's limits on this workspace's executor, measured on first use.
 
     The probe waits for an evaluation slot like any candidate, at most PROBE_WAIT_S; when every slot
-    stays busy that long, the answer says so and the probe is tried again after RETRY_S."""
+    stays busy that long, the answer says so and the probe is tried again after RETRY_S. Nobody waits
+    for a probe another call started: they are told the facts are being measured."""
     key = (task.kind, task.source, task.timeout_s, task.memory_mb)
     cache = ws.sandbox_facts
+    cached = cache.get(key)
+    if cached is not None and (cached[0] is None or time.monotonic() < cached[0]):
+        return cached[1]
+    if ws.sandbox_facts_lock.locked():
+        return SandboxFacts(measured=False, note="not measured yet: the probe is running; a later sample_parent "
+                                                 "shows its findings")
     async with ws.sandbox_facts_lock:
-        cached = cache.get(key)
-        if cached is not None and (cached[0] is None or time.monotonic() < cached[0]):
-            return cached[1]
         facts = await _measure(ws, task)
         retry_at = None if facts.measured else time.monotonic() + RETRY_S
         cache[key] = (retry_at, facts)
