@@ -249,6 +249,13 @@ def _enter_workdir(workdir):
     _remount_ro("/")
 
 
+def _become_sandbox_id():
+    """uid and gid SANDBOX_ID, no supplementary group: from root, this drops every capability."""
+    os.setgroups([])
+    os.setresgid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
+    os.setresuid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
+
+
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -263,9 +270,7 @@ def _drop_privileges(mode):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == errno.EINVAL:
             break  # past the last capability this kernel knows
     if mode == "root":
-        os.setgroups([])
-        os.setresgid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
-        os.setresuid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
+        _become_sandbox_id()
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()
     _check(_libc.capset(ctypes.byref(header), data), "drop capabilities")
@@ -687,10 +692,62 @@ def _strangers(known):
     return found - set(known)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def remove_tree(path):
+    """Remove `path` and all below it, whatever a candidate left there: no link is followed, a FIFO
+    swapped in for a folder cannot block (O_DIRECTORY | O_NONBLOCK), depth costs no recursion, and a
+    folder whose owner made it unreadable is opened up first (we own it, or are root)."""
+    try:
+        top = os.open(path, _DIR_FLAGS)
+    except FileNotFoundError:
+        return
+    except OSError:
+        try:
+            os.unlink(path)  # a file or a link in its place
+        except OSError:
+            pass
+        return
+    stack = [(top, None, None)]  # (folder fd, its parent's fd, its name in the parent)
+    while stack:
+        fd, parent, name = stack[-1]
+        deeper = None
+        try:
+            entries = list(os.scandir(fd))
+        except OSError:
+            entries = []
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    try:
+                        deeper = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                    except PermissionError:
+                        os.chmod(entry.name, 0o700, dir_fd=fd)
+                        deeper = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                    stack.append((deeper, fd, entry.name))
+                    break
+                os.unlink(entry.name, dir_fd=fd)
+            except OSError:
+                deeper = None
+        if deeper is not None:
+            continue
+        stack.pop()
+        os.close(fd)
+        try:
+            if parent is None:
+                os.rmdir(path)
+            else:
+                os.rmdir(name, dir_fd=parent)
+        except OSError:
+            pass
+
+
 def _sweep_shared_tmp(keep):
     """Under bubblewrap the children share /tmp and /dev/shm: empty them once none is running, so that
     nothing a candidate left there reaches the next one. `keep`: paths (the work root, a Python bound
-    under /tmp) whose top folders stay."""
+    under /tmp) whose top folders stay. Returns whether anything else is left."""
+    left = False
     for folder in ("/tmp", "/dev/shm"):
         kept = {p[len(folder) + 1:].split("/")[0] for p in keep if p.startswith(folder + "/")}
         try:
@@ -698,43 +755,48 @@ def _sweep_shared_tmp(keep):
         except OSError:
             continue
         for name in names:
-            path = os.path.join(folder, name)
-            if name in kept:
-                continue
-            try:
-                if os.path.isdir(path) and not os.path.islink(path):
-                    import shutil
-
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    os.unlink(path)
-            except OSError:
-                pass
+            if name not in kept:
+                remove_tree(os.path.join(folder, name))
+                left = left or os.path.lexists(os.path.join(folder, name))
+    return left
 
 
 def _sweep_as_candidates(keep):
-    """_sweep_shared_tmp with the candidates' uid where they run as SANDBOX_ID: the template holds no
-    capability to remove their files from the sticky /tmp, and wants none."""
+    """_sweep_shared_tmp, as SANDBOX_ID where candidates run as that uid: their files are theirs, and
+    the template holds no capability to remove them from the sticky /tmp (and wants none). Returns
+    whether anything is left."""
     if not runs_as_root():
-        _sweep_shared_tmp(keep)
-        return
-    pid = os.fork()
+        return _sweep_shared_tmp(keep)
+    pid = _fork_patiently()
+    if pid is None:
+        return True
     if pid == 0:
         try:
-            os.setgroups([])
-            os.setresgid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
-            os.setresuid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
-            _sweep_shared_tmp(keep)
+            _become_sandbox_id()
+            os._exit(1 if _sweep_shared_tmp(keep) else 0)
         finally:
-            os._exit(0)
-    while True:
-        try:
-            os.waitpid(pid, 0)
-            return
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0)
+
+
+def _process_tree_of(pid):
+    """`pid` and its children (the spare: the process outside its namespace and the one inside)."""
+    if not pid:
+        return set()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return {pid, *map(int, f.read().split())}
+    except OSError:
+        return {pid}
+
+
+def _end_all_but(keep):
+    """Under bubblewrap, once no candidate runs: kill every process of the sandbox but `keep` (this
+    template, its spare), however deep a candidate hid them (a chain of setsid'd forks, say)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in keep:
+            _kill(int(entry))
 
 
 class _Spare:
@@ -885,7 +947,7 @@ def serve(preload, in_bwrap=False):
                             _kill(pid)
                     continue
                 start(request)
-        reaped, replies = False, []
+        reaped, replies, stale = False, [], False
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -915,9 +977,12 @@ def serve(preload, in_bwrap=False):
             for stranger in _strangers([*children, spare_pid]):
                 _kill(stranger)
             if not children and work_roots:
-                _sweep_as_candidates(work_roots | set(VIEW["ro"]))
+                _end_all_but({os.getpid(), *_process_tree_of(spare_pid)})
+                stale = _sweep_as_candidates(work_roots | set(VIEW["ro"]))
         for reply in replies:
             _reply({**reply, "spare": spare and spare.pid})
+        if stale:
+            break  # something a candidate left could not be removed: end; the server starts a fresh sandbox
 
 
 def main():

@@ -32,7 +32,7 @@ import anyio
 
 from .cgroups import PidsCgroups
 from .channel import JsonLineChannel
-from .child import SANDBOX_ID, runs_as_root
+from .child import SANDBOX_ID, remove_tree, runs_as_root
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 BWRAP_MODES = ("auto", "always", "never")
@@ -392,7 +392,7 @@ class ForkServer:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.cgroups.remove, cgroup)
         if self.work_root is not None:
-            shutil.rmtree(self.work_root, ignore_errors=True)
+            remove_tree(self.work_root)
             self.work_root = None
 
     def _ensure_work_root(self) -> Path:
@@ -624,17 +624,6 @@ def copy_task_dir(source: Path, target: Path) -> None:
         raise ForkServerError(f"the task folder holds a link that leads out of it: {outside[0]}; replace it with "
                               f"a copy of what it points to")
     shutil.copytree(source, target, symlinks=True)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a work directory whatever its candidate left in it (links are not followed; depth is no limit)."""
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        pass
-    except (OSError, RecursionError):
-        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def hand_over(workdir: Path, uid: int) -> None:

@@ -194,6 +194,34 @@ async def test_secrets_are_out_of_reach(ws, run):
     await assert_healthy(ws, run_id, seed)
 
 
+
+async def test_what_a_candidate_locks_away_in_tmp_does_not_reach_the_next_one(ws, run):
+    """A folder made unreadable (chmod 0) in /tmp or /dev/shm, with a FIFO and a deep tree beside it:
+    the next candidate finds nothing there, and removing it blocks nobody."""
+    run_id, seed = run
+    await propose(ws, run_id, seed, """
+        import os
+        def run_packing():
+            for folder in ("/tmp", "/dev/shm"):
+                os.makedirs(folder + "/locked", exist_ok=True)
+                open(folder + "/locked/note", "w").write("left for the next candidate")
+                os.mkfifo(folder + "/locked/fifo")
+                deep = folder + "/deep"
+                for _ in range(200):
+                    os.mkdir(deep)
+                    deep += "/d"
+                os.chmod(folder + "/locked", 0)
+            raise RuntimeError("planted")
+        """)
+    later = await propose(ws, run_id, seed, """
+        import os
+        def run_packing():
+            raise RuntimeError("found " + repr(sorted(n for f in ("/tmp", "/dev/shm") for n in os.listdir(f)
+                                                      if n in ("locked", "deep"))))
+        """)
+    assert (await ws.program(run_id, later.program.id)).error == "RuntimeError: found []"
+    await assert_healthy(ws, run_id, seed)
+
 async def test_the_archive_is_hidden(ws, run):
     run_id, seed = run
     db = str(ws.archive.path.resolve())
