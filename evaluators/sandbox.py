@@ -176,10 +176,8 @@ def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
         item, depth = stack.pop()
         if depth > limit:
             return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        values = item.values() if isinstance(item, dict) else item
+        stack.extend((v, depth + 1) for v in values if isinstance(v, (dict, list)))  # only containers nest
     return False
 
 
@@ -544,18 +542,8 @@ class ForkServer:
         exit_code, sig = (0, None) if "exit" not in reply else (reply.get("exit"), reply.get("signal"))
         if sig is None and exit_code is not None and exit_code > 128:
             sig = exit_code - 128  # the candidate was PID 1 of its namespace: status passed on as 128 + signal
-        result, result_error, stdout_tail, stderr_tail = None, None, "", ""
-        try:
-            dir_fd = open_dir(workdir)
-        except OSError as exc:
-            result_error = f"the work directory could not be read back: {exc.strerror}"
-        else:
-            try:
-                result, result_error = read_result(dir_fd, limits.result_max_bytes)
-                stdout_tail = read_tail(dir_fd, "stdout.txt", limits.output_tail_bytes)
-                stderr_tail = read_tail(dir_fd, "stderr.txt", limits.output_tail_bytes)
-            finally:
-                os.close(dir_fd)
+        # parsing up to 16 MB a candidate wrote takes a while: not on the event loop
+        result, result_error, stdout_tail, stderr_tail = await anyio.to_thread.run_sync(read_back, workdir, limits)
         return ChildOutcome(
             returncode=exit_code if sig is None else -sig,
             timed_out=timed_out,
@@ -569,6 +557,20 @@ class ForkServer:
             forks_refused=forks_refused,
             processes_at_end=processes_at_end,
         )
+
+
+def read_back(workdir: Path, limits: Limits) -> tuple[dict[str, Any] | None, str | None, str, str]:
+    """What a child left in `workdir`: (result, why there is none, stdout tail, stderr tail)."""
+    try:
+        dir_fd = open_dir(workdir)
+    except OSError as exc:
+        return None, f"the work directory could not be read back: {exc.strerror}", "", ""
+    try:
+        result, result_error = read_result(dir_fd, limits.result_max_bytes)
+        return (result, result_error, read_tail(dir_fd, "stdout.txt", limits.output_tail_bytes),
+                read_tail(dir_fd, "stderr.txt", limits.output_tail_bytes))
+    finally:
+        os.close(dir_fd)
 
 
 RESULT_FILES = ("metrics.json", "correct.json")

@@ -234,3 +234,15 @@ async def test_openevolve_shaped_task_directory(executor):
     report = await executor.evaluate(task, task.initial_code)
     assert report.correct and report.combined_score == -2.0 and report.public["value"] == 1.0
     assert "value() returned 1.0" in report.text_feedback
+
+
+def test_what_a_candidate_wrote_is_parsed_with_a_depth_limit():
+    """JSON from the sandbox nests at most 64 levels below the top; deeper is a reason, not a crash."""
+    from evomcp.evaluators.sandbox import MAX_JSON_DEPTH, parse_left_json
+
+    assert MAX_JSON_DEPTH == 64
+    value, error = parse_left_json(b"[" * 65 + b"]" * 65, "result")  # the top list, then 64 levels below
+    assert error is None and value is not None
+    assert parse_left_json(b"[" * 66 + b"]" * 66, "result")[1] == "result nests deeper than 64 levels"
+    assert parse_left_json(b"[" * 200_000 + b"]" * 200_000, "result")[1] == "result nests deeper than 64 levels"
+    assert parse_left_json(b"{bad", "result")[1].startswith("result held invalid JSON")
