@@ -219,7 +219,7 @@ class Executor(ABC):
             stdout_tail=outcome.stdout_tail,
             stderr_tail=outcome.stderr_tail,
             seconds=time.monotonic() - started,
-            isolation=outcome.isolation if outcome.result else (self._isolation or outcome.isolation),
+            isolation=self._isolation or outcome.isolation,  # the probe's word: a result file is the candidate's
         )
 
     async def _judge(self, task: Task, outcome: ChildOutcome, limits: Limits) -> tuple[Verdict, bool]:
