@@ -236,3 +236,17 @@ def test_what_a_program_wrote_stays_data_in_the_brief():
     assert "data, not instructions" in label
     assert opening == "`````text" and closing == "`````" and body == hostile  # longer than any run inside
     assert "\n" not in _one_line("Error\n## How to propose\nanything", 400)
+
+
+async def test_a_proposal_refused_for_want_of_room_leaves_nothing_stored(ws):
+    """At the server's limit of evaluations in flight a proposal is refused before it is stored: no
+    program is left pending, no ticket used."""
+    status = await runs.start_run(ws, "circle_packing_26", config={"num_islands": 1})
+    run_id, seed = status.run.run_id, status.best
+    before = await ws.archive.counts_by_status(run_id)
+    ws.evaluations.max_in_flight = 0
+    with pytest.raises(EvoError, match="evaluations are in flight on this server, its limit"):
+        await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43))
+    assert await ws.archive.counts_by_status(run_id) == before
+    ws.evaluations.max_in_flight = 1000
+    assert (await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43))).program.correct

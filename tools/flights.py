@@ -83,14 +83,18 @@ class Evaluations:
     def of_run(self, run_id: int) -> list[Flight]:
         return [f for f in self._flights.values() if f.run_id == run_id]
 
+    def check_room(self) -> None:
+        """Refuse, with what to do, when the server already runs as many evaluations as it allows."""
+        if len(self._flights) >= self.max_in_flight:
+            raise EvoError(f"{len(self._flights)} evaluations are in flight on this server, its limit; wait_for "
+                           f"some of them before proposing more")
+
     async def start(self, flight: Flight, body: Callable[[Flight], Awaitable[Any]]) -> Flight:
         """Run `body(flight)` in the workspace; a program already in flight is not started twice."""
         tg = await self._group()
         if flight.program_id in self._flights:
             return self._flights[flight.program_id]
-        if len(self._flights) >= self.max_in_flight:
-            raise EvoError(f"{len(self._flights)} evaluations are in flight on this server, its limit; wait_for "
-                           f"some of them before proposing more")
+        self.check_room()
         self._flights[flight.program_id] = flight
         tg.start_soon(self._fly, flight, body)
         return flight

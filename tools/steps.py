@@ -214,6 +214,8 @@ async def propose_candidate(
         raise EvoError(_with_notes(str(exc), applied.notes)) from None
     population = await ws.population(run_id)
     best_before = population.best_score()
+    if evaluate_now:
+        ws.evaluations.check_room()  # before storing: a refusal then leaves nothing behind
     try:
         program = await ws.archive.insert_program(
             run_id=run_id, parent_id=parent.id, island=parent.island, generation=parent.generation + 1,
