@@ -354,3 +354,25 @@ async def test_a_20s_evaluation_outlives_a_client_that_gives_up_after_3s_over_st
     async with anyio.create_task_group() as tg:  # side by side: one 20 s wait for both transports
         tg.start_soon(_stdio_case, task, tmp_path / "stdio.db")
         tg.start_soon(_http_case, task, tmp_path / "http.db")
+
+
+async def test_what_runs_after_an_evaluation_cannot_turn_it_into_an_error():
+    """A flight's follow-up (start a driver once the seed is scored, say) runs after the record: if it
+    fails, the evaluation still counts as done with its result, and waiting callers get that result."""
+    from evomcp.tools.flights import Evaluations, Flight
+
+    evaluations = Evaluations()
+
+    async def broken_follow_up(result):
+        raise RuntimeError("the driver could not start")
+
+    async def evaluate(flight):
+        return "recorded"
+
+    try:
+        flight = await evaluations.start(Flight(run_id=1, program_id=7, timeout_s=5, then=broken_follow_up), evaluate)
+        with anyio.fail_after(5):
+            await flight.done.wait()
+        assert flight.result == "recorded" and flight.error is None
+    finally:
+        await evaluations.aclose()

@@ -101,13 +101,17 @@ class Evaluations:
 
     async def _fly(self, flight: Flight, body: Callable[[Flight], Awaitable[Any]]) -> None:
         try:
-            with flight.scope:
-                flight.result = await body(flight)
-                if flight.then is not None:
-                    await flight.then(flight.result)
-        except Exception as exc:  # noqa: BLE001 - kept for whoever waits; one evaluation must not end the others
-            flight.error = exc
-            log.warning("evaluation of program %d failed: %s: %s", flight.program_id, type(exc).__name__, exc)
+            try:
+                with flight.scope:
+                    flight.result = await body(flight)
+            except Exception as exc:  # noqa: BLE001 - kept for whoever waits; one evaluation must not end the others
+                flight.error = exc
+                log.warning("evaluation of program %d failed: %s: %s", flight.program_id, type(exc).__name__, exc)
+            if flight.then is not None and flight.result is not None:
+                try:
+                    await flight.then(flight.result)  # after the record: its failure is not the evaluation's
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("after evaluating program %d: %s: %s", flight.program_id, type(exc).__name__, exc)
         finally:
             self._flights.pop(flight.program_id, None)
             self._finished[flight.program_id] = flight
