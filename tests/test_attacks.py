@@ -1425,8 +1425,10 @@ async def test_host_view_processes_sockets_and_shared_memory(arena):
 
 
 SYSCALLS = {  # numbers of the calls without a libc wrapper worth relying on
-    "x86_64": {"keyctl": 250, "bpf": 321, "userfaultfd": 323, "perf_event_open": 298},
-    "aarch64": {"keyctl": 219, "bpf": 280, "userfaultfd": 282, "perf_event_open": 241},
+    "x86_64": {"keyctl": 250, "bpf": 321, "userfaultfd": 323, "perf_event_open": 298, "pivot_root": 155,
+               "clone": 56, "clone3": 435, "kexec_load": 246, "init_module": 175, "io_uring_setup": 425},
+    "aarch64": {"keyctl": 219, "bpf": 280, "userfaultfd": 282, "perf_event_open": 241, "pivot_root": 41,
+                "clone": 220, "clone3": 435, "kexec_load": 104, "init_module": 105, "io_uring_setup": 425},
 }
 
 PRIVILEGE_ATTACK = PROBE + """
@@ -1488,6 +1490,23 @@ def _bpf():
     return libc.syscall(NR["bpf"], 0, attr, 72)  # BPF_MAP_CREATE
 
 
+def _vm_write(target):
+    buf = ctypes.create_string_buffer(64)
+    local, remote = _iovec(ctypes.addressof(buf), 64), _iovec(ctypes.addressof(buf), 64)
+    return libc.process_vm_writev(target, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+
+
+def _setns():
+    return libc.setns(os.open("/proc/self/ns/net", os.O_RDONLY), 0)
+
+
+def _clone3():
+    args = ctypes.create_string_buffer(88)
+    struct.pack_into("Q", args, 0, 0x40000000)  # CLONE_NEWNET
+    struct.pack_into("Q", args, 32, signal.SIGCHLD)  # exit_signal
+    return libc.syscall(NR["clone3"], args, 88)
+
+
 def _perf():
     attr = ctypes.create_string_buffer(128)
     struct.pack_into("IIQ", attr, 0, 1, 128, 0)  # PERF_TYPE_SOFTWARE, size, PERF_COUNT_SW_CPU_CLOCK
@@ -1513,6 +1532,16 @@ def run_packing():
         "userfaultfd": _try(lambda: libc.syscall(NR["userfaultfd"], 0)),
         "userfaultfd(UFFD_USER_MODE_ONLY)": _try(lambda: libc.syscall(NR["userfaultfd"], 1)),
         "perf_event_open": _try(_perf),
+        "pivot_root": _try(lambda: libc.syscall(NR["pivot_root"], b".", b".")),
+        "chroot": _try(lambda: libc.chroot(b".")),
+        "setns": _try(_setns),
+        "clone(CLONE_NEWNET)": _try(lambda: libc.syscall(NR["clone"], 0x40000000 | signal.SIGCHLD, 0, 0, 0, 0)),
+        "clone3(CLONE_NEWNET)": _try(_clone3),
+        "process_vm_writev": _try(_with_target(_vm_write)),
+        "kexec_load": _try(lambda: libc.syscall(NR["kexec_load"], 0, 0, 0, 0)),
+        "init_module": _try(lambda: libc.syscall(NR["init_module"], 0, 0, b"")),
+        "io_uring_setup": _try(lambda: libc.syscall(NR["io_uring_setup"], 1, ctypes.create_string_buffer(120))),
+        "prctl(PR_SET_PDEATHSIG, 0)": _try(lambda: libc.prctl(1, 0, 0, 0, 0)),
     }
     time.sleep(1.0)
     _report({"status": status, "tried": tried})
@@ -1520,8 +1549,10 @@ def run_packing():
 
 
 async def test_capabilities_and_system_calls(arena):
-    """No capabilities, no_new_privs, a seccomp filter, an unprivileged uid when the server is root; mount,
-    unshare(CLONE_NEWUSER), ptrace, process_vm_readv, keyctl, bpf, userfaultfd and perf_event_open fail."""
+    """No capabilities, no_new_privs, a seccomp filter, an unprivileged uid when the server is root; every
+    call README says the filter refuses fails: mount, pivot_root, chroot, unshare, setns, clone and clone3
+    with a namespace flag, ptrace, process_vm_readv/writev, keyctl, bpf, userfaultfd, perf_event_open,
+    kexec_load, init_module, io_uring_setup and clearing the parent-death signal."""
     numbers = SYSCALLS.get(platform.machine())
     if numbers is None:
         pytest.skip(f"no system call numbers for {platform.machine()} here")
