@@ -53,6 +53,10 @@ PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 SANDBOX_ID = 65534  # the uid and gid a root server's candidates run as (nobody)
 DEFAULT_PROCESSES = 256  # processes (and threads) a candidate with namespaces of its own may have at once
 STAGE = "/.evomcp-stage"  # where a prepared child sees the work root until its own work dir is known
+# Stand-ins for the parts of ShinkaEvolve and OpenEvolve that task evaluators import (`shinka.core`,
+# `openevolve.evaluation_result`): read-only in every child's view, on the sys.path of evaluators only,
+# after the installed packages (a peer that is really installed wins). Never on the server's sys.path.
+PEER_COMPAT = os.path.join(os.path.dirname(os.path.realpath(__file__)), "peer_compat")
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(os.uname().machine)
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -339,6 +343,8 @@ def sandbox_view(work_root=None):
               os.path.dirname(os.path.realpath(sys.executable)), *sys.path]
     wanted += [os.path.realpath(p) for p in python if p and os.path.isdir(p)]
     wanted += [p for p in python if p and os.path.isdir(p) and not os.path.islink(p)]
+    if os.path.isdir(PEER_COMPAT):
+        wanted.append(PEER_COMPAT)
     chosen = []
     for path in sorted(set(wanted), key=len):
         path = path.rstrip("/") or "/"
@@ -450,18 +456,21 @@ def _run_candidate(spec):
         return {"ok": True, "value": _jsonable(entry())}
     if kind == "evaluate_fn":
         sys.path.insert(0, spec["task_dir"])
+        sys.path.append(PEER_COMPAT)
         module = _load_module("task_evaluate", spec["evaluate_path"])
-        metrics = module.evaluate(spec["program_path"])
-        if not isinstance(metrics, dict) and isinstance(getattr(metrics, "metrics", None), dict):
-            # OpenEvolve's EvaluationResult(metrics=..., artifacts=...): artifacts become feedback
-            artifacts = getattr(metrics, "artifacts", None) or {}
-            metrics = dict(metrics.metrics)
-            if artifacts and "text_feedback" not in metrics:
-                metrics["text_feedback"] = "\n".join(f"{k}: {v}" for k, v in artifacts.items())[:8000]
+        cascade = spec.get("cascade")
+        if cascade and callable(getattr(module, "evaluate_stage1", None)):
+            metrics, artifacts = _cascade(module, spec["program_path"], cascade["thresholds"],
+                                          cascade.get("stage_timeout_s"))
+        else:
+            metrics, artifacts = _metrics_of(module.evaluate(spec["program_path"]))
         if not isinstance(metrics, dict):
             return {"ok": False, "error": f"evaluate() returned {type(metrics).__name__}, expected a dict"}
+        if artifacts and "text_feedback" not in metrics:  # OpenEvolve's artifacts become feedback
+            metrics["text_feedback"] = "\n".join(f"{k}: {v}" for k, v in artifacts.items())[:8000]
         return {"ok": True, "value": _jsonable(metrics)}
     if kind == "score":
+        sys.path.append(PEER_COMPAT)
         # the split contract: the task's score(data) on what a candidate returned; no candidate code runs here
         sys.path.insert(0, spec["task_dir"])
         module = _load_module("task_evaluate", spec["evaluate_path"])
@@ -474,6 +483,85 @@ def _run_candidate(spec):
             return {"ok": False, "error": f"{name}() returned {type(metrics).__name__}, expected a dict"}
         return {"ok": True, "value": _jsonable(metrics)}
     return {"ok": False, "error": f"unknown child kind {kind!r}"}
+
+
+def _metrics_of(result):
+    """(metrics, artifacts) of what an evaluate function returned: a dict, or OpenEvolve's
+    EvaluationResult(metrics=..., artifacts=...) (whichever class it is: the stand-in or the real one)."""
+    if not isinstance(result, dict) and isinstance(getattr(result, "metrics", None), dict):
+        return dict(result.metrics), dict(getattr(result, "artifacts", None) or {})
+    return result, {}
+
+
+class _StageTimeout(BaseException):
+    """A cascade stage ran past its time (a BaseException: an evaluator's `except Exception` lets it through)."""
+
+
+def _stage(function, program_path, seconds):
+    """One cascade stage under its own time limit; (metrics, artifacts)."""
+    def expire(signum, frame):
+        raise _StageTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expire) if seconds else None
+    if seconds:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        metrics, artifacts = _metrics_of(function(program_path))
+    finally:
+        if seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    if not isinstance(metrics, dict):
+        raise TypeError(f"{function.__name__}() returned {type(metrics).__name__}, expected a dict")
+    return metrics, artifacts
+
+
+def _passes(metrics, threshold):
+    """OpenEvolve's cascade test: combined_score if it is a number, else the mean of the numeric metrics
+    other than `error`, at least the threshold."""
+    score = metrics.get("combined_score")
+    if isinstance(score, (int, float)):
+        return float(score) >= threshold
+    values = [float(v) for k, v in metrics.items() if k != "error" and isinstance(v, (int, float))]
+    return bool(values) and sum(values) / len(values) >= threshold
+
+
+def _numeric(metrics):
+    return {k: float(v) for k, v in metrics.items() if k != "error" and isinstance(v, (int, float))}
+
+
+def _cascade(module, program_path, thresholds, seconds):
+    """OpenEvolve's cascade: evaluate_stage1, then evaluate_stage2 and 3 only while the metrics so far reach
+    the stage's threshold; later stages' numeric metrics merge into the earlier ones. A stage after the first
+    that fails or times out keeps the metrics so far, with `stageN_passed: 0.0`. Returns (metrics, artifacts)."""
+    try:
+        metrics, artifacts = _stage(module.evaluate_stage1, program_path, seconds)
+    except _StageTimeout:
+        raise TimeoutError(f"evaluate_stage1 ran past the stage time limit of {seconds:g} s") from None
+    for stage in (2, 3):
+        threshold = thresholds[stage - 2] if len(thresholds) >= stage - 1 else None
+        function = getattr(module, f"evaluate_stage{stage}", None)
+        if not callable(function):
+            return metrics, artifacts
+        if threshold is None or not _passes(metrics, threshold):
+            artifacts.setdefault("cascade", f"stopped after stage {stage - 1}: " + (
+                f"its metrics did not reach the threshold {threshold} of stage {stage}" if threshold is not None
+                else f"no threshold is set for stage {stage}"))
+            return metrics, artifacts
+        try:
+            more, more_artifacts = _stage(function, program_path, seconds)
+        except _StageTimeout:
+            metrics.update({f"stage{stage}_passed": 0.0, "timeout": True})
+            artifacts.update({f"stage{stage}_timeout": True, "failure_stage": f"stage{stage}"})
+            return metrics, artifacts
+        except Exception as exc:  # noqa: BLE001 - a later stage's failure keeps the earlier metrics
+            metrics[f"stage{stage}_passed"] = 0.0
+            artifacts.update({f"stage{stage}_stderr": str(exc), "failure_stage": f"stage{stage}",
+                              f"stage{stage}_traceback": traceback.format_exc(limit=-4)[-2000:]})
+            return metrics, artifacts
+        metrics = {**_numeric(metrics), **_numeric(more)}
+        artifacts.update(more_artifacts)
+    return metrics, artifacts
 
 
 def _outcome(spec):
@@ -528,6 +616,28 @@ def _prepare(key):
     return "none", None
 
 
+# How a script evaluator starts (`python -I -c _SCRIPT_BOOT script compat result.json args...`): its folder
+# first on sys.path as for `python script`, the stand-ins last; an exception it lets out is written to
+# result.json as what it is (type, message, traceback), not only as an exit code.
+_SCRIPT_BOOT = """
+import json, os, runpy, sys, traceback
+script, compat, result = sys.argv[1:4]
+sys.argv = [script, *sys.argv[4:]]
+sys.path.insert(0, os.path.dirname(script))
+sys.path.append(compat)
+try:
+    runpy.run_path(script, run_name="__main__")
+except SystemExit:
+    raise
+except BaseException as exc:
+    text = traceback.format_exc(limit=-8)
+    sys.stderr.write(text)
+    with open(result, "w") as f:
+        json.dump({"ok": False, "error": (type(exc).__name__ + ": " + str(exc))[:2000], "traceback": text[-4000:]}, f)
+    sys.exit(1)
+"""
+
+
 def _run(spec, prepared, done_fd):
     """Run the candidate of `spec` in its work directory, write result.json and exit: never returns."""
     mode, alive_r = prepared
@@ -569,7 +679,10 @@ def _run(spec, prepared, done_fd):
         sys.modules["numba"].config.CACHE_DIR = os.path.join(workdir, ".numba")
     _apply_limits(spec.get("limits", {}))
     if spec["kind"] == "script":
-        argv = [sys.executable, "-I", spec["evaluate_path"], "--program_path", spec["program_path"],
+        # as ShinkaEvolve runs it: a plain script in its folder (its siblings importable), plus the stand-ins
+        os.chdir(os.path.dirname(spec["evaluate_path"]))
+        argv = [sys.executable, "-I", "-c", _SCRIPT_BOOT, spec["evaluate_path"], PEER_COMPAT,
+                os.path.join(workdir, "result.json"), "--program_path", spec["program_path"],
                 "--results_dir", spec["results_dir"]]
         os.execv(sys.executable, argv)
     outcome = _outcome(spec)

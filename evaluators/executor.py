@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .sandbox import SECRET_PATHS, ChildOutcome, ForkServer, ForkServerError, Li
 from .child import DEFAULT_PROCESSES
 from .scorer import Scorer
 from .task import SCORE_FUNCTION, Task
+from .task_imports import install_command
 from .verdict import Verdict
 
 
@@ -71,9 +73,26 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def average_of_metrics(metrics: dict[str, Any], exclude: list[str] | tuple[str, ...] = ()) -> float:
+    """OpenEvolve's fitness of metrics without combined_score: the mean of the numeric values (booleans
+    count as 0 and 1, NaN does not count) of the metrics not named in `exclude` (its MAP-Elites feature
+    dimensions), else of all numeric metrics, else 0.0."""
+    def mean(items: list[tuple[str, Any]]) -> float | None:
+        values = [float(v) for _, v in items if isinstance(v, (int, float)) and not math.isnan(float(v))]
+        return sum(values) / len(values) if values else None
+
+    kept = mean([(k, v) for k, v in metrics.items() if k not in exclude])
+    if kept is not None:
+        return kept
+    return mean(list(metrics.items())) or 0.0
+
+
 def verdict_from_metrics(metrics: dict[str, Any], correct: Any = None, error: Any = None,
-                         source: str = "evaluate()") -> Verdict:
-    """Read the metrics dict of the evaluation contract (every shape); `source` names what returned it."""
+                         source: str = "evaluate()", average: tuple[str, ...] | None = None) -> Verdict:
+    """Read the metrics dict of the evaluation contract (every shape); `source` names what returned it.
+    `average`: without combined_score, score by OpenEvolve's rule, leaving out these feature dimensions."""
+    if average is not None and "combined_score" not in metrics:
+        metrics = {**metrics, "combined_score": average_of_metrics(metrics, average)}
     score = _number(metrics.get("combined_score"))
     if error is None:
         error = metrics.get("error")
@@ -107,7 +126,10 @@ def job_for(task: Task, code: str, limits: Limits) -> dict[str, Any]:
 
     Built-in and split-contract tasks run only the candidate's entry function, which returns data.
     """
+    cascade = None if task.cascade_thresholds is None else {"thresholds": task.cascade_thresholds,
+                                                             "stage_timeout_s": task.timeout_s}
     return {
+        "cascade": cascade,
         "kind": "entry" if task.kind in ("builtin", "split") else task.kind,
         "entry": task.entry,
         "code": code,
@@ -195,7 +217,9 @@ class Executor(ABC):
         return self._isolation
 
     def limits_for(self, task: Task) -> Limits:
-        return Limits(timeout_s=task.timeout_s, address_space_bytes=task.memory_mb * 1024**2)
+        """A cascade's stages each get the task's time limit (as in OpenEvolve); the evaluation all of them."""
+        stages = task.cascade_stages if task.cascade_thresholds is not None else 1
+        return Limits(timeout_s=task.timeout_s * stages, address_space_bytes=task.memory_mb * 1024**2)
 
     async def evaluate(self, task: Task, code: str) -> EvaluationReport:
         async with self._limiter:
@@ -227,19 +251,22 @@ class Executor(ABC):
         if task.kind == "script":
             if outcome.timed_out:
                 return Verdict(correct=False, error=_failure_reason(outcome, limits)), True
-            verdict = _read_script_results(outcome, limits)
+            verdict = _read_script_results(outcome, limits, Path(task.evaluate_path or "evaluate.py").name)
             return verdict, verdict.combined_score is None
         result = outcome.result
         if result is None:
             return Verdict(correct=False, error=_failure_reason(outcome, limits)), True
         if not result.get("ok"):
-            error = str(result.get("error", "the program failed"))
+            error = explain_missing_module(str(result.get("error", "the program failed")))
             return Verdict(correct=False, error=error, text_feedback=result.get("traceback")), True
         if task.kind == "builtin":
             return await self._scorer.score(task.name, result.get("value")), False
         if task.kind == "split":
             return await self._score_split(task, result.get("value"), limits)
-        verdict = verdict_from_metrics(result.get("value") or {})
+        value = result.get("value")
+        source = f"evaluate() of {Path(task.evaluate_path or 'evaluate.py').name}"
+        average = tuple(task.feature_dimensions) if task.fitness == "average" else None
+        verdict = verdict_from_metrics(value if isinstance(value, dict) else {}, source=source, average=average)
         return verdict, verdict.combined_score is None
 
     async def _score_split(self, task: Task, value: Any, limits: Limits) -> tuple[Verdict, bool]:
@@ -306,24 +333,41 @@ class LocalExecutor(Executor):
                                f"evaluation, so evaluating this program again may work") from None
 
 
-def _read_script_results(outcome: ChildOutcome, limits: Limits) -> Verdict:
+_NO_MODULE = re.compile(r"No module named '([A-Za-z_][\w.]*)'")
+
+
+def explain_missing_module(error: str) -> str:
+    """An error naming a module that is not installed, with the command that installs it."""
+    match = _NO_MODULE.search(error)
+    if match is None or "pip install" in error:
+        return error
+    top = match.group(1).split(".")[0]
+    return (f"{error} ({top} is not installed where candidates run: install it with {install_command(top)}; "
+            f"a module of the task folder must sit beside the evaluator)")
+
+
+def _read_script_results(outcome: ChildOutcome, limits: Limits, script: str = "evaluate.py") -> Verdict:
     files = outcome.files
     if "metrics.json" not in files:
+        raised = outcome.result if isinstance(outcome.result, dict) and outcome.result.get("error") else None
+        if raised is not None:  # the script let an exception out: the bootstrap wrote what it was
+            return Verdict(correct=False, error=f"{script} failed: {explain_missing_module(str(raised['error']))}",
+                           text_feedback=str(raised.get("traceback") or "")[-4000:] or None)
         if outcome.returncode not in (0, None) or outcome.signal_name:
             return Verdict(correct=False, error=_failure_reason(outcome, limits))
-        return Verdict(correct=False, error="evaluate.py wrote no metrics.json to --results_dir")
+        return Verdict(correct=False, error=f"{script} wrote no metrics.json to --results_dir")
     for name in ("metrics.json", "correct.json"):
         if name in files and files[name] is None:
-            return Verdict(correct=False, error=f"evaluate.py wrote a {name} larger than {limits.result_max_bytes} "
+            return Verdict(correct=False, error=f"{script} wrote a {name} larger than {limits.result_max_bytes} "
                                                 f"bytes, or not as a regular file")
     metrics, error = parse_left_json((files["metrics.json"] or "").encode(), "metrics.json")
     correct_doc = {}
     if error is None and "correct.json" in files:
         correct_doc, error = parse_left_json((files["correct.json"] or "").encode(), "correct.json")
     if error is not None:
-        return Verdict(correct=False, error=f"evaluate.py wrote bad results: {error}")
+        return Verdict(correct=False, error=f"{script} wrote bad results: {error}")
     if not isinstance(metrics, dict):
         return Verdict(correct=False, error="metrics.json does not hold a JSON object")
     correct = correct_doc.get("correct") if isinstance(correct_doc, dict) else None
     error = correct_doc.get("error") if isinstance(correct_doc, dict) else None
-    return verdict_from_metrics(metrics, correct=correct, error=error)
+    return verdict_from_metrics(metrics, correct=correct, error=error, source=f"metrics.json of {script}")

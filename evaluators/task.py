@@ -13,9 +13,12 @@ checks) or a task directory following the evaluation contract:
     candidate's sandboxed process, since it imports the candidate;
   - a script called with `--program_path P --results_dir D` that writes `D/metrics.json` and
     `D/correct.json` (also in the candidate's process);
-- optional `task.toml`: name, description, language, timeout_s, memory_mb, target_score.
+- optional `task.toml`: name, description, language, timeout_s, memory_mb, target_score, and `evolve`
+  (a function or class whose definition becomes the EVOLVE-BLOCK of a seed without markers).
 
-`Task.trusted_scores` says which kinds compute scores outside the candidate's process.
+Folders written for OpenEvolve (`initial_program.py`, `evaluator.py`, `config.yaml`) and ShinkaEvolve (a
+script evaluate.py, its run script and YAML config) are read with their settings (peer_settings.py);
+task.toml wins over them. `Task.trusted_scores` says which kinds compute scores outside the candidate's process.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
+from .peer_settings import PeerSettings, read_openevolve, read_shinka, wrap_in_markers
 from .sandbox import links_leading_out
+from .task_imports import missing_imports
 from .verdict import Verdict
 
 TASKS_DIR = Path(__file__).with_name("tasks")
@@ -61,6 +66,26 @@ class Task(BaseModel):
     target_score: float | None = None
     entry: str | None = None
     evaluate_path: str | None = None
+    seed_name: str = "initial.py"
+    framework: Literal["openevolve", "shinka"] | None = Field(None, description="whose folder layout it follows")
+    cascade_thresholds: list[float] | None = Field(
+        None, description="OpenEvolve's cascade: evaluate_stage1, 2, 3 of the evaluator, each next one only while "
+                          "the metrics so far reach its threshold; timeout_s applies per stage")
+    cascade_stages: int = 1
+    fitness: Literal["combined_score", "average"] = Field(
+        "combined_score", description="'average': metrics without combined_score are scored by the mean of their "
+                                      "numeric values other than feature_dimensions (OpenEvolve's rule)")
+    feature_dimensions: list[str] = Field(default_factory=list)
+    run_defaults: dict[str, Any] = Field(default_factory=dict, description="run config the task's settings imply; "
+                                         "a run's own config wins")
+    notes: list[str] = Field(default_factory=list, description="settings read from the folder, and where")
+
+    @property
+    def files(self) -> str:
+        """The task's files as the folder names them, for messages ("initial_program.py or evaluator.py")."""
+        if self.kind == "builtin":
+            return f"the built-in task {self.name}"
+        return f"{self.seed_name} or {Path(self.evaluate_path or 'evaluate.py').name}"
 
     @property
     def trusted_scores(self) -> bool:
@@ -257,6 +282,67 @@ def _evaluate_contract(evaluate_path: Path) -> tuple[Literal["split", "evaluate_
     return ("evaluate_fn" if "evaluate" in functions else "script"), None
 
 
+SEED_NAMES = ("initial", "initial_program")  # evomcp's and ShinkaEvolve's; OpenEvolve's
+EVALUATOR_NAMES = ("evaluate.py", "evaluator.py")
+
+
+def _no_markers(seed: Path, code: str, settings: PeerSettings) -> str:
+    """Why a seed without EVOLVE-BLOCK markers cannot be evolved, and the fix."""
+    try:
+        names = [n.name for n in ast.parse(code).body
+                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    except (SyntaxError, ValueError):
+        names = []
+    example = names[0] if names else "<function>"
+    peer = " (ShinkaEvolve refuses such a program too: its patches find no EVOLVE-BLOCK region)" \
+        if settings.framework == "shinka" else ""
+    return (f"{seed} has no EVOLVE-BLOCK: nothing in it is marked as code that may change{peer}. Fix: put a line "
+            f"'# EVOLVE-BLOCK-START' before the code that may change and '# EVOLVE-BLOCK-END' after it, or name a "
+            f"function or class of it in task.toml, evolve = \"{example}\", to make its definition the block "
+            f"(what ShinkaEvolve's add_evolve_markers does)"
+            + (f"; it defines {', '.join(names[:8])}" if names else ""))
+
+
+def _seed_code(seed: Path, meta: dict[str, Any], settings: PeerSettings) -> tuple[str, list[str]]:
+    """The seed program, with markers around the definition task.toml's `evolve` or a ShinkaEvolve config
+    names when it has none; and a note saying so."""
+    code = seed.read_text()
+    if "EVOLVE-BLOCK-START" in code:
+        return code, []
+    evolve = meta.get("evolve")
+    around = (evolve, evolve) if isinstance(evolve, str) else settings.evolve_around
+    if around is None:
+        raise TaskError(_no_markers(seed, code, settings))
+    wrapped = wrap_in_markers(code, *around)
+    if wrapped is None:
+        raise TaskError(f"{seed} has no EVOLVE-BLOCK and no function or class named "
+                        f"{' or '.join(dict.fromkeys(around))} to make the block; " + _no_markers(seed, code, settings))
+    where = "task.toml's evolve" if isinstance(evolve, str) else "the ShinkaEvolve config's add_evolve_markers"
+    return wrapped, [f"{seed.name} has no EVOLVE-BLOCK markers: the definition of {around[0]} is the block "
+                     f"({where})"]
+
+
+def _peer_settings(path: Path, kind: str, seed: Path, evaluate_path: Path) -> PeerSettings:
+    if kind == "evaluate_fn" and (evaluate_path.name == "evaluator.py" or seed.stem == "initial_program"
+                                  or (path / "config.yaml").is_file()):
+        return read_openevolve(path)
+    if kind == "script":
+        return read_shinka(path)
+    return PeerSettings()
+
+
+def _cascade_stages(evaluate_path: Path) -> int:
+    """How many of evaluate_stage1..3 the evaluator defines (0 without evaluate_stage1)."""
+    try:
+        names = {n.name for n in ast.parse(evaluate_path.read_text()).body if isinstance(n, ast.FunctionDef)}
+    except (SyntaxError, ValueError, OSError):
+        return 0
+    stages = 0
+    while stages < 3 and f"evaluate_stage{stages + 1}" in names:
+        stages += 1
+    return stages
+
+
 def load_task_dir(path: Path) -> Task:
     path = path.expanduser().resolve()
     if not path.is_dir():
@@ -272,35 +358,60 @@ def load_task_dir(path: Path) -> Task:
         except tomllib.TOMLDecodeError as exc:
             raise TaskError(f"{toml_path} is not valid TOML: {exc}") from None
     language = str(meta.get("language", "python"))
-    # OpenEvolve names them initial_program.py and evaluator.py: accepted as they are
-    seeds = sorted(path.glob("initial.*")) + sorted(path.glob("initial_program.*"))
-    initial = next((p for p in seeds if p.is_file()), None)
+    seeds = [p for stem in SEED_NAMES for p in sorted(path.glob(f"{stem}.*")) if p.is_file()]
+    initial = seeds[0] if seeds else None
+    evaluate_path = next((path / n for n in EVALUATOR_NAMES if (path / n).is_file()), None)
     if initial is None:
-        raise TaskError(f"task directory {path} has no initial.py (the seed program with EVOLVE-BLOCK markers)")
-    evaluate_path = next((p for p in (path / "evaluate.py", path / "evaluator.py") if p.is_file()), None)
+        raise TaskError(f"task directory {path} has no seed program: initial.py (evomcp, ShinkaEvolve) or "
+                        f"initial_program.py (OpenEvolve), with EVOLVE-BLOCK markers"
+                        + (f"; it holds {evaluate_path.name}" if evaluate_path else ""))
     if evaluate_path is None:
-        raise TaskError(f"task directory {path} has no evaluate.py")
+        raise TaskError(f"task directory {path} has no evaluate.py (evomcp, ShinkaEvolve) or evaluator.py "
+                        f"(OpenEvolve) beside its {initial.name}")
     outside = links_leading_out(path)
     if outside:  # candidates get a copy of the folder, and a copy never follows a link out of it
         raise TaskError(f"task directory {path} holds links that lead out of it ({'; '.join(outside[:3])}): "
                         f"replace each with a copy of what it points to")
-    description = meta.get("description")
+    kind, entry = _evaluate_contract(evaluate_path)
+    settings = _peer_settings(path, kind, initial, evaluate_path)
+    if settings.problems:
+        raise TaskError(f"task directory {path}: " + "; ".join(settings.problems))
+    code, notes = _seed_code(initial, meta, settings)
+    missing = missing_imports(path, [initial, evaluate_path]) if language == "python" else []
+    if missing:
+        raise TaskError(f"task directory {path} needs what candidates cannot import: " + "; ".join(missing))
+    description = meta.get("description") or settings.system_message
     if description is None and (path / "README.md").exists():
         description = (path / "README.md").read_text()[:4000]
-    kind, entry = _evaluate_contract(evaluate_path)
+    stages = _cascade_stages(evaluate_path) if kind == "evaluate_fn" and settings.cascade_thresholds is not None \
+        else 0
+    notes = settings.read + notes
+    if stages:
+        notes.append(f"cascade: {evaluate_path.name} defines evaluate_stage1..{stages}; a stage runs only while "
+                     f"the metrics so far reach its threshold ({settings.cascade_thresholds})")
+    timeout = meta.get("timeout_s", meta.get("timeout", settings.timeout_s or DEFAULT_TIMEOUT_S))
     try:
         return Task(
             name=str(meta.get("name", path.name)),
-            description=str(description or f"Improve the program so that evaluate.py in {path.name} scores it higher."),
+            description=str(description or f"Improve the program so that {evaluate_path.name} in {path.name} "
+                                           f"scores it higher."),
             source=str(path),
             kind=kind,
             entry=entry,
             language=language,
-            initial_code=initial.read_text(),
-            timeout_s=float(meta.get("timeout_s", meta.get("timeout", DEFAULT_TIMEOUT_S))),
+            initial_code=code,
+            timeout_s=float(timeout),
             memory_mb=int(meta.get("memory_mb", DEFAULT_MEMORY_MB)),
             target_score=meta.get("target_score"),
             evaluate_path=str(evaluate_path),
+            seed_name=initial.name,
+            framework=settings.framework,
+            cascade_thresholds=settings.cascade_thresholds if stages else None,
+            cascade_stages=max(stages, 1),
+            fitness=settings.fitness,
+            feature_dimensions=settings.feature_dimensions,
+            run_defaults=settings.run_defaults,
+            notes=notes,
         )
     except (ValueError, TypeError) as exc:
         raise TaskError(f"{toml_path} has a bad value: {exc}") from None

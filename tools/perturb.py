@@ -73,3 +73,27 @@ def perturb(code: str, rng: np.random.Generator, max_changes: int = 3) -> tuple[
     if not changes:
         return None
     return layout.join(regions), "perturb: " + ", ".join(changes)
+
+
+def offline_limits(code: str) -> str | None:
+    """Why `perturb` can do little or nothing for this program, with how to give the run a model; None when
+    its EVOLVE-BLOCKs hold decimal numbers to nudge."""
+    try:
+        regions = markers.split(code).mutable
+    except Exception:  # noqa: BLE001 - a seed without valid markers is refused elsewhere, with its reason
+        return None
+    integers = []
+    for _, _, text in (found for region in regions for found in _literals(region)):
+        try:
+            integers.append(int(text.replace("_", ""), 0))
+        except ValueError:
+            return None  # a decimal number: perturb has something to tune
+    if any(value not in (0, 1) for value in integers):
+        what = "can only nudge the integers of this task's EVOLVE-BLOCK (it holds no decimal number), so it " \
+               "seldom finds a change that helps"
+    else:
+        what = "finds nothing to change in this task's EVOLVE-BLOCK (it holds no number it can nudge)"
+    return (f"the offline operator perturb {what}: the run needs a model. Give one with `evomcp run TASK --model "
+            f"MODEL` (or --model 'name=...,model=...,base_url=...'), or in start_run's driver "
+            f"({{\"models\": [...]}}), or be the model yourself from an MCP client (sample_parent, "
+            f"propose_candidate)")
