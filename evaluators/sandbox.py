@@ -334,6 +334,26 @@ def _process_tree(pid: int, depth: int = 8) -> list[int]:
     return tree
 
 
+WORK_ROOT_PREFIX = "evomcp-sandbox-"  # then the owning server's pid, then a random part
+
+
+def sweep_work_roots() -> list[Path]:
+    """Remove the work folders that server processes killed with SIGKILL left in the temp directory: this
+    user's, named after a process that no longer exists (a live owner's folder is never touched)."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{WORK_ROOT_PREFIX}*-*"):
+        try:
+            owner = int(path.name[len(WORK_ROOT_PREFIX):].split("-")[0])
+            info = path.lstat()
+        except (ValueError, OSError):
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and owner != os.getpid() \
+                and not Path(f"/proc/{owner}").exists():
+            remove_tree(path)
+            removed.append(path)
+    return removed
+
+
 class ForkServer:
     """One warm `child.py --serve` process; forks a fresh child per request.
 
@@ -396,7 +416,8 @@ class ForkServer:
     def _ensure_work_root(self) -> Path:
         """The private folder of work directories; `.root` in it is where each child builds its root."""
         if self.work_root is None or not self.work_root.is_dir():
-            self.work_root = Path(tempfile.mkdtemp(prefix="evomcp-sandbox-"))
+            sweep_work_roots()
+            self.work_root = Path(tempfile.mkdtemp(prefix=f"{WORK_ROOT_PREFIX}{os.getpid()}-"))
             # under bubblewrap a root server's candidates (SANDBOX_ID) pass through it to their work directory
             self.work_root.chmod(0o711)
             (self.work_root / ".root").mkdir(mode=0o755)
@@ -646,7 +667,8 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
 
     A job is plain JSON, the same wherever it runs (the local executor here, a Ray or Dask worker
     elsewhere): `kind` ("entry", "evaluate_fn", "script", "score" or "probe"), `code`, `suffix`, `entry`,
-    `evaluate_name`, `limits` (the fields of Limits) and optionally `isolate`. A "score" job holds no
+    `evaluate_name`, `limits` (the fields of Limits) and optionally `isolate`; an "evaluate_fn" job may
+    hold `cascade` ({"thresholds", "stage_timeout_s"}: OpenEvolve's staged evaluation). A "score" job holds no
     code: `value` (the data a candidate returned) and `score_name` (default "score"), for the task's
     score function. `task_dir` is the task directory to copy in (kinds evaluate_fn, script and
     score); `hide` overrides the fork server's list.
@@ -677,6 +699,8 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
             results_dir.mkdir()
             if kind == "score":
                 spec.update(value=job.get("value"), score_name=job.get("score_name", "score"))
+            if kind == "evaluate_fn" and job.get("cascade"):
+                spec["cascade"] = job["cascade"]
         if runs_as_root() and (not fork.in_bwrap or fork.bwrap_sandbox_id):
             await anyio.to_thread.run_sync(hand_over, workdir, SANDBOX_ID)
         outcome = await fork.run(spec, workdir, limits, hide=hide, isolate=job.get("isolate"))

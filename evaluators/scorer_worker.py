@@ -7,7 +7,10 @@ one JSON request a line: {"id", "task", "value"} -> {"id", "verdict"}.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 
 import numpy as np
@@ -15,6 +18,8 @@ import numpy as np
 from . import kernels
 from .task import BUILTIN_TASKS
 from .verdict import Verdict
+
+PR_SET_PDEATHSIG = 1
 
 
 def _warm_up() -> None:
@@ -37,16 +42,31 @@ def _score(request: dict) -> Verdict:
         return Verdict.invalid(f"the checker could not read this result ({type(exc).__name__}: {exc})")
 
 
+def _die_with_parent() -> None:
+    """SIGKILL when the server dies, even by kill -9 (Linux); if it already has, exit now."""
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent or parent == 1:
+        os._exit(0)
+
+
 def main() -> None:
+    _die_with_parent()
     _warm_up()
     out = sys.stdout
-    out.write(json.dumps({"ready": True, "tasks": sorted(BUILTIN_TASKS)}) + "\n")
-    out.flush()
-    for line in sys.stdin:
-        request = json.loads(line)
-        verdict = _score(request)
-        out.write(json.dumps({"id": request["id"], "verdict": verdict.model_dump(mode="json")}) + "\n")
+    try:
+        out.write(json.dumps({"ready": True, "tasks": sorted(BUILTIN_TASKS)}) + "\n")
         out.flush()
+        for line in sys.stdin:
+            request = json.loads(line)
+            verdict = _score(request)
+            out.write(json.dumps({"id": request["id"], "verdict": verdict.model_dump(mode="json")}) + "\n")
+            out.flush()
+    except (BrokenPipeError, KeyboardInterrupt):  # the server went away: nothing to say, nobody to say it to
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError
 
 from .. import __version__
 from ..tools import runs, steps, views, waiting
+from ..store import StorageError
 from ..tools.errors import EvoError
 from ..tools.models import (
     DEFAULT_WAIT_S,
@@ -78,7 +79,7 @@ WaitS = Annotated[float, Field(
 async def _call(coro: Awaitable[T]) -> T:
     try:
         return await coro
-    except EvoError as exc:
+    except (EvoError, StorageError) as exc:
         raise ToolError(str(exc)) from None
 
 
@@ -99,6 +100,13 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
     auth = {"token_verifier": StaticTokenVerifier(token), "auth": auth_settings(base_url)} if token else {}
     mcp = MCPServer("evomcp", version=__version__, instructions=INSTRUCTIONS,
                     description="LLM-driven program evolution: sample parents, propose changes, score them", **auth)
+
+    def live(status: RunStatus) -> RunStatus:
+        """The driver as this process sees it now (its note in the archive may lag, or be unwritable)."""
+        driver = drivers.active.get(status.run.run_id) if drivers is not None else None
+        if driver is not None:
+            status.driver = driver.status.model_dump(mode="json")
+        return status
 
     @mcp.tool(annotations=READ_ONLY)
     async def list_tasks() -> TaskList:
@@ -139,7 +147,7 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
                 await drivers.start(run_id, config_driver)
 
         status = await _call(runs.start_run(ws, task, name, config, wait_s=wait_s, then=start_driver))
-        return await _call(runs.get_run_status(ws, status.run.run_id)) if config_driver is not None else status
+        return live(await _call(runs.get_run_status(ws, status.run.run_id))) if config_driver is not None else status
 
     @mcp.tool(annotations=WRITES)
     async def resume_run(
@@ -154,7 +162,7 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
         if settings is not None and drivers is not None:
             await _call(drivers.start(run_id, _driver_config(settings), resume=driver is None))
             status = await _call(runs.get_run_status(ws, run_id))
-        return status
+        return live(status)
 
     @mcp.tool(annotations=READ_ONLY)
     async def list_runs() -> RunList:
@@ -164,7 +172,7 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
     @mcp.tool(annotations=READ_ONLY)
     async def get_run_status(run_id: RunId) -> RunStatus:
         """Progress of a run: programs by status, work in flight, the best program and the gap to the target."""
-        return await _call(runs.get_run_status(ws, run_id))
+        return live(await _call(runs.get_run_status(ws, run_id)))
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
                                           open_world_hint=False))
@@ -174,7 +182,7 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
         resume_run reopens it."""
         if drivers is not None:
             await drivers.stop(run_id)
-        return await _call(runs.stop_run(ws, run_id))
+        return live(await _call(runs.stop_run(ws, run_id)))
 
     @mcp.tool(annotations=WRITES)
     async def sample_parent(
@@ -270,7 +278,7 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
     async def get_progress_plot(run_id: RunId) -> Image:
         """A PNG chart of the best score over evaluations (with the best-known target), to look at a run."""
         run = await _call(ws.run(run_id))
-        png = render_progress_png(await progress_points(ws.archive, run_id), run.target_score)
+        png = render_progress_png(await _call(progress_points(ws.archive, run_id)), run.target_score)
         return Image(data=png, format="png")
 
     @mcp.prompt(title="Evolve a program with evomcp")

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .. import __version__
+from ..store import StorageError
 from ..tools import runs, views
 from ..tools.errors import EvoError
 from ..tools.workspace import open_workspace
@@ -30,10 +32,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("evomcp")
 
 
+def _at_least(low: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse type: a number (int or float) of at least `low`; argparse names the flag in its one-line error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}, not {text}")
+        return value
+    return parse
+
+
+def _positive(text: str) -> float:
+    value = _at_least(0.0, float)(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", type=Path, default=None,
                    help="archive file (default: $EVOMCP_DB or the per-user data directory)")
-    p.add_argument("--slots", type=int, default=None, help="evaluations at once (default: number of cores)")
+    p.add_argument("--slots", type=_at_least(1), default=None, help="evaluations at once (default: number of cores)")
 
 
 def _add_executor(p: argparse.ArgumentParser) -> None:
@@ -94,25 +116,33 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a model of the ensemble: a model id, or key=value pairs: name, model, base_url, "
                           "key_env, price_in, price_out (USD per million tokens), temps (e.g. 0.2/0.8); repeatable")
     run.add_argument("--models", type=Path, default=None, help="JSON or TOML file with a list of model specs")
-    run.add_argument("--budget", type=int, default=300, help="candidates to evaluate (default 300)")
-    run.add_argument("--max-cost", type=float, default=None, metavar="USD", help="cap on model spending")
-    run.add_argument("--max-wall", type=float, default=None, metavar="S", help="cap on wall-clock seconds")
+    run.add_argument("--budget", type=_at_least(1), default=300,
+                     help="candidates the run evaluates in all, resumes included (default 300)")
+    run.add_argument("--max-cost", type=_at_least(0.0, float), default=None, metavar="USD",
+                     help="cap on model spending")
+    run.add_argument("--max-wall", type=_positive, default=None, metavar="S", help="cap on wall-clock seconds")
     run.add_argument("--target", type=float, default=None, help="stop at this score")
-    run.add_argument("--concurrency", type=int, default=None, help="candidates at once (default: slots)")
+    run.add_argument("--concurrency", type=_at_least(1), default=None, help="candidates at once (default: slots)")
     run.add_argument("--no-perturb", action="store_true", help="leave out the offline perturb operator")
-    run.add_argument("--meta-every", type=int, default=0, metavar="K", help="model recommendations every K")
+    run.add_argument("--offline-fallback", action="store_true",
+                     help="when every model is failing, go on with the offline operator alone (default: stop "
+                          "the run and say why)")
+    run.add_argument("--meta-every", type=_at_least(0), default=0, metavar="K", help="model recommendations every K")
+    run.add_argument("--progress-every", type=_positive, default=15.0, metavar="S",
+                     help="where stderr is not a terminal (a log, CI): a progress line every S seconds (default 15)")
     run.add_argument("--seed", type=int, default=None, help="random seed")
-    run.add_argument("--resume", type=int, default=None, metavar="RUN_ID", help="continue this run")
+    run.add_argument("--resume", type=_at_least(1), default=None, metavar="RUN_ID",
+                     help="continue this run (of the same task) toward the same --budget")
     run.add_argument("--config", default=None, metavar="JSON", help="run config as JSON (see start_run)")
 
     report = sub.add_parser("report", help="write a self-contained HTML report of a run")
     _add_common(report)
-    report.add_argument("run_id", type=int)
+    report.add_argument("run_id", type=_at_least(1))
     report.add_argument("-o", "--output", type=Path, default=None, help="file (default: report-RUN.html)")
 
     export = sub.add_parser("export", help="write a run's programs as JSON lines or CSV")
     _add_common(export)
-    export.add_argument("run_id", type=int)
+    export.add_argument("run_id", type=_at_least(1))
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("-o", "--output", type=Path, default=None, help="file (default: stdout)")
 
@@ -121,15 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(runs_p)
     show = sub.add_parser("show", help="show a run's status, or its best program with --best")
     _add_common(show)
-    show.add_argument("run_id", type=int)
+    show.add_argument("run_id", type=_at_least(1))
     show.add_argument("--best", action="store_true", help="print the code of the best program")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=os.environ.get("EVOMCP_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("openai", "httpx"):  # their per-retry INFO lines; a failing model is reported by the driver
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     make_undumpable()
     handler = {"serve": _serve, "run": _run, "tasks": _tasks, "runs": _runs, "show": _show,
                "export": _export, "report": _report}[args.command]
@@ -138,12 +171,32 @@ def main(argv: list[str] | None = None) -> None:
     except EvoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 
 
 def _db(args: argparse.Namespace) -> Path:
-    return args.db or default_db()
+    """The archive file: --db, $EVOMCP_DB or the data directory (created); a named file's folder must exist."""
+    if args.db is None and not os.environ.get("EVOMCP_DB"):
+        return default_db()
+    path, where = (args.db, "--db") if args.db is not None else (default_db(), "$EVOMCP_DB")
+    if path.is_dir():
+        raise EvoError(f"{where} {path} is a folder; give a file in it, e.g. {path / 'archive.db'}")
+    if not path.parent.is_dir():
+        raise EvoError(f"{where} {path}: the folder {path.parent} does not exist; create it (mkdir -p "
+                       f"{path.parent}) or give another path")
+    return path
+
+
+async def _existing_run(ws, run_id: int):
+    """The run, or a one-line error that says how to list the runs (the CLI's words, not a tool's)."""
+    run = await ws.archive.get_run(run_id)
+    if run is None:
+        raise EvoError(f"the archive {ws.archive.path} has no run {run_id}; `evomcp runs` lists its runs")
+    return run
 
 
 async def _on_signal(stop: Callable[[], None]) -> None:
@@ -262,21 +315,21 @@ def load_models(args: argparse.Namespace) -> list[ModelSpec]:
 
 async def _run(args: argparse.Namespace) -> None:
     from rich.console import Console
-    from rich.live import Live
-    from rich.table import Table
 
     from .driver import Driver, DriverConfig
     from .ensemble import ModelError, OpenAIProviders
+    from .progress import RunProgress
 
     console = Console(stderr=True)
     try:
         config = DriverConfig(models=load_models(args), perturb=not args.no_perturb, max_evaluations=args.budget,
                               max_cost_usd=args.max_cost, max_wall_s=args.max_wall, target_score=args.target,
-                              concurrency=args.concurrency or args.slots or os.cpu_count() or 1,
-                              meta_every=args.meta_every)
+                              concurrency=min(64, args.concurrency or args.slots or os.cpu_count() or 1),
+                              meta_every=args.meta_every, offline_fallback=args.offline_fallback)
     except (ValueError, OSError) as exc:
-        raise EvoError(f"bad model configuration: {exc}") from None
-    async with _executor(args) as executor, open_workspace(_db(args), args.slots, executor=executor) as ws:
+        raise EvoError(f"bad model configuration (--model/--models): {exc}") from None
+    db = _db(args)
+    async with _executor(args) as executor, open_workspace(db, args.slots, executor=executor) as ws:
         ws.providers = OpenAIProviders(ws.archive)
         if executor is not None and args.concurrency is None:  # as many candidates at once as the cluster has slots
             config = config.model_copy(update={"concurrency": min(64, executor.slots)})
@@ -285,66 +338,94 @@ async def _run(args: argparse.Namespace) -> None:
 
             ws.rng = np.random.default_rng(args.seed)
         if args.resume is not None:
+            await _check_resumable(ws, args)
             status = await runs.resume_run(ws, args.resume)
         else:
             status = await runs.start_run(ws, args.task, config=json.loads(args.config) if args.config else None)
         run_id = status.run.run_id
-        initial = status.best.combined_score if status.best else None
+        initial = (await ws.archive.seed_score(run_id))
         console.print(f"run {run_id} on {status.run.task} (isolation {status.isolation}; scores {status.scoring}); "
                       f"archive {ws.archive.path}", soft_wrap=True, markup=False)
         if status.scoring != "trusted":
             console.print(f"scores: {status.scoring_detail}", soft_wrap=True, markup=False)
-        started = time.monotonic()
-        best = [initial]
+        for kind, note in status.notes.items():  # the task's settings; a model it needs, unless one is given
+            if kind != "offline_operator" or not config.models:
+                console.print(f"note: {note}", soft_wrap=True, markup=False)
+        try:
+            driver = Driver(ws, run_id, config, resume=args.resume is not None)
+        except ModelError as exc:
+            raise EvoError(f"--model: {exc}") from None
+        progress = RunProgress(console, ws, run_id, args.budget, initial, status.target_score, args.progress_every)
+        signalled: list[str] = []
 
-        def table(driver: Driver | None = None) -> Table:
-            t = Table.grid(padding=(0, 2))
-            elapsed = time.monotonic() - started
-            done = driver.status.evaluations if driver else 0
-            t.add_row("evaluated", f"{done}/{args.budget}")
-            t.add_row("best", repr(best[0]) if best[0] is not None else "-")
-            if initial is not None and best[0] is not None:
-                t.add_row("gain", f"{best[0] - initial:+.10g}")
-            if status.target_score is not None:
-                t.add_row("target", repr(status.target_score))
-            if driver is not None:
-                t.add_row("cost", f"${driver.status.cost_usd:.4f}")
-                arms = driver.status.arms or {}
-                t.add_row("arms", "  ".join(f"{k}:{int(v['pulls'])}" for k, v in arms.items()))
-            t.add_row("rate", f"{done / elapsed if elapsed > 0 else 0.0:.1f} candidates/s")
-            return t
+        def interrupt() -> None:
+            signalled.append("interrupted")
+            driver.stop()
 
-        with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
-            def on_result(result, driver) -> None:
-                if result is not None and result.is_new_best:
-                    best[0] = result.program.combined_score
-                live.update(table(driver))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_on_signal, interrupt)
+            tg.start_soon(progress.show, driver)
+            await driver.run()
+            tg.cancel_scope.cancel()
+        state, reason = driver.status.state, driver.status.reason
+        ended = {"finished": "finished", "failed": "failed"}.get(state, "interrupted" if signalled else "stopped")
+        try:
+            await ws.archive.set_run_status(run_id, ended, reason if not signalled else "interrupted by a signal")
+            await ws.archive.add_event(run_id, f"run_{ended}", {"reason": reason})
+            final = await runs.get_run_status(ws, run_id)
+        except StorageError as exc:
+            console.print(f"error: {exc}", soft_wrap=True, markup=False)
+            final = None
+        if final is not None:
+            best = final.best.combined_score if final.best else None
+            console.print(
+                f"run {run_id} {ended}: initial {initial!r} -> best {best!r}; {final.candidates_evaluated} candidates "
+                f"evaluated in all ({driver.status.evaluations} by this driver since it began, {driver.status.refused} "
+                f"steps refused); {reason}. Best program: evomcp show {run_id} --best{_db_flag(args, db)}",
+                soft_wrap=True, markup=False)
+        if ended != "finished":
+            console.print(f"{'nothing is lost. ' if ended == 'interrupted' else ''}Continue with: "
+                          f"{_resume_command(args, db, run_id)}", soft_wrap=True, markup=False)
+        if state == "failed":
+            raise SystemExit(1)
+        if signalled:
+            raise SystemExit(130)
 
-            try:
-                driver = Driver(ws, run_id, config, on_result=on_result)
-            except ModelError as exc:
-                raise EvoError(str(exc)) from None
-            interrupted = False
 
-            def interrupt() -> None:
-                nonlocal interrupted
-                interrupted = True
-                driver.stop()
+async def _check_resumable(ws, args: argparse.Namespace) -> None:
+    """--resume continues a run of the task given on the command line, and no other."""
+    from ..evaluators.task import TaskError, resolve_task
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_on_signal, interrupt)
-                await driver.run()
-                tg.cancel_scope.cancel()
-        if interrupted:
-            console.print(f"interrupted; nothing is lost. Continue with: evomcp run {args.task} --resume {run_id}",
-                          soft_wrap=True)
-        final = await runs.get_run_status(ws, run_id)
-        console.print(
-            f"run {run_id}: initial {initial!r} -> best {final.best.combined_score if final.best else None!r} "
-            f"after {final.evaluated} evaluations in {time.monotonic() - started:.1f} s; "
-            f"driver {driver.status.state}: {driver.status.reason} (best program: evomcp show {run_id} --best)",
-            soft_wrap=True,
-        )
+    run = await _existing_run(ws, args.resume)
+    try:
+        source = resolve_task(args.task).source
+    except TaskError as exc:
+        raise EvoError(f"task {args.task!r}: {exc}") from None
+    if source != run.task_path:
+        raise EvoError(f"--resume {run.id}: run {run.id} evolves {run.task_path}, not {source}; resume it with "
+                       f"`evomcp run {shlex.quote(run.task_path)} --resume {run.id}{_db_flag(args, ws.archive.path)}`, "
+                       f"or start a new run without --resume")
+
+
+def _db_flag(args: argparse.Namespace, db: Path) -> str:
+    return "" if args.db is None and not os.environ.get("EVOMCP_DB") and db == default_db() else \
+        f" --db {shlex.quote(str(db.resolve()))}"
+
+
+def _resume_command(args: argparse.Namespace, db: Path, run_id: int) -> str:
+    """The command line that continues this run exactly: the same flags (budget, models, ...), its archive and
+    --resume RUN_ID."""
+    argv, skip = [], False
+    for word in args.argv:
+        if skip:
+            skip = False
+        elif word == "--resume":
+            skip = True
+        elif not word.startswith("--resume="):
+            argv.append(word)
+    if args.db is None and "--db" not in argv and not any(w.startswith("--db=") for w in argv):
+        argv += ["--db", str(db.resolve())]
+    return shlex.join(["evomcp", *argv, "--resume", str(run_id)])
 
 
 async def _tasks(args: argparse.Namespace) -> None:
@@ -355,19 +436,23 @@ async def _tasks(args: argparse.Namespace) -> None:
 
 
 async def _runs(args: argparse.Namespace) -> None:
+    if not _db(args).exists():
+        print(f"no archive at {_db(args)} yet: `evomcp run TASK` starts one", file=sys.stderr)
+        return
     async with open_workspace(_db(args), reset=False) as ws:
         for run in (await runs.list_runs(ws)).runs:
             status = await runs.get_run_status(ws, run.run_id)
             best = status.best.combined_score if status.best else None
-            print(f"{run.run_id:5} {run.status:11} {run.task:24} evaluated {status.evaluated:6}  "
-                  f"scores {run.scoring:12}  best {best!r}")
+            print(f"{run.run_id:5} {run.status:11} {run.task:24} candidates {status.candidates_evaluated:6}  "
+                  f"scores {run.scoring:12}  best {best!r}"
+                  + (f"  ({run.status_reason})" if run.status_reason and run.status != "running" else ""))
 
 
 async def _report(args: argparse.Namespace) -> None:
     from .report import build_report
 
     async with open_workspace(_db(args), reset=False) as ws:
-        await ws.run(args.run_id)
+        await _existing_run(ws, args.run_id)
         html = await build_report(ws.archive, args.run_id)
     output = args.output or Path(f"report-{args.run_id}.html")
     output.write_text(html)
@@ -378,7 +463,7 @@ async def _export(args: argparse.Namespace) -> None:
     from .export import export_run
 
     async with open_workspace(_db(args), reset=False) as ws:
-        await ws.run(args.run_id)
+        await _existing_run(ws, args.run_id)
         out = open(args.output, "w", newline="") if args.output else sys.stdout
         try:
             count = await export_run(ws.archive, args.run_id, args.format, out)
@@ -390,6 +475,7 @@ async def _export(args: argparse.Namespace) -> None:
 
 async def _show(args: argparse.Namespace) -> None:
     async with open_workspace(_db(args), reset=False) as ws:
+        await _existing_run(ws, args.run_id)
         status = await runs.get_run_status(ws, args.run_id)
         if args.best:
             if status.best is None:

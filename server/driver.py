@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field
 
+from ..store import StorageError
 from ..tools import steps
 from ..tools.bandit import Bandit, BanditState
 from ..tools.errors import EvoError
@@ -56,6 +57,13 @@ class DriverConfig(BaseModel):
                                                  "(0: off; needs a model)")
     max_idle_steps: int = Field(50, ge=1, description="stop after this many steps in a row without a new "
                                                       "evaluated candidate (a broken endpoint must not spin)")
+    offline_fallback: bool = Field(False, description="when every model is failing, keep driving with the offline "
+                                                      "perturb operator alone (default: stop the run and say why)")
+
+# a model whose calls failed this many times in a row is reported as failing (a fatal error: at once). It is
+# given up on after GIVE_UP_AFTER failures in a row, or FAILING_AFTER when its endpoint could not even be
+# reached each time; when every model is given up on, the driver stops: a dead endpoint helps nobody
+FAILING_AFTER, GIVE_UP_AFTER = 3, 8
 
 
 class DriverStatus(BaseModel):
@@ -63,8 +71,12 @@ class DriverStatus(BaseModel):
     reason: str | None = None
     baseline_evaluated: int | None = Field(None, description="evaluations the run had when driving began; "
                                            "budgets count from here, across restarts")
-    evaluations: int = 0
-    refused: int = 0
+    evaluations: int = Field(0, description="candidates evaluated (evaluated or failed) since driving began, "
+                                            "from the archive: what max_evaluations counts")
+    refused: int = Field(0, description="steps that produced no candidate: proposals refused (duplicate, novelty, "
+                                        "no change) and model calls that failed")
+    failing_models: dict[str, str] = Field(default_factory=dict, description="models failing now, with the "
+                                           "newest failure's reason")
     cost_usd: float = 0.0
     reserved_usd: float = 0.0
     in_flight: int = 0
@@ -101,6 +113,9 @@ class Driver:
         self._last_meta = 0
         self._idle_steps = 0
         self._last_failure = ""
+        self._model_failures: dict[str, int] = {}  # failed calls in a row, per model
+        self._model_unreachable: dict[str, bool] = {}  # whether each of those failures was an unreachable endpoint
+        self._failed = False  # driving ended because it could not go on (models failing, nothing proposed)
         self.done = anyio.Event()
 
     # state kept in the archive ------------------------------------------------
@@ -118,12 +133,14 @@ class Driver:
         if self._resume and saved and saved.get("baseline_evaluated") is not None:
             previous = DriverStatus.model_validate(saved)
             self.status.baseline_evaluated = previous.baseline_evaluated
-            self.status.evaluations, self.status.refused = previous.evaluations, previous.refused
+            self.status.refused = previous.refused
         else:
             self.status.baseline_evaluated = await self._evaluated()
+        self.status.evaluations = await self._evaluated() - self.status.baseline_evaluated
         self._last_meta = (await archive.get_note(self.run_id, META_NOTE) or {}).get("at", 0)
 
     async def _save(self) -> None:
+        self.status.evaluations = await self._evaluated() - (self.status.baseline_evaluated or 0)
         self.status.arms = self._arm_bandit.summary()
         self.status.patch_types = self._patch_bandit.summary()
         self.status.cost_usd = self._spent
@@ -133,8 +150,8 @@ class Driver:
                                                       DRIVER_NOTE: self.status.model_dump(mode="json")})
 
     async def _evaluated(self) -> int:
-        counts = (await self.ws.population(self.run_id)).counts()
-        return counts.get("evaluated", 0) + counts.get("failed", 0)
+        """Candidates of the run evaluated so far (the seed is not one): budgets count these."""
+        return (await self.ws.population(self.run_id)).candidates_evaluated()
 
     # budgets ----------------------------------------------------------------
 
@@ -146,8 +163,15 @@ class Driver:
         if run.status != "running":
             return f"the run is {run.status}"
         if not self.arms:
+            self._failed = True
             return f"no usable arm left (last failure: {self._last_failure})"
+        if self._models_all_failing():
+            self._failed = True
+            failing = "; ".join(f"{name}: {why}" for name, why in self.status.failing_models.items())
+            return (f"every model is failing ({failing}); fix the endpoint, key or model id and resume the run, or "
+                    f"ask for the offline operator alone (offline_fallback, CLI --offline-fallback)")
         if self._idle_steps >= c.max_idle_steps:
+            self._failed = True
             return f"{self._idle_steps} steps in a row produced no candidate (last failure: {self._last_failure})"
         if c.max_wall_s is not None and time.monotonic() - self._started >= c.max_wall_s:
             return f"wall-time budget of {c.max_wall_s:g} s reached"
@@ -175,29 +199,62 @@ class Driver:
     # the loop ---------------------------------------------------------------
 
     async def run(self) -> DriverStatus:
-        await self._load()
-        await self._evaluate_leftovers()
+        """Drive until a budget, stop() or a storage failure; the state and reason end in `status`. A storage
+        failure (a full disk) ends the driver as `failed` without raising: the archive keeps what was
+        committed, and resuming once the cause is fixed continues from there."""
         try:
+            await self._load()
+            await self._save()  # the baseline is kept from the first moment: budgets count across restarts
+            await self._evaluate_leftovers()
             async with anyio.create_task_group() as tg:
                 for _ in range(self.config.concurrency):
                     tg.start_soon(self._worker)
+        except StorageError as exc:
+            self._fail(exc)
         except BaseException:
             self.status.state = "interrupted"
             self.status.reason = self.status.reason or "the server stopped while the run was driven"
             with anyio.CancelScope(shield=True):
-                await self._save()
-                run = await self.ws.archive.get_run(self.run_id)
-                if run is not None and run.status == "running":  # resume_run or --resume-drivers reopen it
-                    await self.ws.archive.set_run_status(self.run_id, "interrupted")
-                    await self.ws.archive.add_event(self.run_id, "run_interrupted", {"reason": self.status.reason})
+                try:
+                    await self._save()
+                    run = await self.ws.archive.get_run(self.run_id)
+                    if run is not None and run.status == "running":  # resume_run or --resume-drivers reopen it
+                        await self.ws.archive.set_run_status(self.run_id, "interrupted", self.status.reason)
+                        await self.ws.archive.add_event(self.run_id, "run_interrupted",
+                                                        {"reason": self.status.reason})
+                except StorageError as exc:
+                    log.warning("run %d: %s", self.run_id, exc)
+                await self.ensemble.aclose()
                 self.done.set()
             raise
         if self.status.state == "running":
-            self.status.state = "stopped" if self._stop.is_set() else "finished"
-        await self._save()
+            self.status.state = "failed" if self._failed else "stopped" if self._stop.is_set() else "finished"
+        if self.status.state != "failed":
+            try:
+                await self._save()
+            except StorageError as exc:
+                self._fail(exc)
         await self.ensemble.aclose()
         self.done.set()
         return self.status
+
+    def _fail(self, exc: BaseException) -> None:
+        """End driving for a cause outside the driver (the archive cannot be written): say so, lose nothing."""
+        self.status.state = "failed"
+        self.status.reason = str(exc)
+        self._stop.set()
+        log.error("driver of run %d stopped: %s", self.run_id, exc)
+
+    def _models_all_failing(self) -> bool:
+        """Models were configured, none of them works now, and the offline operator was not asked to go on alone."""
+        models = [m.name for m in self.config.models]
+        if not models or self.config.offline_fallback:
+            return False
+        return all(name not in self.arms or self._given_up(name) for name in models)
+
+    def _given_up(self, arm: str) -> bool:
+        failures = self._model_failures.get(arm, 0)
+        return failures >= GIVE_UP_AFTER or (failures >= FAILING_AFTER and self._model_unreachable.get(arm, False))
 
     def stop(self) -> None:
         self._stop.set()
@@ -211,21 +268,25 @@ class Driver:
                 pass
 
     async def _worker(self) -> None:
-        while True:
-            reason = await self._budget_reason()
-            if reason is not None:
-                if self.status.reason is None:
-                    self.status.reason = reason
-                return
-            self.status.in_flight += 1
-            try:
-                result = await self._step()
-            finally:
-                self.status.in_flight -= 1
-            await self._maybe_meta()
-            await self._save()
-            if self.on_result is not None:
-                self.on_result(result, self)
+        try:
+            while True:
+                reason = await self._budget_reason()
+                if reason is not None:
+                    if self.status.reason is None:
+                        self.status.reason = reason
+                    return
+                self.status.in_flight += 1
+                try:
+                    result = await self._step()
+                finally:
+                    self.status.in_flight -= 1
+                await self._maybe_meta()
+                await self._save()
+                if self.on_result is not None:
+                    self.on_result(result, self)
+        except StorageError as exc:  # the other workers stop at their next budget check
+            if self.status.state != "failed":
+                self._fail(exc)
 
     async def _step(self) -> ProposalResult | None:
         ws, run_id = self.ws, self.run_id
@@ -275,7 +336,6 @@ class Driver:
         self._idle_steps = 0 if result is not None else self._idle_steps + 1
         improvement = None
         if result is not None:
-            self.status.evaluations += 1
             if result.program.correct and result.program.combined_score is not None:
                 improvement = result.program.combined_score - (parent_score if parent_score is not None else 0.0)
         self._arm_bandit.update(arm, improvement, cost)
@@ -291,15 +351,28 @@ class Driver:
         try:
             reply = await self.ensemble.complete(arm, SYSTEM_PROMPT, prompt, self.ws.rng)
         except ModelError as exc:
+            self._model_failed(arm, exc)
             await self.ws.archive.add_llm_call(self.run_id, arm, purpose, ok=False, error=str(exc)[:1000])
             raise
         finally:
             self._reserved -= reservation
+        self._model_failures[arm] = 0
+        self._model_unreachable.pop(arm, None)
+        self.status.failing_models.pop(arm, None)
         self._spent += reply.cost_usd
         call_id = await self.ws.archive.add_llm_call(
             self.run_id, arm, purpose, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
             cost_usd=reply.cost_usd, seconds=reply.seconds, ok=True)
         return reply, call_id
+
+    def _model_failed(self, arm: str, exc: ModelError) -> None:
+        """Count a failed call; a model failing FAILING_AFTER times in a row (or fatally) is reported at once."""
+        self._model_unreachable[arm] = self._model_unreachable.get(arm, True) and exc.unreachable
+        self._model_failures[arm] = self._model_failures.get(arm, 0) + 1
+        if exc.fatal or self._model_failures[arm] >= FAILING_AFTER:
+            if arm not in self.status.failing_models:
+                log.warning("run %d: model %s is failing: %s", self.run_id, arm, exc)
+            self.status.failing_models[arm] = str(exc)[:500]
 
     async def _propose_reply(self, arm: str, sampled: Any, reply: Reply, call_id: int) -> ProposalResult:
         if not reply.text.strip():
@@ -371,7 +444,10 @@ class Drivers:
             log.exception("driver of run %d failed", driver.run_id)
             driver.status.state = "failed"
             driver.status.reason = f"{type(exc).__name__}: {exc}"
-            await self.ws.archive.set_note(driver.run_id, DRIVER_NOTE, driver.status.model_dump(mode="json"))
+            try:
+                await self.ws.archive.set_note(driver.run_id, DRIVER_NOTE, driver.status.model_dump(mode="json"))
+            except StorageError as again:
+                log.error("run %d: %s", driver.run_id, again)
             driver.done.set()
 
     async def stop(self, run_id: int, timeout_s: float = 30.0) -> None:

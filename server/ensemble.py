@@ -68,11 +68,13 @@ class ModelSpec(BaseModel):
 
 
 class ModelError(Exception):
-    """A call failed, or the reply was unusable. `fatal`: retrying this model cannot help."""
+    """A call failed, or the reply was unusable. `fatal`: retrying this model cannot help; `unreachable`: no
+    connection to its endpoint could be made (nothing listens there, or the name does not resolve)."""
 
-    def __init__(self, message: str, fatal: bool = False):
+    def __init__(self, message: str, fatal: bool = False, unreachable: bool = False):
         super().__init__(message)
         self.fatal = fatal
+        self.unreachable = unreachable
 
 
 @dataclass
@@ -139,6 +141,11 @@ class Ensemble:
         except openai.APIStatusError as exc:
             raise ModelError(f"model {name!r}: HTTP {exc.status_code} after {spec.max_retries} retries: "
                              f"{str(exc.message)[:300]}") from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc.__context__
+            why = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
+            raise ModelError(f"model {name!r}: cannot reach {spec.base_url or 'the default endpoint'} "
+                             f"({why[:300]})", unreachable=True) from None
         except openai.APIError as exc:
             raise ModelError(f"model {name!r}: {type(exc).__name__}: {str(exc)[:300]}") from None
         except ValueError as exc:  # a body that is not JSON

@@ -13,13 +13,17 @@ COLUMNS = ["id", "parent_id", "island", "generation", "status", "correct", "comb
 
 
 async def export_run(archive: Archive, run_id: int, fmt: str, out: TextIO) -> int:
-    """Write every program of the run, oldest first (JSON lines include code and metrics)."""
+    """Write every program of the run, oldest first (JSON lines include code and metrics); the seed once."""
     writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore") if fmt == "csv" else None
     if writer:
         writer.writeheader()
-    count, cursor = 0, None
+    count, cursor, seeded = 0, None, False
     while True:
         rows, cursor = await archive.page_programs(run_id, order="oldest", limit=500, cursor=cursor)
+        for row in rows:  # the seed once: its copies on other islands are the same program
+            row["copy"] = seeded and row["parent_id"] is None
+            seeded = seeded or row["parent_id"] is None
+        rows = [row for row in rows if not row.pop("copy")]
         if writer:
             writer.writerows(rows)
         else:

@@ -733,6 +733,7 @@ def _facts(data: _Run) -> str:
         ("name", run.name),
         ("task", run.task if run.task_path == run.task else f"{run.task} ({run.task_path})"),
         ("status", run.status),
+        *([("why", run.status_reason)] if run.status_reason else []),
         ("scores", describe(data.contracts)),
         ("evaluations", f"{evaluated} ({correct} correct, {evaluated - correct} failed or incorrect"
                         + (f", {statuses.get('pending', 0) + statuses.get('running', 0)} waiting"

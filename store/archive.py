@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import inspect
 import json
 import sqlite3
 import time
@@ -40,6 +42,45 @@ class DuplicateProgram(Exception):
 
 class BadCursor(ValueError):
     pass
+
+
+class StorageError(Exception):
+    """The archive file could not be read or written (a full disk, a read-only file, a lock held too long, an
+    I/O error). The message is one line: the cause and what to do. Whatever was committed before is intact."""
+
+
+# SQLite's words for a cause -> what the user can do about it
+_REMEDIES = (
+    ("full", "free space on the disk that holds it"),
+    ("readonly", "make the file and its folder writable by this user, or use another archive"),
+    ("read-only", "make the file and its folder writable by this user, or use another archive"),
+    ("locked", "another process holds it locked: wait, or stop that process"),
+    ("unable to open", "check that its folder exists and is writable, or use another archive"),
+    ("i/o error", "check the disk (dmesg) and free space on it"),
+    ("malformed", "the file is damaged: restore it from a backup or start a new archive"),
+    ("not a database", "this file is not an evomcp archive: pass another path"),
+)
+
+
+def storage_error(path: Path, exc: BaseException) -> StorageError:
+    """A one-line StorageError naming the archive, SQLite's cause and the remedy."""
+    cause = " ".join(str(exc).split()) or type(exc).__name__
+    remedy = next((fix for word, fix in _REMEDIES if word in cause.lower()), "check the file and its disk")
+    return StorageError(f"the archive {path} could not be used: {cause}; {remedy}. What it held before is intact; "
+                        f"once fixed, resume the run")
+
+
+def _storage_errors(method):
+    """Turn SQLite's and the file system's errors of an archive method into a StorageError."""
+    @functools.wraps(method)
+    async def guarded(self, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            raise storage_error(self.path, exc) from exc
+    return guarded
 
 
 def _load_json(text: str | None) -> dict[str, Any]:
@@ -92,22 +133,61 @@ class Archive:
         self.path = path
 
     @classmethod
-    async def open(cls, path: str | Path) -> Archive:
+    async def open(cls, path: str | Path, read_only: bool = False) -> Archive:
+        """Open (and create or migrate) the archive; `read_only` only reads, which also works on a read-only
+        file or disk, and never creates the file."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
+        if read_only:
+            return await cls._open_read_only(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(path, exc) from exc
         db.row_factory = sqlite3.Row
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
         archive = cls(db, path)
         try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
             await archive._migrate()
-        except BaseException:
+        except BaseException as exc:
             await db.close()
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise storage_error(path, exc) from exc
             raise
         return archive
+
+    @classmethod
+    async def _open_read_only(cls, path: Path) -> Archive:
+        if not path.is_file():
+            raise StorageError(f"there is no archive at {path}; give the path of an existing one (--db)")
+        last: BaseException | None = None
+        # mode=ro sees what a live writer commits; where even that cannot open (a read-only disk keeps SQLite
+        # from making the WAL's shared-memory file), the file cannot change under us: immutable=1
+        for query in ("mode=ro", "immutable=1"):
+            try:
+                db = await aiosqlite.connect(f"{path.resolve().as_uri()}?{query}", uri=True, isolation_level=None)
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            db.row_factory = sqlite3.Row
+            archive = cls(db, path)
+            try:
+                await db.execute("PRAGMA busy_timeout=5000")
+                (version,) = await archive._row("PRAGMA user_version")
+                if version > SCHEMA_VERSION:
+                    raise StorageError(f"archive {path} has schema version {version}, newer than this evomcp "
+                                       f"({SCHEMA_VERSION}); upgrade evomcp to open it")
+                return archive
+            except (sqlite3.Error, OSError) as exc:
+                last = exc
+                await db.close()
+            except BaseException:
+                await db.close()
+                raise
+        raise storage_error(path, last)
 
     async def close(self) -> None:
         await self._db.close()
@@ -124,7 +204,7 @@ class Archive:
     async def _migrate(self) -> None:
         (version,) = await self._row("PRAGMA user_version")
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise StorageError(
                 f"archive {self.path} has schema version {version}, newer than this evomcp "
                 f"({SCHEMA_VERSION}); upgrade evomcp to open it"
             )
@@ -160,9 +240,10 @@ class Archive:
         rows = await self._rows("SELECT * FROM runs ORDER BY id")
         return [_run(r) for r in rows]
 
-    async def set_run_status(self, run_id: int, status: RunStatus) -> None:
+    async def set_run_status(self, run_id: int, status: RunStatus, reason: str | None = None) -> None:
         await self._db.execute(
-            "UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (status, time.time(), run_id)
+            "UPDATE runs SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
+            (status, reason, time.time(), run_id),
         )
 
     # programs ----------------------------------------------------------------
@@ -262,10 +343,12 @@ class Archive:
             ),
         )
 
-    async def pending_ids(self, run_id: int) -> list[int]:
-        """Programs of the run proposed and not evaluated yet, oldest first."""
+    async def pending_ids(self, run_id: int, running_too: bool = False) -> list[int]:
+        """Programs of the run proposed and not evaluated yet (`running_too`: and those marked running, which
+        a write that failed may have left so), oldest first."""
+        statuses = "('pending', 'running')" if running_too else "('pending')"
         rows = await self._rows(
-            "SELECT id FROM programs WHERE run_id = ? AND status = 'pending' ORDER BY id", (run_id,))
+            f"SELECT id FROM programs WHERE run_id = ? AND status IN {statuses} ORDER BY id", (run_id,))
         return [row[0] for row in rows]
 
     async def reset_unfinished(self) -> int:
@@ -336,10 +419,18 @@ class Archive:
         return [_summary(r) for r in rows]
 
     async def counts_by_status(self, run_id: int) -> dict[str, int]:
+        """Programs by status, the seed once (its copies on other islands, later parentless rows, left out)."""
         rows = await self._rows(
-            "SELECT status, COUNT(*) FROM programs WHERE run_id = ? GROUP BY status", (run_id,)
+            "SELECT status, COUNT(*) FROM programs WHERE run_id = ? AND (parent_id IS NOT NULL OR id = (SELECT"
+            " MIN(id) FROM programs WHERE run_id = ? AND parent_id IS NULL)) GROUP BY status", (run_id, run_id)
         )
         return {status: n for status, n in rows}
+
+    async def seed_score(self, run_id: int) -> float | None:
+        """The combined score of the run's seed (its first program without a parent), None until it has one."""
+        row = await self._row("SELECT combined_score FROM programs WHERE run_id = ? AND parent_id IS NULL"
+                              " ORDER BY id LIMIT 1", (run_id,))
+        return row[0] if row else None
 
     async def best_program(self, run_id: int) -> dict[str, Any] | None:
         row = await self._row(
@@ -404,16 +495,26 @@ class Archive:
         )
         return row[0] if row else None
 
-    async def copy_program(self, program_id: int, island: int) -> int:
-        """Copy a program (result included) onto another island; used to seed every island."""
+    async def copy_program(self, program_id: int, islands: list[int]) -> None:
+        """Copy a program (result included) onto other islands, in one statement (all or none of the copies);
+        used to seed every island."""
         columns = ("run_id, parent_id, generation, code, code_hash, diff, patch_type, description, status, correct,"
                    " combined_score, public_metrics, private_metrics, text_feedback, error, stdout_tail, stderr_tail,"
                    " eval_seconds, cost_usd, embedding, fingerprint, created_at, evaluated_at")
-        cur = await self._db.execute(
-            f"INSERT INTO programs(island, {columns}) SELECT ?, {columns} FROM programs WHERE id = ?",
-            (island, program_id),
+        await self._db.execute(
+            f"INSERT INTO programs(island, {columns}) SELECT i.value, {columns} FROM programs, json_each(?) AS i"
+            f" WHERE programs.id = ? ORDER BY i.key",
+            (json.dumps(islands), program_id),
         )
-        return cur.lastrowid
+
+    async def seed_placement(self, run_id: int) -> tuple[int | None, str | None, list[int]]:
+        """(the seed's id, its status, the islands it sits on): the seed is the run's first program without a
+        parent, its copies the others."""
+        rows = await self._rows("SELECT id, status, island FROM programs WHERE run_id = ? AND parent_id IS NULL"
+                                " ORDER BY id", (run_id,))
+        if not rows:
+            return None, None, []
+        return rows[0]["id"], rows[0]["status"], sorted({r["island"] for r in rows})
 
     async def move_programs(self, program_ids: list[int], island: int) -> None:
         await self._db.executemany("UPDATE programs SET island = ? WHERE id = ?", [(island, i) for i in program_ids])
@@ -452,14 +553,20 @@ class Archive:
         return float(total)
 
     async def llm_call_stats(self, run_id: int) -> dict[str, dict[str, Any]]:
+        """Per model: calls, ok, failed, cost and tokens; `failing`: failed calls since its last good one, with
+        the newest failure's `last_error`."""
         rows = await self._rows(
-            "SELECT model, COUNT(*) AS calls, SUM(ok) AS ok, SUM(cost_usd) AS cost_usd,"
-            " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens"
-            " FROM llm_calls WHERE run_id = ? GROUP BY model",
-            (run_id,),
+            "WITH good AS (SELECT model, MAX(id) AS id FROM llm_calls WHERE run_id = ? AND ok = 1 GROUP BY model)"
+            " SELECT c.model AS model, COUNT(*) AS calls, SUM(c.ok) AS ok, COUNT(*) - SUM(c.ok) AS failed,"
+            " SUM(c.cost_usd) AS cost_usd, SUM(c.prompt_tokens) AS prompt_tokens,"
+            " SUM(c.completion_tokens) AS completion_tokens, SUM(c.ok = 0 AND c.id > COALESCE(good.id, 0)) AS failing,"
+            " (SELECT e.error FROM llm_calls AS e WHERE e.run_id = c.run_id AND e.model = c.model AND e.ok = 0"
+            "  ORDER BY e.id DESC LIMIT 1) AS last_error"
+            " FROM llm_calls AS c LEFT JOIN good ON good.model = c.model WHERE c.run_id = ? GROUP BY c.model",
+            (run_id, run_id),
         )
-        return {r["model"]: {k: r[k] for k in ("calls", "ok", "cost_usd", "prompt_tokens", "completion_tokens")}
-                for r in rows}
+        keys = ("calls", "ok", "failed", "failing", "last_error", "cost_usd", "prompt_tokens", "completion_tokens")
+        return {r["model"]: {k: r[k] for k in keys} for r in rows}
 
     async def recent_programs(self, run_id: int, limit: int) -> list[dict[str, Any]]:
         rows = await self._rows(
@@ -534,3 +641,8 @@ class Archive:
             f"SELECT id, ts, kind, data FROM events WHERE run_id = ?{kind_sql} ORDER BY id", args
         )
         return [{"id": r["id"], "ts": r["ts"], "kind": r["kind"], "data": json.loads(r["data"])} for r in rows]
+
+
+for _name, _method in list(vars(Archive).items()):  # every query of the archive reports storage errors alike
+    if inspect.iscoroutinefunction(_method) and not _name.startswith("_") and _name not in ("open", "close"):
+        setattr(Archive, _name, _storage_errors(_method))

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-RunStatus = Literal["running", "stopped", "interrupted", "finished"]
+RunStatus = Literal["running", "stopped", "interrupted", "finished", "failed"]
 ProgramStatus = Literal["pending", "running", "evaluated", "failed"]
 
 
@@ -20,6 +20,7 @@ class RunRecord(BaseModel):
     target_score: float | None
     created_at: float
     updated_at: float
+    status_reason: str | None = None
 
 
 class ProgramRecord(BaseModel):

@@ -93,6 +93,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE programs ADD COLUMN fingerprint TEXT;
     CREATE INDEX programs_by_fingerprint ON programs(run_id, fingerprint);
     """,
+    # 3 -> 4: why a run has its status (finished: which budget; failed: the cause)
+    """
+    ALTER TABLE runs ADD COLUMN status_reason TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -192,4 +192,4 @@ async def test_concurrent_small_changes_by_several_agents(ws):
     async with Client(build_server(ws)) as client:
         status = await ok(client, "get_run_status", {"run_id": run_id})
     assert status["tickets_outstanding"] == 0 and status["in_flight"] == 0
-    assert status["evaluations_finished"] == 2 + len(told)
+    assert status["evaluations_finished"] == 1 + len(told)  # the seed once, whatever islands it sits on

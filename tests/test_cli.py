@@ -24,12 +24,14 @@ def test_offline_run_improves_and_is_inspectable(tmp_path):
     db = str(tmp_path / "cli.db")
     out = evomcp("run", "circle_packing_26", "--budget", "60", "--seed", "3", "--db", db)
     assert out.returncode == 0, out.stderr
-    assert "driver finished: evaluation budget of 60 reached" in out.stderr
+    assert "run 1 finished" in out.stderr and "evaluation budget of 60 reached" in out.stderr
     listing = evomcp("runs", "--db", db)
     assert listing.returncode == 0 and "circle_packing_26" in listing.stdout
     status = json.loads(evomcp("show", "1", "--db", db).stdout)
     assert status["best"]["combined_score"] > 1.609913140863308  # better than the seed
     assert status["driver"]["state"] == "finished" and status["driver"]["arms"]["perturb"]["pulls"] >= 60
+    assert status["run"]["status"] == "finished" and "budget of 60" in status["run"]["status_reason"]
+    assert status["candidates_evaluated"] == 60 == status["evaluations_finished"] - 1 == status["driver"]["evaluations"]
     best = evomcp("show", "1", "--best", "--db", db).stdout
     assert "EVOLVE-BLOCK-START" in best and "def run_packing" in best
     rows = list(csv.DictReader(io.StringIO(evomcp("export", "1", "--format", "csv", "--db", db).stdout)))
@@ -59,21 +61,58 @@ def test_bad_model_settings_are_clear_errors(tmp_path):
     assert out.returncode == 2 and "neither a built-in task" in out.stderr
 
 
-def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+def candidates_in(db, at_least: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the archive holds `at_least` evaluated candidates (read with sqlite3, as another process would)."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            con = sqlite3.connect(db)
+            try:
+                (n,) = con.execute("SELECT COUNT(*) FROM programs WHERE parent_id IS NOT NULL"
+                                   " AND status IN ('evaluated', 'failed')").fetchone()
+            finally:
+                con.close()
+        except sqlite3.OperationalError:  # not created yet
+            n = 0
+        if n >= at_least:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {at_least} candidates evaluated (exit code {proc.poll()})")
+
+
+def resume_command(stderr: str) -> list[str]:
+    """The command the CLI printed to continue the run, as argv for this Python."""
+    import shlex
+
+    line = next(line for line in stderr.splitlines() if "Continue with: " in line)
+    words = shlex.split(line.split("Continue with: ", 1)[1])
+    assert words[0] == "evomcp"
+    return [sys.executable, "-m", "evomcp", *words[1:]]
+
+
+def test_ctrl_c_stops_cleanly_and_the_printed_command_resumes_toward_the_same_budget(tmp_path):
     db = str(tmp_path / "int.db")
-    proc = subprocess.Popen([sys.executable, "-m", "evomcp", "run", "circle_packing_26", "--budget", "100000",
-                             "--db", db], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    proc = subprocess.Popen([sys.executable, "-m", "evomcp", "run", "circle_packing_26", "--budget", "40",
+                             "--concurrency", "1", "--db", db], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    candidates_in(db, 5, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert "--resume 1" in err
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run 1 interrupted" in err
     status = json.loads(evomcp("show", "1", "--db", db).stdout)
     assert status["counts"].get("running", 0) == 0 and status["driver"]["state"] == "stopped"
-    resumed = evomcp("run", "circle_packing_26", "--resume", "1", "--budget", "5", "--db", db)
+    assert status["run"]["status"] == "interrupted" and 5 <= status["candidates_evaluated"] < 40
+    command = resume_command(err)
+    assert command[3:] == ["run", "circle_packing_26", "--budget", "40", "--concurrency", "1", "--db", db,
+                           "--resume", "1"]
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     after = json.loads(evomcp("show", "1", "--db", db).stdout)
-    assert after["evaluations_finished"] >= status["evaluations_finished"] + 5
+    # the budget is the run's total: resuming went on to it, not 40 more
+    assert after["candidates_evaluated"] == 40 and after["run"]["status"] == "finished"
+    assert after["driver"]["evaluations"] == 40
 
 
 def test_tasks_lists_every_builtin():

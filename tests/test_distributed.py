@@ -397,7 +397,7 @@ def test_cli_run_on_a_local_dask_cluster(tmp_path):
                            "--slots", "2", "--budget", "12", "--db", str(tmp_path / "a.db")],
                           capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    evaluated = re.search(r"after (\d+) evaluations", proc.stderr)
+    evaluated = re.search(r"(\d+) candidates evaluated in all", proc.stderr)
     assert evaluated and int(evaluated.group(1)) >= 12 and "initial 1.609913140863308" in proc.stderr
 
 

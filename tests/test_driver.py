@@ -176,7 +176,7 @@ async def test_a_dead_endpoint_does_not_spin_forever(ws):
             final = await Driver(ws, status.run.run_id, DriverConfig(
                 models=[model("down", fake)], perturb=False, max_evaluations=5, max_idle_steps=6,
                 concurrency=1)).run()
-    assert final.state == "finished" and "6 steps in a row" in final.reason and "HTTP 503" in final.reason
+    assert final.state == "failed" and "6 steps in a row" in final.reason and "HTTP 503" in final.reason
 
 
 async def test_embeddings_endpoint_and_novelty_judge(ws):

@@ -67,9 +67,10 @@ async def test_islands_seeded_inherited_and_migrated(ws):
     for child in children:  # children inherit their parent's island
         assert (await ws.program(run_id, child)).island == 0
     assert not [e for e in await ws.archive.events(run_id) if e["kind"] == "migration"]
-    children += await add_children(ws, run_id, seed_ids[0], 1, offset=3)
+    children += await add_children(ws, run_id, seed_ids[0], 2, offset=3)
     status = await runs.get_run_status(ws, run_id)
-    # the 6th evaluation (2 seeds + 4 children) triggered a migration from island 0 to island 1
+    # the 6th evaluation (the seed, counted once on its two islands, + 5 children) triggered a migration from
+    # island 0 to island 1
     events = await ws.archive.events(run_id)
     migrations = [e for e in events if e["kind"] == "migration"]
     assert len(migrations) == 1

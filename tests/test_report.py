@@ -198,7 +198,7 @@ async def test_report_when_the_seed_failed_or_is_incorrect(tmp_path):
         await runs.start_run(ws, str(DATA / "broken_seed"))  # evaluated, but judged incorrect
         failed, incorrect = (await runs.list_runs(ws)).runs
         pages = [await build_report(ws.archive, run.run_id) for run in (failed, incorrect)]
-    for html, status, why in zip(pages, ("stopped", "running"), ("broken evaluator", "must not be negative")):
+    for html, status, why in zip(pages, ("failed", "running"), ("broken evaluator", "must not be negative")):
         check_structure(html)
         assert why in html[html.index('id="seed-error"'):]
         assert "none of the 1 evaluations produced a correct program" in html

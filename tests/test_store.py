@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from evomcp.store import Archive, BadCursor, DuplicateProgram, EvaluationResult
+from evomcp.store import Archive, BadCursor, DuplicateProgram, EvaluationResult, StorageError
 from evomcp.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 
@@ -54,7 +54,7 @@ async def test_newer_schema_is_refused(db_path):
     con = sqlite3.connect(db_path)
     con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
     con.close()
-    with pytest.raises(RuntimeError, match="upgrade evomcp"):
+    with pytest.raises(StorageError, match="upgrade evomcp"):
         await Archive.open(db_path)
 
 

@@ -13,23 +13,28 @@ from .workspace import Workspace
 MIGRATION_NOTE = "migrated_at_evaluation"
 
 
-async def seed_islands(ws: Workspace, run_id: int, seed_id: int, num_islands: int) -> list[int]:
-    """Copy the evaluated seed onto islands 1..K-1 (it already sits on island 0)."""
-    copies = [await ws.archive.copy_program(seed_id, island) for island in range(1, num_islands)]
-    ws.forget_population(run_id)  # reloaded with the copies on next use
-    return copies
+async def seed_islands(ws: Workspace, run: RunRecord) -> list[int]:
+    """Copy the evaluated seed onto every island that does not hold it yet (all at once); the islands seeded.
+
+    Also what resuming a run repairs: a process killed between the seed's record and its copies left
+    islands without it."""
+    seed_id, status, seeded = await ws.archive.seed_placement(run.id)
+    missing = [i for i in range(RunConfig.model_validate(run.config).num_islands) if i not in seeded]
+    if seed_id is None or status != "evaluated" or not missing:
+        return []
+    await ws.archive.copy_program(seed_id, missing)
+    ws.forget_population(run.id)  # reloaded with the copies on next use
+    ws.novelty.forget(run.id)
+    return missing
 
 
 async def settle_seed(ws: Workspace, run: RunRecord, seed: ProgramSummary) -> None:
     """Once the seed is recorded: a failed seed stops its run; a good one is copied onto every island."""
     if seed.status == "failed":
-        await ws.archive.set_run_status(run.id, "stopped")
+        await ws.archive.set_run_status(run.id, "failed", "the seed failed its evaluation")
         await ws.archive.add_event(run.id, "run_stopped", {"reason": "seed failed"})
         return
-    num_islands = RunConfig.model_validate(run.config).num_islands
-    if seed.status == "evaluated" and set((await ws.population(run.id)).island_stats()) == {seed.island}:
-        await seed_islands(ws, run.id, seed.id, num_islands)
-        ws.novelty.forget(run.id)
+    await seed_islands(ws, run)
 
 
 def choose_island(ws: Workspace, run_id: int, config: RunConfig) -> int:

@@ -70,7 +70,10 @@ class RunInfo(BaseModel):
     run_id: int
     name: str
     task: str
-    status: str
+    status: str = Field(description="running (open for new programs), finished (a budget or the target was "
+                                    "reached), stopped (stop_run), interrupted (the process driving it ended), "
+                                    "failed (see status_reason); resume_run reopens any of them")
+    status_reason: str | None = Field(None, description="why the run is in its status, when it is not running")
     target_score: float | None
     created_at: float
     config: dict[str, Any]
@@ -119,9 +122,13 @@ class RunStatus(BaseModel):
     run: RunInfo
     counts: dict[str, int] = Field(description="programs by status: pending (stored, not evaluated yet), running "
                                                "(being evaluated), evaluated (ran and was scored, correct or "
-                                               "not), failed (crashed, timed out or returned nothing usable)")
+                                               "not), failed (crashed, timed out or returned nothing usable); "
+                                               "the seed counts once, whatever islands it sits on")
     evaluations_finished: int = Field(description="programs whose evaluation finished: counts.evaluated + "
-                                                  "counts.failed")
+                                                  "counts.failed (the seed and every candidate)")
+    candidates_evaluated: int = Field(0, description="evaluations finished of candidates (programs with a parent): "
+                                                     "evaluations_finished without the seed; what an evaluation "
+                                                     "budget counts")
     in_flight: int = Field(description="programs stored and not evaluated yet: counts.pending + counts.running")
     tickets_outstanding: int = Field(description="parents handed out by sample_parent and not proposed on yet "
                                                  "(they expire after the run's ticket_ttl_s); no program exists "
@@ -146,6 +153,10 @@ class RunStatus(BaseModel):
                                        "processes is capped")
     evaluating: list[int] = Field(default_factory=list, description="programs being evaluated by this server "
                                   "right now; wait_for(run_id, program_ids) returns as soon as one is done")
+    notes: dict[str, str] = Field(default_factory=dict, description="what to know about the task: 'settings' "
+                                  "(read from a ShinkaEvolve or OpenEvolve folder's config, and where), "
+                                  "'offline_operator' (the offline perturb operator can do little or nothing "
+                                  "for this task: give the run a model)")
 
     @property
     def evaluated(self) -> int:

@@ -25,6 +25,7 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 class Population:
     def __init__(self, capacity: int = 1024):
         self._pos: dict[int, int] = {}
+        self._seeded = False  # a parentless program (the seed) is in
         self.size = 0
         self.ids = np.zeros(capacity, dtype=np.int64)
         self.parent_pos = np.full(capacity, -1, dtype=np.int64)
@@ -34,6 +35,7 @@ class Population:
         self.correct = np.zeros(capacity, dtype=bool)
         self.score = np.full(capacity, np.nan)
         self.children = np.zeros(capacity, dtype=np.int32)
+        self.copy = np.zeros(capacity, dtype=bool)  # the seed's copy on another island: not a program of its own
         self._cache: dict[tuple, object] = {}
         self._pool_cache: dict[tuple, object] = {}  # what depends on the pools only: kept until a pool changes
 
@@ -50,7 +52,7 @@ class Population:
     # building ----------------------------------------------------------------
 
     def _grow(self) -> None:
-        for name in ("ids", "parent_pos", "island", "generation", "status", "correct", "score", "children"):
+        for name in ("ids", "parent_pos", "island", "generation", "status", "correct", "score", "children", "copy"):
             old = getattr(self, name)
             new = np.empty(2 * len(old), dtype=old.dtype)
             new[: len(old)] = old
@@ -58,6 +60,7 @@ class Population:
         self.parent_pos[self.size :] = -1
         self.score[self.size :] = np.nan
         self.children[self.size :] = 0
+        self.copy[self.size :] = False
 
     def add(self, program_id: int, parent_id: int | None, island: int, generation: int, status: str = "pending",
             correct: bool | None = None, score: float | None = None) -> None:
@@ -78,6 +81,8 @@ class Population:
         self.correct[i] = bool(correct)
         self.score[i] = np.nan if score is None else score
         self.children[i] = 0
+        self.copy[i] = parent_id is None and self._seeded
+        self._seeded = self._seeded or parent_id is None
         self.size += 1
         self._changed(pool=self._in_pool(i))
 
@@ -103,6 +108,9 @@ class Population:
         population.status[:n] = [_CODE[s] for s in statuses]
         population.correct[:n] = [bool(c) for c in corrects]
         population.score[:n] = [np.nan if v is None else v for v in scores]
+        roots = np.flatnonzero(np.fromiter((p is None for p in parents), bool, n))
+        population.copy[roots[1:]] = True  # parentless programs after the first are the seed's island copies
+        population._seeded = len(roots) > 0
         linked = parent_pos[parent_pos >= 0]
         population.children[:n] = np.bincount(linked, minlength=n)[:n] if len(linked) else 0
         population.size = n
@@ -136,10 +144,23 @@ class Population:
     # queries -----------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
+        """Programs by status, the seed once (its copies on other islands are the same program)."""
         if "counts" not in self._cache:
-            tally = np.bincount(self.status[: self.size], minlength=len(STATUSES))
-            self._cache["counts"] = {name: int(n) for name, n in zip(STATUSES, tally) if n}
+            n = self.size
+            tally = np.bincount(self.status[:n][~self.copy[:n]], minlength=len(STATUSES))
+            self._cache["counts"] = {name: int(k) for name, k in zip(STATUSES, tally) if k}
         return dict(self._cache["counts"])  # type: ignore[arg-type]
+
+    def evaluations(self) -> int:
+        """Evaluations that finished (evaluated or failed): the seed once, and every candidate."""
+        counts = self.counts()
+        return counts.get("evaluated", 0) + counts.get("failed", 0)
+
+    def candidates_evaluated(self) -> int:
+        """Evaluations that finished of programs with a parent: what evaluation budgets count (not the seed)."""
+        n = self.size
+        done = (self.status[:n] == _CODE["evaluated"]) | (self.status[:n] == _CODE["failed"])
+        return int((done & (self.parent_pos[:n] >= 0)).sum())
 
     def _correct_positions(self, island: int | None) -> np.ndarray:
         key = ("positions", island)

@@ -13,14 +13,17 @@ from ..evaluators.task import BUILTIN_TASKS, TaskError, resolve_task
 from ..store import RunRecord
 from . import canonical, markers
 from .errors import EvoError
+from .islands import seed_islands
 from .models import IslandStatus, ProposalResult, RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
+from .task_notes import task_notes
 from .steps import check_syntax, code_hash, embed_code, settle, start_evaluation, summary
 from .trust import all_contracts, describe, run_contracts, scoring, start_contract
 from .workspace import Workspace
 
 
 def run_info(run: RunRecord, contracts: list[str]) -> RunInfo:
-    return RunInfo(run_id=run.id, name=run.name, task=run.task, status=run.status, target_score=run.target_score,
+    return RunInfo(run_id=run.id, name=run.name, task=run.task, status=run.status, status_reason=run.status_reason,
+                   target_score=run.target_score,
                    created_at=run.created_at, config=run.config, scoring=scoring(contracts))
 
 
@@ -42,7 +45,7 @@ async def start_run(ws: Workspace, task: str, name: str | None = None, config: d
     """Create a run and evaluate its seed, waiting up to `wait_s` (None: until it is recorded); `then(run_id)`
     is called once the seed is evaluated and on every island, which may be after this returned."""
     try:
-        run_config = RunConfig.model_validate(config or {})
+        RunConfig.model_validate(config or {})
     except ValidationError as exc:
         raise EvoError(f"bad run config: {exc.errors(include_url=False)}") from None
     if len(await ws.archive.list_runs()) >= ws.max_runs:
@@ -55,6 +58,7 @@ async def start_run(ws: Workspace, task: str, name: str | None = None, config: d
         resolved = resolve_task(task)
     except TaskError as exc:
         raise EvoError(str(exc)) from None
+    run_config = RunConfig.model_validate({**resolved.run_defaults, **(config or {})})  # the caller's config wins
     isolation = await ws.executor.isolation()
     if isolation_rank(isolation) < isolation_rank(run_config.require_isolation):
         raise EvoError(
@@ -75,8 +79,8 @@ async def start_run(ws: Workspace, task: str, name: str | None = None, config: d
     ws.contracts_recorded.add(run.id)
     try:
         seed_vector = await embed_code(ws, run_config, resolved.initial_code, run.id)
-    except EvoError:
-        await ws.archive.set_run_status(run.id, "stopped")
+    except EvoError as exc:
+        await ws.archive.set_run_status(run.id, "failed", str(exc))
         raise
     seed = await ws.archive.insert_program(
         run_id=run.id, parent_id=None, island=0, generation=0, code=resolved.initial_code,
@@ -94,8 +98,8 @@ async def start_run(ws: Workspace, task: str, name: str | None = None, config: d
     result = await settle(ws, flight, wait_s, None)
     if result.program.status == "failed":
         raise EvoError(
-            f"the task's initial program failed its evaluation, so run {run.id} was stopped: "
-            f"{result.program.error}. Fix initial.py or evaluate.py and start a new run"
+            f"the task's initial program failed its evaluation, so run {run.id} failed: "
+            f"{result.program.error}. Fix {resolved.files} and start a new run"
         )
     return await get_run_status(ws, run.id)
 
@@ -118,7 +122,8 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
     return RunStatus(
         run=run_info(run, contracts),
         counts=counts,
-        evaluations_finished=counts.get("evaluated", 0) + counts.get("failed", 0),
+        evaluations_finished=population.evaluations(),
+        candidates_evaluated=population.candidates_evaluated(),
         in_flight=counts.get("running", 0) + counts.get("pending", 0),
         tickets_outstanding=tickets,
         time_limit_s=_time_limit(ws, run),
@@ -134,7 +139,15 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         scoring=scoring(contracts),
         scoring_detail=describe(contracts),
         evaluating=sorted(f.program_id for f in ws.evaluations.of_run(run_id)),
+        notes=_notes(ws, run),
     )
+
+
+def _notes(ws: Workspace, run: RunRecord) -> dict[str, str]:
+    try:
+        return task_notes(ws.task(run))
+    except EvoError:  # the task folder is gone
+        return {}
 
 
 def _time_limit(ws: Workspace, run: RunRecord) -> float | None:
@@ -148,7 +161,7 @@ async def stop_run(ws: Workspace, run_id: int) -> RunStatus:
     """Stop a run: new programs are refused, and its evaluations in flight end, recorded as failed."""
     run = await ws.run(run_id)
     if run.status == "running":
-        await ws.archive.set_run_status(run_id, "stopped")
+        await ws.archive.set_run_status(run_id, "stopped", "stop_run")
         await ws.archive.add_event(run_id, "run_stopped", {"reason": "stop_run"})
     await ws.evaluations.stop_all(run_id, f"run {run_id} was stopped (stop_run)")
     return await get_run_status(ws, run_id)
@@ -161,7 +174,13 @@ async def resume_run(ws: Workspace, run_id: int) -> RunStatus:
     if run.status != "running":
         await ws.archive.set_run_status(run_id, "running")
         await ws.archive.add_event(run_id, "run_resumed", {"was": run.status})
-    for program_id in await ws.archive.pending_ids(run_id):
+    if not ws.evaluations.of_run(run_id):  # read back what SQLite holds: a write that failed left nothing
+        ws.forget_population(run_id)
+    repaired = await seed_islands(ws, run)
+    if repaired:
+        await ws.archive.add_event(run_id, "islands_seeded", {"islands": repaired, "why": "resumed after a stop "
+                                                              "between the seed's record and its island copies"})
+    for program_id in await ws.archive.pending_ids(run_id, running_too=True):  # not in flight here: left over
         if ws.evaluations.running(program_id) is None:
             with anyio.CancelScope(shield=True):
                 await start_evaluation(ws, run, await ws.program(run_id, program_id))

@@ -363,8 +363,7 @@ async def _record(ws: Workspace, run: RunRecord, program: ProgramRecord, flight:
     with anyio.CancelScope(shield=True):  # recorded: the bookkeeping that follows is part of it
         await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": report.combined_score,
                                                          "correct": report.correct, "isolation": report.isolation})
-        counts = population.counts()
-        await migrate_if_due(ws, run, ws.config(run), counts.get("evaluated", 0) + counts.get("failed", 0))
+        await migrate_if_due(ws, run, ws.config(run), population.evaluations())
         out = _result(run_id, summary(await ws.program(run_id, program_id)), population.score_of(program.parent_id),
                       flight.best_before, flight.notes)
         if program.patch_type == "seed":

@@ -104,9 +104,10 @@ async def open_workspace(db_path: str | Path, slots: int | None = None, isolate:
     Candidates never see the archive: its files are hidden from them. A ready `executor` (e.g. a
     Ray or Dask backend) is used instead of a local one, and stays open: its owner closes it.
     `reset=False` for a look at an archive that a live server may be evaluating in (`evomcp show`):
-    its running programs stay running.
+    the archive is opened read-only (so a read-only file or disk can be read) and its running programs
+    stay running.
     """
-    archive = await Archive.open(db_path)
+    archive = await Archive.open(db_path, read_only=not reset)
     db = str(Path(db_path).resolve())
     archive_files = (db, f"{db}-wal", f"{db}-shm")
     own = executor is None

@@ -1,0 +1,344 @@
+"""Runs under real faults: a full disk, a read-only archive, kill -9 during the seed, dead model endpoints,
+and mistakes on the command line. Each says what happened in one line, loses nothing, and resumes."""
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+from fake_openai import FakeOpenAI, HTTPError
+from mcp.client import Client
+
+from evomcp.tools.perturb import perturb
+
+from conftest import free_port, mcp_url, poll_run_status, running_http_server, start_driven_run
+from test_cli import candidates_in, evomcp, resume_command
+
+SLOW_TASK = {  # a task directory whose evaluations take a second: a kill lands inside the seed's
+    "initial.py": "# EVOLVE-BLOCK-START\nVALUE = 1.0\nSTEP = 0.5\n# EVOLVE-BLOCK-END\n",
+    "evaluate.py": ("import importlib.util, time\n\n\ndef evaluate(program_path):\n    time.sleep(1.0)\n"
+                    "    spec = importlib.util.spec_from_file_location('p', program_path)\n"
+                    "    module = importlib.util.module_from_spec(spec)\n    spec.loader.exec_module(module)\n"
+                    "    return {'combined_score': -abs(module.VALUE - 3.0) - abs(module.STEP), 'correct': True}\n"),
+}
+
+
+def mountable() -> str | None:
+    """Why a tmpfs cannot be mounted here (None: it can)."""
+    if os.geteuid() != 0:
+        return "a real full disk needs a small tmpfs, which only root may mount"
+    probe = Path(f"/tmp/evomcp-mount-probe-{os.getpid()}")
+    probe.mkdir(exist_ok=True)
+    try:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)],
+                          capture_output=True).returncode != 0:
+            return "mount -t tmpfs is refused here"
+        subprocess.run(["umount", str(probe)], check=True)
+        return None
+    finally:
+        probe.rmdir()
+
+
+needs_tmpfs = pytest.mark.skipif(bool(mountable()), reason=str(mountable()))
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str):
+    """A tmpfs of `size` at `path`: a real disk that fills up; resize() makes room again."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def resize(path: Path, size: str, *options: str) -> None:
+    subprocess.run(["mount", "-o", ",".join(["remount", f"size={size}", *options]), str(path)], check=True)
+
+
+def one_error_line(stderr: str) -> str:
+    """The CLI's error: one line, no traceback."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+def archive(db: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    return con
+
+
+def write_task(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+# --- a full disk, a read-only archive ------------------------------------------------------------------------
+
+
+@needs_tmpfs
+def test_a_full_disk_ends_a_cli_run_in_one_line_and_the_printed_command_finishes_it(tmp_path):
+    with small_disk(tmp_path / "disk", "512k") as disk:
+        db = disk / "a.db"
+        out = evomcp("run", "circle_packing_26", "--budget", "60", "--db", str(db))
+        assert out.returncode == 1, out.stderr
+        error = one_error_line(out.stderr)
+        assert "database or disk is full" in error and "free space" in error and str(db) in error
+        command = resume_command(out.stderr)
+        assert command[-2:] == ["--resume", "1"] and "60" in command
+        before = archive(db).execute("SELECT COUNT(*) FROM programs WHERE status = 'evaluated'").fetchone()[0]
+        resize(disk, "64m")
+        resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        con = archive(db)
+        evaluated, = con.execute("SELECT COUNT(*) FROM programs WHERE parent_id IS NOT NULL"
+                                 " AND status IN ('evaluated', 'failed')").fetchone()
+        status, = con.execute("SELECT status FROM runs WHERE id = 1").fetchone()
+        con.close()
+    assert 60 <= evaluated <= 60 + os.cpu_count() and evaluated >= before and status == "finished"
+
+
+@needs_tmpfs
+async def test_a_full_disk_fails_the_driven_run_not_the_server_and_resume_run_continues(tmp_path):
+    with small_disk(tmp_path / "disk", "512k") as disk:
+        db, port = disk / "s.db", free_port()
+        url = mcp_url(port)
+        with running_http_server(db, port) as proc:
+            run_id = await start_driven_run(url, task="circle_packing_26", config={"num_islands": 2},
+                                            driver={"max_evaluations": 40, "concurrency": 2})
+            status = await poll_run_status(url, run_id, lambda s: s["driver"]["state"] != "running",
+                                           interval=0.2, timeout=120)
+            assert status["driver"]["state"] == "failed", status["driver"]
+            assert "database or disk is full" in status["driver"]["reason"]
+            assert proc.poll() is None  # the server lives on and answers
+            async with Client(url) as client:
+                listing = await client.call_tool("list_runs", {})
+                assert not listing.is_error and listing.structured_content["runs"][0]["run_id"] == run_id
+                sampled = await client.call_tool("sample_parent", {"run_id": run_id})
+                if not sampled.is_error:  # a proposal is a write: refused with the cause, in one line
+                    parent = sampled.structured_content
+                    code, _ = perturb(parent["parent"]["code"], np.random.default_rng(1))
+                    proposed = await client.call_tool("propose_candidate", {
+                        "run_id": run_id, "parent_id": parent["parent"]["id"], "code": code,
+                        "ticket": parent["ticket"]})
+                    assert proposed.is_error
+                    message = proposed.content[0].text
+                else:
+                    message = sampled.content[0].text
+                assert "database or disk is full" in message and "\n" not in message
+            resize(disk, "64m")
+            async with Client(url) as client:
+                resumed = await client.call_tool("resume_run", {"run_id": run_id})
+                assert not resumed.is_error, resumed.content[0].text
+            status = await poll_run_status(url, run_id, lambda s: s["driver"]["state"] != "running"
+                                           and s["in_flight"] == 0, interval=0.2, timeout=180)
+            assert proc.poll() is None
+        con = archive(db)
+        pending, = con.execute("SELECT COUNT(*) FROM programs WHERE status IN ('pending', 'running')").fetchone()
+        con.close()
+    assert status["driver"]["state"] == "finished", status["driver"]
+    assert 40 <= status["candidates_evaluated"] <= 42 and pending == 0
+
+
+@needs_tmpfs
+def test_a_read_only_archive_is_one_line_for_run_resume_and_serve(tmp_path):
+    with small_disk(tmp_path / "disk", "64m") as disk:
+        db = disk / "r.db"
+        assert evomcp("run", "circle_packing_26", "--budget", "3", "--db", str(db)).returncode == 0
+        resize(disk, "64m", "ro")
+        out = evomcp("run", "circle_packing_26", "--resume", "1", "--budget", "6", "--db", str(db))
+        assert out.returncode == 1 and "read" in one_error_line(out.stderr).lower()
+        served = evomcp("serve", "--db", str(db), input="")
+        assert served.returncode == 1 and str(db) in one_error_line(served.stderr)
+        shown = evomcp("show", "1", "--db", str(db))  # reading still works
+        assert shown.returncode == 0 and json.loads(shown.stdout)["candidates_evaluated"] == 3
+
+
+# --- kill -9 ------------------------------------------------------------------------------------------------
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    left = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                left.add(pid)
+        except OSError:
+            pass
+    return left
+
+
+def test_kill_9_during_the_seed_then_resume_seeds_every_island_and_leaves_nothing_behind(tmp_path):
+    task = write_task(tmp_path / "slow_task", SLOW_TASK)
+    db = tmp_path / "k.db"
+    proc = subprocess.Popen([sys.executable, "-m", "evomcp", "run", str(task), "--budget", "4", "--concurrency", "2",
+                             "--config", '{"num_islands": 2}', "--db", str(db)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.OperationalError):
+            con = sqlite3.connect(db)
+            row = con.execute("SELECT status FROM programs WHERE id = 1").fetchone()
+            con.close()
+            if row and row[0] == "running":
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the seed's evaluation never began")
+    ours = descendants(proc.pid)
+    proc.kill()
+    _, err = proc.communicate(timeout=10)
+    deadline = time.monotonic() + 5
+    while alive(ours) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(ours), "processes of the killed run lived on"
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    resumed = evomcp("run", str(task), "--resume", "1", "--budget", "4", "--concurrency", "2", "--db", str(db))
+    assert resumed.returncode == 0, resumed.stderr
+    con = archive(db)
+    seeds = con.execute("SELECT island, status FROM programs WHERE parent_id IS NULL ORDER BY id").fetchall()
+    islands = {island for island, in con.execute("SELECT island FROM programs WHERE parent_id IS NOT NULL")}
+    left = con.execute("SELECT COUNT(*) FROM programs WHERE status IN ('pending', 'running')").fetchone()[0]
+    con.close()
+    assert sorted(seeds) == [(0, "evaluated"), (1, "evaluated")] and left == 0
+    assert islands <= {0, 1}
+    assert not list(Path("/tmp").glob(f"evomcp-sandbox-{proc.pid}-*"))  # its work folders were swept
+
+
+def test_kill_9_mid_run_leaves_no_process_and_no_traceback(tmp_path):
+    db = tmp_path / "m.db"
+    proc = subprocess.Popen([sys.executable, "-m", "evomcp", "run", "circle_packing_26", "--budget", "500",
+                             "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    candidates_in(str(db), 10, proc)
+    ours = descendants(proc.pid)
+    assert len(ours) >= 2  # the sandbox template and the scorer at least
+    proc.kill()
+    _, err = proc.communicate(timeout=10)
+    deadline = time.monotonic() + 3
+    while alive(ours) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(ours)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+# --- model endpoints that fail -----------------------------------------------------------------------------
+
+
+def dead_endpoint_spec(name: str = "dead") -> str:
+    return f"name={name},model=m,base_url=http://127.0.0.1:{free_port()}/v1,key_env=none,max_retries=0"
+
+
+def test_a_model_that_cannot_be_reached_is_reported_at_once_and_ends_the_run(tmp_path):
+    db = str(tmp_path / "dead.db")
+    out = evomcp("run", "circle_packing_26", "--model", dead_endpoint_spec(), "--budget", "200",
+                 "--progress-every", "0.5", "--db", db, timeout=120)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and "Retrying request" not in out.stderr
+    said = [line for line in out.stderr.splitlines() if line.startswith("model dead is failing: ")]
+    assert len(said) == 1 and "cannot reach http://127.0.0.1" in said[0] and "onnect" in said[0]
+    status = json.loads(evomcp("show", "1", "--db", db).stdout)
+    assert status["run"]["status"] == "failed" and "every model is failing" in status["run"]["status_reason"]
+    assert "--offline-fallback" in status["run"]["status_reason"]
+    assert status["models"]["dead"]["failing"] >= 3 and "cannot reach" in status["models"]["dead"]["last_error"]
+    assert status["candidates_evaluated"] < 200  # it stopped, it did not run on with the offline operator
+
+
+def test_a_refused_key_ends_the_run_at_once_unless_the_offline_operator_was_asked_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAULT_KEY", "wrong")
+    with FakeOpenAI(api_key="right") as fake:
+        fake.add_model("m", lambda request: "unused")
+        spec = f"name=m,base_url={fake.base_url},key_env=FAULT_KEY,max_retries=0"
+        out = evomcp("run", "circle_packing_26", "--model", spec, "--budget", "20", "--db", str(tmp_path / "a.db"))
+        assert out.returncode == 1 and "refused the API key from $FAULT_KEY" in out.stderr
+        status = json.loads(evomcp("show", "1", "--db", str(tmp_path / "a.db")).stdout)
+        assert status["candidates_evaluated"] < 20 and status["run"]["status"] == "failed"
+        fallback = evomcp("run", "circle_packing_26", "--model", spec, "--budget", "20", "--offline-fallback",
+                          "--db", str(tmp_path / "b.db"))
+    assert fallback.returncode == 0, fallback.stderr
+    assert "model m is failing" in fallback.stderr and "run 1 finished" in fallback.stderr
+    status = json.loads(evomcp("show", "1", "--db", str(tmp_path / "b.db")).stdout)
+    assert status["candidates_evaluated"] == 20 and status["driver"]["failing_models"]["m"]
+
+
+async def test_a_server_driver_whose_models_fail_says_so_in_the_status(tmp_path):
+    db, port = tmp_path / "d.db", free_port()
+    url = mcp_url(port)
+    with running_http_server(db, port):
+        run_id = await start_driven_run(url, task="circle_packing_26", driver={
+            "models": [{"name": "dead", "model": "m", "base_url": f"http://127.0.0.1:{free_port()}/v1",
+                        "api_key_env": None, "max_retries": 0}], "max_evaluations": 100, "concurrency": 2})
+        status = await poll_run_status(url, run_id, lambda s: s["driver"]["state"] != "running", interval=0.2,
+                                       timeout=120)
+    assert status["driver"]["state"] == "failed" and "every model is failing" in status["driver"]["reason"]
+    assert "cannot reach" in status["driver"]["failing_models"]["dead"]
+    assert status["models"]["dead"]["failing"] >= 3
+
+
+# --- the command line ----------------------------------------------------------------------------------------
+
+
+def test_command_line_mistakes_get_one_line_naming_the_flag(tmp_path):
+    db = str(tmp_path / "c.db")
+    for args, needle in ((["--budget", "-1"], "argument --budget: must be at least 1"),
+                         (["--budget", "x"], "argument --budget: 'x' is not a whole number"),
+                         (["--concurrency", "0"], "argument --concurrency: must be at least 1"),
+                         (["--max-wall", "0"], "argument --max-wall: must be more than 0"),
+                         (["--db", "/nonexistent/dir/x.db"], "--db /nonexistent/dir/x.db: the folder /nonexistent/dir "
+                                                             "does not exist"),
+                         (["--db", "/proc/nonexistent/x.db"], "--db /proc/nonexistent/x.db: the folder"),
+                         (["--db", str(tmp_path)], f"--db {tmp_path} is a folder"),
+                         (["--resume", "4", "--db", db], f"the archive {db} has no run 4; `evomcp runs` lists")):
+        out = evomcp("run", "circle_packing_26", *args)
+        assert out.returncode == 2 and needle in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+        assert len([line for line in out.stderr.splitlines() if "error" in line]) == 1, out.stderr
+    assert not Path("/nonexistent").exists()
+    assert evomcp("run", "circle_packing_26", "--budget", "2", "--db", db).returncode == 0
+    other = evomcp("run", "circle_packing_32", "--resume", "1", "--db", db)
+    assert other.returncode == 2 and "run 1 evolves circle_packing_26, not circle_packing_32" in other.stderr
+    for command in (["show", "9"], ["export", "9"], ["report", "9"]):
+        out = evomcp(*command, "--db", db)
+        assert out.returncode == 2 and "has no run 9; `evomcp runs` lists" in out.stderr and "list_runs" not in \
+            out.stderr, out.stderr
+
+
+def test_progress_lines_where_stderr_is_not_a_terminal(tmp_path):
+    out = evomcp("run", "circle_packing_26", "--budget", "40", "--concurrency", "1", "--progress-every", "0.3",
+                 "--db", str(tmp_path / "p.db"))
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    progress = [line for line in lines if line.startswith("run 1: ") and "/40 candidates evaluated" in line]
+    assert len(progress) >= 2, out.stderr
+    counts = [int(line.split(": ", 1)[1].split("/")[0]) for line in progress]
+    bests = [float(line.split("best ", 1)[1].split(" ")[0]) for line in progress]
+    assert counts == sorted(counts) and bests == sorted(bests)  # never backwards
+    assert lines[-1].startswith("run 1 finished: ") and "40 candidates evaluated in all" in lines[-1]
