@@ -60,6 +60,22 @@ def kill_during_seed(db: Path, proc: subprocess.Popen) -> bool:
     return False
 
 
+def still_alive(pids: list[int], wait_s: float = 3.0) -> list[int]:
+    """Which of `pids` still run after up to `wait_s` seconds (zombies, dead but not yet reaped, do not count)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = []
+        for pid in pids:
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    left.append(pid)
+            except OSError:
+                pass
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
+
+
 def final_checks(db: Path, budget: int, concurrency: int, killed: list[int]) -> list[str]:
     """What must hold once the run is done: budget kept, islands seeded, nothing twice, no folder left."""
     rows = snapshot(db)
@@ -101,9 +117,8 @@ def run_mode(args: argparse.Namespace, rng: random.Random) -> None:
         proc.kill()
         tracebacks += "Traceback" in proc.communicate()[1]
         killed.append(proc.pid)
-        time.sleep(0.3)
-        if any(Path(f"/proc/{pid}").exists() for pid in ours):
-            violations.append(f"kill {kill + 1}: sandbox processes outlived `evomcp run`")
+        if still_alive(ours):
+            violations.append(f"kill {kill + 1}: sandbox processes outlived `evomcp run` by 3 s")
         rows = snapshot(db)
         violations += [f"kill {kill + 1}: program {i} evaluated again" for i, at in evaluated.items()
                        if rows[i][3] != at]
@@ -182,9 +197,8 @@ async def serve_mode(args: argparse.Namespace, rng: random.Random) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed.append(proc.pid)
-        time.sleep(0.3)
-        if any(Path(f"/proc/{pid}").exists() for pid in ours):
-            violations.append(f"kill {kill + 1}: sandbox processes outlived the server")
+        if still_alive(ours):
+            violations.append(f"kill {kill + 1}: sandbox processes outlived the server by 3 s")
         rows = snapshot(db)
         violations += [f"kill {kill + 1}: program {i} lost" for i in seen if i not in rows]
         violations += [f"kill {kill + 1}: program {i} evaluated again" for i, at in evaluated.items()

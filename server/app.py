@@ -33,7 +33,7 @@ from ..tools.models import (
 )
 from ..tools.workspace import Workspace
 from .auth import StaticTokenVerifier, auth_settings
-from .driver import DriverConfig, Drivers
+from .driver import DRIVER_NOTE, DriverConfig, DriverStatus, Drivers
 from .report import progress_points, render_progress_png
 
 T = TypeVar("T")
@@ -146,7 +146,10 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
             if config_driver is not None and drivers is not None:
                 await drivers.start(run_id, config_driver)
 
-        status = await _call(runs.start_run(ws, task, name, config, wait_s=wait_s, then=start_driver))
+        # the driver's settings are stored before the seed is evaluated: a server killed meanwhile resumes them
+        notes = None if config_driver is None else {
+            DRIVER_NOTE: DriverStatus(state="running", config=config_driver).model_dump(mode="json")}
+        status = await _call(runs.start_run(ws, task, name, config, wait_s=wait_s, then=start_driver, notes=notes))
         return live(await _call(runs.get_run_status(ws, status.run.run_id))) if config_driver is not None else status
 
     @mcp.tool(annotations=WRITES)

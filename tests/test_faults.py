@@ -342,3 +342,22 @@ def test_progress_lines_where_stderr_is_not_a_terminal(tmp_path):
     bests = [float(line.split("best ", 1)[1].split(" ")[0]) for line in progress]
     assert counts == sorted(counts) and bests == sorted(bests)  # never backwards
     assert lines[-1].startswith("run 1 finished: ") and "40 candidates evaluated in all" in lines[-1]
+
+
+async def test_a_server_killed_during_the_seed_resumes_the_driver_it_was_asked_for(tmp_path):
+    task = write_task(tmp_path / "slow_task", SLOW_TASK)
+    db, port = tmp_path / "seed.db", free_port()
+    url = mcp_url(port)
+    with running_http_server(db, port) as proc:
+        run_id = await start_driven_run(url, task=str(task), wait_s=0, config={"num_islands": 2},
+                                        driver={"max_evaluations": 3, "concurrency": 2})
+        con = sqlite3.connect(db)
+        assert con.execute("SELECT status FROM programs WHERE id = 1").fetchone()[0] in ("pending", "running")
+        con.close()
+        proc.kill()
+        proc.wait()
+    with running_http_server(db, port, "--resume-drivers"):
+        status = await poll_run_status(url, run_id, lambda s: s["driver"]["state"] != "running"
+                                       and s["in_flight"] == 0, interval=0.2, timeout=120)
+    assert status["driver"]["state"] == "finished", status["driver"]
+    assert 3 <= status["candidates_evaluated"] <= 5 and set(status["islands"]) == {"0", "1"}

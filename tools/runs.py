@@ -41,9 +41,12 @@ def _bwrap_hint(isolation: str) -> str:
 
 
 async def start_run(ws: Workspace, task: str, name: str | None = None, config: dict[str, Any] | None = None,
-                    wait_s: float | None = None, then: Callable[[int], Awaitable[None]] | None = None) -> RunStatus:
+                    wait_s: float | None = None, then: Callable[[int], Awaitable[None]] | None = None,
+                    notes: dict[str, Any] | None = None) -> RunStatus:
     """Create a run and evaluate its seed, waiting up to `wait_s` (None: until it is recorded); `then(run_id)`
-    is called once the seed is evaluated and on every island, which may be after this returned."""
+    is called once the seed is evaluated and on every island, which may be after this returned. `notes` are
+    stored with the run before its seed is evaluated (a driver's settings: a process killed during the
+    seed's evaluation leaves them for the next one)."""
     try:
         RunConfig.model_validate(config or {})
     except ValidationError as exc:
@@ -75,6 +78,8 @@ async def start_run(ws: Workspace, task: str, name: str | None = None, config: d
         config=run_config.model_dump(),
         target_score=resolved.target_score,
     )
+    if notes:
+        await ws.archive.set_notes(run.id, notes)
     await start_contract(ws.archive, run.id, resolved)
     ws.contracts_recorded.add(run.id)
     try:
