@@ -54,7 +54,7 @@ def sleeper(seconds: float) -> str:
 def executor_for(backend: str, cluster: str, slots: int):
     if backend == "local":
         return LocalExecutor(slots)
-    from evomcp.evaluators.remote import make_executor
+    from evomcp.evaluators.backends import make_executor
 
     return make_executor(backend, cluster, slots)
 

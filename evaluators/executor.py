@@ -293,6 +293,23 @@ class Executor(ABC):
         return verdict, verdict.combined_score is None
 
 
+class ReadOnlyExecutor(Executor):
+    """For commands that only read an archive (`evomcp show`, `runs`, `export`, `report`): no sandbox is
+    started and nothing is evaluated; `isolation()` is None (the run's recorded level is what counts)."""
+
+    backend = "none"
+
+    def hide(self, *paths: str) -> None:
+        pass
+
+    async def isolation(self) -> str | None:  # type: ignore[override]
+        return None
+
+    async def _run(self, job: dict[str, Any], task: Task | None) -> ChildOutcome:
+        raise SandboxError("this command only reads the archive and evaluates nothing; use `evomcp run` or "
+                           "`evomcp serve` to evaluate")
+
+
 class LocalExecutor(Executor):
     """Evaluates candidates in fresh sandboxed children forked from a warm template process.
 

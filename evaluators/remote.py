@@ -190,23 +190,3 @@ def _lost_reason(lost: list[WorkerLost]) -> str:
     detail = f" ({last.detail})" if last.detail else ""
     return (f"worker lost: {first.worker} died while evaluating this program, and {last.worker} died too on the "
             f"retry{detail}; the program was not scored (evaluate it again once the cluster is healthy)")
-
-
-def make_executor(backend: str, cluster: str = "", slots: int | None = None, isolate: bool = True,
-                  hide: tuple[str, ...] = ()) -> Executor:
-    """An executor for the CLI's --executor/--cluster; remote ones connect on `start()` / `async with`."""
-    if backend == "local":
-        if cluster:
-            raise BackendError("--cluster needs --executor ray or --executor dask")
-        from .executor import LocalExecutor
-
-        return LocalExecutor(slots, isolate=isolate, hide=hide)
-    if backend == "ray":
-        from .ray_backend import RayExecutor
-
-        return RayExecutor(cluster, slots, isolate=isolate, hide=hide)
-    if backend == "dask":
-        from .dask_backend import DaskExecutor
-
-        return DaskExecutor(cluster, slots, isolate=isolate, hide=hide)
-    raise BackendError(f"unknown executor {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -74,7 +74,7 @@ async def _executor(args: argparse.Namespace):
     if args.executor == "local" and not args.cluster:
         yield None
         return
-    from ..evaluators.remote import BackendError, make_executor
+    from ..evaluators.backends import BackendError, make_executor
 
     try:
         executor = make_executor(args.executor, args.cluster, args.slots)

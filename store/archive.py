@@ -611,6 +611,12 @@ class Archive:
             (run_id, time.time(), kind, json.dumps(data)),
         )
 
+    async def last_isolation(self, run_id: int) -> str | None:
+        """The isolation level the run's newest evaluation was recorded with."""
+        row = await self._row("SELECT json_extract(data, '$.isolation') FROM events WHERE run_id = ? AND"
+                              " kind = 'evaluated' ORDER BY id DESC LIMIT 1", (run_id,))
+        return row[0] if row else None
+
     async def events(self, run_id: int, limit: int = 50) -> list[dict[str, Any]]:
         rows = await self._rows(
             "SELECT ts, kind, data FROM events WHERE run_id = ? ORDER BY id DESC LIMIT ?", (run_id, limit)

@@ -153,3 +153,21 @@ def test_read_only_commands_leave_a_live_servers_running_programs_alone(tmp_path
         out = evomcp(*command, "--db", str(db))
         assert out.returncode == 0, out.stderr
     assert anyio.run(status_of, program_id) == "running"
+
+
+async def test_a_look_at_an_archive_starts_no_sandbox(tmp_path):
+    """What `runs`, `show`, `export` and `report` open: the archive read-only, and an executor that starts
+    nothing; the isolation shown is the one the run's evaluations were recorded with."""
+    from evomcp.evaluators.executor import ReadOnlyExecutor
+    from evomcp.tools import runs
+    from evomcp.tools.workspace import open_workspace
+
+    db = tmp_path / "look.db"
+    async with open_workspace(db, slots=1) as ws:
+        run_id = (await runs.start_run(ws, "circle_packing_26")).run.run_id
+        recorded = await ws.executor.isolation()
+    async with open_workspace(db, reset=False) as ws:
+        assert isinstance(ws.executor, ReadOnlyExecutor)
+        status = await runs.get_run_status(ws, run_id)
+        assert status.isolation == recorded and status.evaluations_finished == 1
+        assert ws.executor.template_pid is None and ws.executor.scorer_pid is None

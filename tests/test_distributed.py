@@ -162,7 +162,7 @@ def secret_in_environment():
 async def _backend(name: str):
     if not HAS[name]:
         pytest.skip(f"{name} is not installed: {INSTALL[name]}")
-    from evomcp.evaluators.remote import make_executor
+    from evomcp.evaluators.backends import make_executor
 
     executor = make_executor(name, "", slots=2)
     async with executor:
@@ -422,7 +422,7 @@ async def test_a_slurm_queue_through_dask_jobqueue(tmp_path, monkeypatch):
     """`--cluster slurm` with sbatch/scancel stand-ins that run the job scripts on this machine."""
     import dask
 
-    from evomcp.evaluators.remote import make_executor
+    from evomcp.evaluators.backends import make_executor
 
     bin_dir, log = tmp_path / "bin", tmp_path / "slurm.log"
     bin_dir.mkdir()

@@ -135,7 +135,7 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         best=summary(best) if best else None,
         target_score=run.target_score,
         gap_to_target=None if best_score is None or run.target_score is None else run.target_score - best_score,
-        isolation=await ws.executor.isolation(),
+        isolation=await ws.executor.isolation() or await ws.archive.last_isolation(run_id) or "not measured",
         novelty_rejections=await ws.archive.count_events(run_id, "novelty_rejected"),
         cost_usd=sum(stats["cost_usd"] for stats in models.values()),
         models=models,

@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import numpy as np
 
-from ..evaluators.executor import Executor, LocalExecutor
+from ..evaluators.executor import Executor, LocalExecutor, ReadOnlyExecutor
 from ..evaluators.task import Task, TaskError, resolve_task
 from ..store import Archive, ProgramRecord, RunRecord
 from .errors import EvoError
@@ -104,15 +104,15 @@ async def open_workspace(db_path: str | Path, slots: int | None = None, isolate:
     Candidates never see the archive: its files are hidden from them. A ready `executor` (e.g. a
     Ray or Dask backend) is used instead of a local one, and stays open: its owner closes it.
     `reset=False` for a look at an archive that a live server may be evaluating in (`evomcp show`):
-    the archive is opened read-only (so a read-only file or disk can be read) and its running programs
-    stay running.
+    the archive is opened read-only (so a read-only file or disk can be read), its running programs
+    stay running, and no sandbox is started (nothing is evaluated).
     """
     archive = await Archive.open(db_path, read_only=not reset)
     db = str(Path(db_path).resolve())
     archive_files = (db, f"{db}-wal", f"{db}-shm")
     own = executor is None
     if executor is None:
-        executor = LocalExecutor(slots, isolate=isolate, hide=archive_files)
+        executor = LocalExecutor(slots, isolate=isolate, hide=archive_files) if reset else ReadOnlyExecutor()
     else:
         executor.hide(*archive_files)
     ws = Workspace(archive, executor, tickets=Tickets(key=_ticket_key(Path(db))))
