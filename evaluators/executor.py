@@ -76,15 +76,13 @@ def _number(value: Any) -> float | None:
 def average_of_metrics(metrics: dict[str, Any], exclude: list[str] | tuple[str, ...] = ()) -> float:
     """OpenEvolve's fitness of metrics without combined_score: the mean of the numeric values (booleans
     count as 0 and 1, NaN does not count) of the metrics not named in `exclude` (its MAP-Elites feature
-    dimensions), else of all numeric metrics, else 0.0."""
+    dimensions); of all metrics only when every metric is a feature dimension; 0.0 without a number."""
     def mean(items: list[tuple[str, Any]]) -> float | None:
         values = [float(v) for _, v in items if isinstance(v, (int, float)) and not math.isnan(float(v))]
         return sum(values) / len(values) if values else None
 
-    kept = mean([(k, v) for k, v in metrics.items() if k not in exclude])
-    if kept is not None:
-        return kept
-    return mean(list(metrics.items())) or 0.0
+    kept = [(k, v) for k, v in metrics.items() if k not in exclude]
+    return (mean(kept) if kept else mean(list(metrics.items()))) or 0.0
 
 
 def verdict_from_metrics(metrics: dict[str, Any], correct: Any = None, error: Any = None,

@@ -47,8 +47,12 @@ def _yaml(path: Path, settings: PeerSettings) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        text = path.read_text()
+        # no settings file is that big, and YAML aliases (*name) multiply what a few lines hold
+        if len(text) > 1_000_000 or len(re.findall(r"(?<![\w*])\*[\w-]", text)) > 50:
+            raise ValueError(f"{path.name} is too large or holds too many YAML aliases to be settings")
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         settings.problems.append(f"{path.name} could not be read as YAML: {str(exc)[:200]}")
         return {}
     return data if isinstance(data, dict) else {}
@@ -82,6 +86,26 @@ def _openevolve_config(folder: Path) -> Path | None:
     return staged[0] if staged else None
 
 
+NOTE_CHARS = 2000  # what one setting read may add to the run's notes
+
+
+def _guarded(read):
+    """A reader that hostile files cannot take down: what it cannot parse (a YAML alias bomb, a syntax tree
+    too deep for the parser, absurd numbers) is a problem noted, not an exception; and no note grows
+    past NOTE_CHARS."""
+    def guarded(folder: Path) -> PeerSettings:
+        try:
+            settings = read(folder)
+        except (MemoryError, RecursionError, ValueError, TypeError, OverflowError) as exc:
+            settings = PeerSettings(problems=[f"the task's settings could not be read ({type(exc).__name__}: "
+                                              f"{str(exc)[:200]}); evomcp's defaults apply"])
+        settings.read = [text if len(text) <= NOTE_CHARS else text[:NOTE_CHARS] + " ..." for text in settings.read]
+        return settings
+    guarded.__name__, guarded.__doc__ = read.__name__, read.__doc__
+    return guarded
+
+
+@_guarded
 def read_openevolve(folder: Path) -> PeerSettings:
     settings = PeerSettings(framework="openevolve", timeout_s=OPENEVOLVE_TIMEOUT_S,
                             cascade_thresholds=list(OPENEVOLVE_THRESHOLDS), fitness="average",
@@ -101,7 +125,7 @@ def read_openevolve(folder: Path) -> PeerSettings:
         settings.system_message = message.strip()
         read.append("prompt.system_message (the task description)")
     timeout = evaluator.get("timeout")
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout < 1e6:
         settings.timeout_s = float(timeout)
         read.append(f"evaluator.timeout {timeout:g} s per stage")
     if evaluator.get("cascade_evaluation") is False:
@@ -136,9 +160,11 @@ def _hms(text: Any) -> float | None:
     """ShinkaEvolve's job time "hh:mm:ss" in seconds."""
     if not isinstance(text, str) or not re.fullmatch(r"\s*\d+:\d+:\d+\s*", text):
         return None
+    if len(text.strip()) > 20:  # no job runs for longer than a century; a huge number is no setting
+        return None
     h, m, s = (int(part) for part in text.split(":"))
     seconds = h * 3600 + m * 60 + s
-    return float(seconds) if seconds > 0 else None
+    return float(seconds) if 0 < seconds < 1e6 else None
 
 
 def _literal(node: ast.expr | None, names: dict[str, Any]) -> Any:
@@ -220,6 +246,7 @@ def _shinka_yaml(folder: Path, named: str | None, settings: PeerSettings) -> tup
     return None, {}
 
 
+@_guarded
 def read_shinka(folder: Path) -> PeerSettings:
     settings = PeerSettings(framework="shinka")
     script = _run_script(folder)

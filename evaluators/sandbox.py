@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -337,9 +338,18 @@ def _process_tree(pid: int, depth: int = 8) -> list[int]:
 WORK_ROOT_PREFIX = "evomcp-sandbox-"  # then the owning server's pid, then a random part
 
 
+def lock_work_root(path: Path) -> int:
+    """Hold an exclusive lock on a work folder for as long as its owner lives (the kernel drops it when the
+    owner dies, however it dies): the fd, to be closed by the owner."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
 def sweep_work_roots() -> list[Path]:
     """Remove the work folders that server processes killed with SIGKILL left in the temp directory: this
-    user's, named after a process that no longer exists (a live owner's folder is never touched)."""
+    user's, whose lock nobody holds and whose named owner is not a process here. A live owner holds its
+    folder's lock, which other pid namespaces (containers sharing /tmp) see too: its folder is never touched."""
     removed = []
     for path in Path(tempfile.gettempdir()).glob(f"{WORK_ROOT_PREFIX}*-*"):
         try:
@@ -347,10 +357,18 @@ def sweep_work_roots() -> list[Path]:
             info = path.lstat()
         except (ValueError, OSError):
             continue
-        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and owner != os.getpid() \
-                and not Path(f"/proc/{owner}").exists():
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or owner == os.getpid() \
+                or Path(f"/proc/{owner}").exists():
+            continue
+        try:
+            fd = lock_work_root(path)
+        except OSError:  # locked: its owner lives (elsewhere), or it went away meanwhile
+            continue
+        try:
             remove_tree(path)
             removed.append(path)
+        finally:
+            os.close(fd)
     return removed
 
 
@@ -373,6 +391,7 @@ class ForkServer:
         self.cgroups = PidsCgroups(max_pids)
         self.preload = preload
         self.work_root: Path | None = None  # children's work directories live here (a private folder)
+        self._work_lock: int | None = None  # held while this process owns work_root (see sweep_work_roots)
         self.bwrap_refused: str | None = None  # why "auto" could not start bubblewrap
         self.bwrap_sandbox_id = False  # bubblewrap's user namespace maps SANDBOX_ID: children become it
         self._bwrap_hidden: set[str] = set()  # what the running bubblewrap hides (paths that existed)
@@ -412,12 +431,18 @@ class ForkServer:
         if self.work_root is not None:
             remove_tree(self.work_root)
             self.work_root = None
+        if self._work_lock is not None:
+            os.close(self._work_lock)
+            self._work_lock = None
 
     def _ensure_work_root(self) -> Path:
         """The private folder of work directories; `.root` in it is where each child builds its root."""
         if self.work_root is None or not self.work_root.is_dir():
             sweep_work_roots()
             self.work_root = Path(tempfile.mkdtemp(prefix=f"{WORK_ROOT_PREFIX}{os.getpid()}-"))
+            if self._work_lock is not None:  # the folder it held was removed under us
+                os.close(self._work_lock)
+            self._work_lock = lock_work_root(self.work_root)
             # under bubblewrap a root server's candidates (SANDBOX_ID) pass through it to their work directory
             self.work_root.chmod(0o711)
             (self.work_root / ".root").mkdir(mode=0o755)

@@ -26,7 +26,8 @@ class Scorer:
     def __init__(self, timeout_s: float = 120.0):
         self.timeout_s = timeout_s
         self._channel = JsonLineChannel([sys.executable, "-I", "-m", "evomcp.evaluators.scorer_worker"],
-                                        env={**base_environment(), "NUMBA_CACHE_DIR": numba_cache_dir()})
+                                        env={**base_environment(), "NUMBA_CACHE_DIR": numba_cache_dir(),
+                                             "EVOMCP_SERVER_PID": str(os.getpid())})
 
     @property
     def pid(self) -> int | None:

@@ -43,13 +43,14 @@ def _score(request: dict) -> Verdict:
 
 
 def _die_with_parent() -> None:
-    """SIGKILL when the server dies, even by kill -9 (Linux); if it already has, exit now."""
-    parent = os.getppid()
+    """SIGKILL when the server dies, even by kill -9 (Linux); if it already has (we were reparented before the
+    signal was asked for), exit now. The server's pid comes in $EVOMCP_SERVER_PID: it may well be 1."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
-    if os.getppid() != parent or parent == 1:
+    expected = os.environ.get("EVOMCP_SERVER_PID", "")
+    if expected.isdigit() and os.getppid() != int(expected):
         os._exit(0)
 
 

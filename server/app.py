@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError
 from .. import __version__
 from ..tools import runs, steps, views, waiting
 from ..store import StorageError
-from ..tools.errors import EvoError
+from ..tools.errors import EvoError, one_line
 from ..tools.models import (
     DEFAULT_WAIT_S,
     ArchivePage,
@@ -87,7 +87,7 @@ def _driver_config(driver: dict[str, Any]) -> DriverConfig:
     try:
         return DriverConfig.model_validate(driver)
     except ValidationError as exc:
-        raise ToolError(f"bad driver settings: {exc.errors(include_url=False)}") from None
+        raise ToolError(f"bad driver settings: {one_line(exc)}") from None
 
 
 def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | None = None,
@@ -143,8 +143,15 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
             raise ToolError("this server runs no built-in drivers; drive the run with sample_parent instead")
 
         async def start_driver(run_id: int) -> None:  # once the seed is evaluated, maybe after this call returned
-            if config_driver is not None and drivers is not None:
-                await drivers.start(run_id, config_driver)
+            if config_driver is None or drivers is None:
+                return
+            run = await ws.run(run_id)
+            if run.status != "running":  # the seed failed: the driver asked for never starts, and says why
+                failed = DriverStatus(state="failed", reason=f"the run is {run.status}: {run.status_reason}",
+                                      config=config_driver)
+                await ws.archive.set_note(run_id, DRIVER_NOTE, failed.model_dump(mode="json"))
+                return
+            await drivers.start(run_id, config_driver)
 
         # the driver's settings are stored before the seed is evaluated: a server killed meanwhile resumes them
         notes = None if config_driver is None else {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -17,16 +18,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+from pydantic import ValidationError
 
 from .. import __version__
 from ..store import StorageError
 from ..tools import runs, views
-from ..tools.errors import EvoError
+from ..tools.errors import EvoError, one_line
 from ..tools.workspace import open_workspace
 from .hardening import make_undumpable
 from .settings import default_db
 
 if TYPE_CHECKING:
+    from .driver import Driver
     from .ensemble import ModelSpec
 
 log = logging.getLogger("evomcp")
@@ -87,10 +90,17 @@ async def _executor(args: argparse.Namespace):
         await executor.aclose()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake said in one line (and where the flags are listed) instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the flags)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evomcp", description="LLM-driven program evolution over MCP")
+    parser = _Parser(prog="evomcp", description="LLM-driven program evolution over MCP")
     parser.add_argument("--version", action="version", version=f"evomcp {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
     _add_common(serve)
@@ -169,13 +179,28 @@ def main(argv: list[str] | None = None) -> None:
     try:
         anyio.run(handler, args)
     except EvoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_in_cli_words(str(exc))}", file=sys.stderr)
         raise SystemExit(2) from None
+    except BrokenPipeError:  # `evomcp runs | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0) from None
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+
+
+_TOOL_WORDS = {"call list_tasks": "run `evomcp tasks`", "call list_runs": "run `evomcp runs`",
+               "list_runs, resume_run": "`evomcp runs`, `evomcp run TASK --resume RUN_ID`",
+               "resume_run": "`evomcp run TASK --resume RUN_ID`", "start_run": "`evomcp run TASK`"}
+
+
+def _in_cli_words(message: str) -> str:
+    """A tool's error as the CLI's user reads it: the commands to type, not the MCP tools' names."""
+    for tool, words in _TOOL_WORDS.items():
+        message = message.replace(tool, words)
+    return message
 
 
 def _db(args: argparse.Namespace) -> Path:
@@ -298,7 +323,14 @@ def parse_model_spec(text: str) -> ModelSpec:
         else:
             fields[key] = value.strip()
     fields.setdefault("model", fields.get("name"))
-    return ModelSpec.model_validate(fields)
+    try:
+        return ModelSpec.model_validate(fields)
+    except ValidationError as exc:
+        message = one_line(exc)
+        for short, name in aliases.items():  # the names the user wrote
+            message = message.replace(f"{name}:", f"{short}:")
+        raise EvoError(f"--model {text!r}: {message}; the keys are name, model, base_url, key_env, price_in, "
+                       f"price_out, temps, max_retries, timeout_s, max_tokens") from None
 
 
 def load_models(args: argparse.Namespace) -> list[ModelSpec]:
@@ -313,83 +345,151 @@ def load_models(args: argparse.Namespace) -> list[ModelSpec]:
     return specs
 
 
+@dataclasses.dataclass
+class _Driving:
+    """What `evomcp run` has set going, for its signal handler and its last words."""
+
+    run_id: int | None = None
+    driver: Driver | None = None
+    signalled: bool = False
+    setup: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
+
+    def interrupt(self) -> None:
+        """Ctrl-C or SIGTERM: the driver stops after its steps in flight; before it exists, setting up stops."""
+        self.signalled = True
+        if self.driver is not None:
+            self.driver.stop()
+        else:
+            self.setup.cancel()
+
+
 async def _run(args: argparse.Namespace) -> None:
     from rich.console import Console
 
-    from .driver import Driver, DriverConfig
-    from .ensemble import ModelError, OpenAIProviders
-    from .progress import RunProgress
+    from .driver import DriverConfig
+    from .ensemble import Ensemble, ModelError
 
     console = Console(stderr=True)
+    logging.getLogger("evomcp.driver").setLevel(logging.WARNING)  # a failing model is said by the progress lines
     try:
         config = DriverConfig(models=load_models(args), perturb=not args.no_perturb, max_evaluations=args.budget,
                               max_cost_usd=args.max_cost, max_wall_s=args.max_wall, target_score=args.target,
                               concurrency=min(64, args.concurrency or args.slots or os.cpu_count() or 1),
                               meta_every=args.meta_every, offline_fallback=args.offline_fallback)
-    except (ValueError, OSError) as exc:
+        Ensemble(config.models).check(budgeted=config.max_cost_usd is not None)  # before any run is made
+    except ValidationError as exc:
+        raise EvoError(f"bad model configuration (--model/--models): {one_line(exc)}") from None
+    except (ValueError, OSError, ModelError) as exc:
         raise EvoError(f"bad model configuration (--model/--models): {exc}") from None
+    try:
+        run_config = json.loads(args.config) if args.config else None
+    except json.JSONDecodeError as exc:
+        raise EvoError(f"--config is not JSON ({exc}); e.g. --config '{{\"num_islands\": 2}}'") from None
     db = _db(args)
-    async with _executor(args) as executor, open_workspace(db, args.slots, executor=executor) as ws:
-        ws.providers = OpenAIProviders(ws.archive)
-        if executor is not None and args.concurrency is None:  # as many candidates at once as the cluster has slots
-            config = config.model_copy(update={"concurrency": min(64, executor.slots)})
-        if args.seed is not None:
-            import numpy as np
+    driving = _Driving()
+    try:
+        async with anyio.create_task_group() as signals:
+            signals.start_soon(_on_signal, driving.interrupt)
+            try:
+                async with _executor(args) as executor, open_workspace(db, args.slots, executor=executor) as ws:
+                    await _drive(args, console, config, run_config, ws, executor, driving)
+            finally:
+                signals.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # one error (a user's mistake, a full disk): said as itself
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+    state = driving.driver.status.state if driving.driver is not None else "interrupted"
+    if state == "failed":
+        raise SystemExit(1)
+    if driving.signalled:
+        raise SystemExit(130)
 
-            ws.rng = np.random.default_rng(args.seed)
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
+
+
+async def _drive(args, console, config, run_config, ws, executor, driving: _Driving) -> None:
+    """Start or resume the run, drive it, and say how it ended (interrupted while setting up included)."""
+    from .driver import Driver
+    from .ensemble import OpenAIProviders
+    from .progress import RunProgress
+
+    db = ws.archive.path
+    ws.providers = OpenAIProviders(ws.archive)
+    if executor is not None and args.concurrency is None:  # as many candidates at once as the cluster has slots
+        config = config.model_copy(update={"concurrency": min(64, executor.slots)})
+    if args.seed is not None:
+        import numpy as np
+
+        ws.rng = np.random.default_rng(args.seed)
+    newest = max((run.id for run in await ws.archive.list_runs()), default=0)
+    with driving.setup:
         if args.resume is not None:
             await _check_resumable(ws, args)
+            driving.run_id = args.resume
             status = await runs.resume_run(ws, args.resume)
         else:
-            status = await runs.start_run(ws, args.task, config=json.loads(args.config) if args.config else None)
-        run_id = status.run.run_id
-        initial = (await ws.archive.seed_score(run_id))
-        console.print(f"run {run_id} on {status.run.task} (isolation {status.isolation}; scores {status.scoring}); "
-                      f"archive {ws.archive.path}", soft_wrap=True, markup=False)
+            status = await runs.start_run(ws, args.task, config=run_config)
+        driving.run_id = status.run.run_id
+        before = (await ws.population(driving.run_id)).candidates_evaluated()
+        initial = await ws.archive.seed_score(driving.run_id)
+        console.print(f"run {driving.run_id} on {status.run.task} (isolation {status.isolation}; scores "
+                      f"{status.scoring}); archive {ws.archive.path}", soft_wrap=True, markup=False)
         if status.scoring != "trusted":
             console.print(f"scores: {status.scoring_detail}", soft_wrap=True, markup=False)
         for kind, note in status.notes.items():  # the task's settings; a model it needs, unless one is given
             if kind != "offline_operator" or not config.models:
                 console.print(f"note: {note}", soft_wrap=True, markup=False)
-        try:
-            driver = Driver(ws, run_id, config, resume=args.resume is not None)
-        except ModelError as exc:
-            raise EvoError(f"--model: {exc}") from None
-        progress = RunProgress(console, ws, run_id, args.budget, initial, status.target_score, args.progress_every)
-        signalled: list[str] = []
-
-        def interrupt() -> None:
-            signalled.append("interrupted")
-            driver.stop()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_on_signal, interrupt)
-            tg.start_soon(progress.show, driver)
-            await driver.run()
-            tg.cancel_scope.cancel()
-        state, reason = driver.status.state, driver.status.reason
-        ended = {"finished": "finished", "failed": "failed"}.get(state, "interrupted" if signalled else "stopped")
-        try:
-            await ws.archive.set_run_status(run_id, ended, reason if not signalled else "interrupted by a signal")
+        driving.driver = Driver(ws, driving.run_id, config, resume=args.resume is not None)
+    run_id = driving.run_id
+    if driving.driver is None:  # interrupted while setting up: the seed's evaluation (if begun) is kept pending
+        made = [run.id for run in await ws.archive.list_runs() if run.id > newest]
+        run_id = run_id or (made[-1] if made else None)
+        if run_id is None:
+            console.print("interrupted before a run was made; nothing to continue", soft_wrap=True, markup=False)
+            return
+        with anyio.CancelScope(shield=True):
+            await ws.archive.set_run_status(run_id, "interrupted", "interrupted by a signal while it was set up")
+        console.print(f"run {run_id} interrupted while it was set up; nothing is lost. Continue with: "
+                      f"{_resume_command(args, db, run_id)}", soft_wrap=True, markup=False)
+        return
+    driver = driving.driver
+    progress = RunProgress(console, ws, run_id, args.budget, initial, status.target_score, args.progress_every)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(progress.show, driver)
+        await driver.run()
+        tg.cancel_scope.cancel()
+    state, reason = driver.status.state, driver.status.reason
+    ended = {"finished": "finished", "failed": "failed"}.get(state, "interrupted" if driving.signalled else "stopped")
+    try:
+        if (await ws.archive.get_run(run_id)).status == "running":  # not ended by someone else (stop_run)
+            await ws.archive.set_run_status(run_id, ended, reason if not driving.signalled else
+                                            "interrupted by a signal")
             await ws.archive.add_event(run_id, f"run_{ended}", {"reason": reason})
-            final = await runs.get_run_status(ws, run_id)
-        except StorageError as exc:
-            console.print(f"error: {exc}", soft_wrap=True, markup=False)
-            final = None
-        if final is not None:
-            best = final.best.combined_score if final.best else None
-            console.print(
-                f"run {run_id} {ended}: initial {initial!r} -> best {best!r}; {final.candidates_evaluated} candidates "
-                f"evaluated in all ({driver.status.evaluations} by this driver since it began, {driver.status.refused} "
-                f"steps refused); {reason}. Best program: evomcp show {run_id} --best{_db_flag(args, db)}",
-                soft_wrap=True, markup=False)
-        if ended != "finished":
-            console.print(f"{'nothing is lost. ' if ended == 'interrupted' else ''}Continue with: "
-                          f"{_resume_command(args, db, run_id)}", soft_wrap=True, markup=False)
-        if state == "failed":
-            raise SystemExit(1)
-        if signalled:
-            raise SystemExit(130)
+        final = await runs.get_run_status(ws, run_id)
+    except StorageError as exc:
+        console.print(f"error: {exc}", soft_wrap=True, markup=False)
+        final = None
+    if final is not None:
+        best = final.best.combined_score if final.best else None
+        console.print(
+            f"run {run_id} {ended}: initial {initial!r} -> best {best!r}; {final.candidates_evaluated} candidates "
+            f"evaluated in all, {final.candidates_evaluated - before} by this command ({driver.status.refused} steps "
+            f"produced no candidate); {reason}. Best program: evomcp show {run_id} --best{_db_flag(args, db)}",
+            soft_wrap=True, markup=False)
+        for name, stats in final.models.items():
+            if stats.get("failed"):
+                console.print(f"model {name}: {stats['failed']} of {stats['calls']} calls failed (the last: "
+                              f"{stats.get('last_error')})", soft_wrap=True, markup=False)
+    if ended != "finished":
+        console.print(f"{'nothing is lost. ' if ended == 'interrupted' else ''}Continue with: "
+                      f"{_resume_command(args, db, run_id)}", soft_wrap=True, markup=False)
 
 
 async def _check_resumable(ws, args: argparse.Namespace) -> None:
@@ -455,7 +555,10 @@ async def _report(args: argparse.Namespace) -> None:
         await _existing_run(ws, args.run_id)
         html = await build_report(ws.archive, args.run_id)
     output = args.output or Path(f"report-{args.run_id}.html")
-    output.write_text(html)
+    try:
+        output.write_text(html)
+    except OSError as exc:
+        raise EvoError(f"-o {output}: cannot write it ({exc.strerror}); give a file in a folder that exists") from None
     print(f"wrote {output}", file=sys.stderr)
 
 
@@ -464,7 +567,11 @@ async def _export(args: argparse.Namespace) -> None:
 
     async with open_workspace(_db(args), reset=False) as ws:
         await _existing_run(ws, args.run_id)
-        out = open(args.output, "w", newline="") if args.output else sys.stdout
+        try:
+            out = open(args.output, "w", newline="") if args.output else sys.stdout
+        except OSError as exc:
+            raise EvoError(f"-o {args.output}: cannot write it ({exc.strerror}); give a file in a folder that "
+                           f"exists") from None
         try:
             count = await export_run(ws.archive, args.run_id, args.format, out)
         finally:

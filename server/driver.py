@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..store import StorageError
 from ..tools import steps
@@ -46,6 +46,8 @@ DriverState = Literal["running", "stopping", "finished", "stopped", "interrupted
 
 
 class DriverConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     models: list[ModelSpec] = Field(default_factory=list, description="the LLM ensemble; may be empty")
     perturb: bool = Field(True, description="include the offline perturb operator as an arm")
     max_evaluations: int | None = Field(None, ge=1, description="stop after this many evaluated candidates")
@@ -60,10 +62,11 @@ class DriverConfig(BaseModel):
     offline_fallback: bool = Field(False, description="when every model is failing, keep driving with the offline "
                                                       "perturb operator alone (default: stop the run and say why)")
 
-# a model whose calls failed this many times in a row is reported as failing (a fatal error: at once). It is
-# given up on after GIVE_UP_AFTER failures in a row, or FAILING_AFTER when its endpoint could not even be
-# reached each time; when every model is given up on, the driver stops: a dead endpoint helps nobody
-FAILING_AFTER, GIVE_UP_AFTER = 3, 8
+# a model whose last call failed is failing (and shown so at once) until a call succeeds. It is given up on
+# after one fatal error (a refused key, an unknown model) or FAILING_AFTER calls in a row to an endpoint that
+# could not even be reached; when every model is given up on, the driver stops: a dead endpoint helps nobody.
+# Overload and server errors (429, 5xx, timeouts) pass: they are shown as failing, never end a run.
+FAILING_AFTER = 3
 
 
 class DriverStatus(BaseModel):
@@ -75,8 +78,8 @@ class DriverStatus(BaseModel):
                                             "from the archive: what max_evaluations counts")
     refused: int = Field(0, description="steps that produced no candidate: proposals refused (duplicate, novelty, "
                                         "no change) and model calls that failed")
-    failing_models: dict[str, str] = Field(default_factory=dict, description="models failing now, with the "
-                                           "newest failure's reason")
+    failing_models: dict[str, str] = Field(default_factory=dict, description="models whose last call failed, "
+                                           "with its reason (cleared by a good call)")
     cost_usd: float = 0.0
     reserved_usd: float = 0.0
     in_flight: int = 0
@@ -116,6 +119,8 @@ class Driver:
         self._model_failures: dict[str, int] = {}  # failed calls in a row, per model
         self._model_unreachable: dict[str, bool] = {}  # whether each of those failures was an unreachable endpoint
         self._failed = False  # driving ended because it could not go on (models failing, nothing proposed)
+        self._failure_reasons: set[str] = set()
+        self._cost_capped = False
         self.done = anyio.Event()
 
     # state kept in the archive ------------------------------------------------
@@ -159,25 +164,26 @@ class Driver:
         c = self.config
         if self._stop.is_set():
             return "stopped by request"
+        if self._cost_capped:
+            return f"cost cap of ${self.config.max_cost_usd:g} reached"
         run = await self.ws.run(self.run_id)
         if run.status != "running":
-            return f"the run is {run.status}"
+            self._stop.set()  # someone else ended it (stop_run): the driver stopped, it did not finish
+            return f"the run is {run.status}{f' ({run.status_reason})' if run.status_reason else ''}"
         if not self.arms:
-            self._failed = True
-            return f"no usable arm left (last failure: {self._last_failure})"
+            return self._failure(f"no usable arm left (last failure: {self._last_failure})")
         if self._models_all_failing():
-            self._failed = True
             failing = "; ".join(f"{name}: {why}" for name, why in self.status.failing_models.items())
-            return (f"every model is failing ({failing}); fix the endpoint, key or model id and resume the run, or "
-                    f"ask for the offline operator alone (offline_fallback, CLI --offline-fallback)")
+            return self._failure(f"every model is failing ({failing}); fix the endpoint, key or model id and resume "
+                                 f"the run, or ask for the offline operator alone (offline_fallback, CLI "
+                                 f"--offline-fallback)")
         if self._idle_steps >= c.max_idle_steps:
-            self._failed = True
-            return f"{self._idle_steps} steps in a row produced no candidate (last failure: {self._last_failure})"
+            return self._failure(f"{self._idle_steps} steps in a row produced no candidate (last failure: "
+                                 f"{self._last_failure})")
         if c.max_wall_s is not None and time.monotonic() - self._started >= c.max_wall_s:
             return f"wall-time budget of {c.max_wall_s:g} s reached"
         if c.max_evaluations is not None:
-            done = await self._evaluated() - (self.status.baseline_evaluated or 0)
-            if done + self.status.in_flight >= c.max_evaluations:
+            if await self._evaluated() - (self.status.baseline_evaluated or 0) >= c.max_evaluations:
                 return f"evaluation budget of {c.max_evaluations} reached"
         target = c.target_score
         if target is not None:
@@ -185,6 +191,18 @@ class Driver:
             if best is not None and best >= target:
                 return f"target score {target!r} reached"
         return None
+
+    def _failure(self, reason: str) -> str:
+        """A reason to stop that means driving could not go on: the driver ends `failed` if it is the first."""
+        self._failure_reasons.add(reason)
+        return reason
+
+    async def _budget_taken(self) -> bool:
+        """The steps in flight may fill the evaluation budget: start none until they are done (one that
+        produces no candidate leaves room for another, so the budget is met exactly)."""
+        c = self.config
+        return c.max_evaluations is not None and self.status.in_flight > 0 and \
+            await self._evaluated() - (self.status.baseline_evaluated or 0) + self.status.in_flight >= c.max_evaluations
 
     def _reserve(self, arm: str, prompt: str) -> float | None:
         """Reserve the worst-case cost of a call; None when it would break the cap."""
@@ -229,10 +247,10 @@ class Driver:
             raise
         if self.status.state == "running":
             self.status.state = "failed" if self._failed else "stopped" if self._stop.is_set() else "finished"
-        if self.status.state != "failed":
-            try:
-                await self._save()
-            except StorageError as exc:
+        try:  # every end is recorded (a storage failure's too, where the archive takes it again)
+            await self._save()
+        except StorageError as exc:
+            if self.status.state != "failed":
                 self._fail(exc)
         await self.ensemble.aclose()
         self.done.set()
@@ -254,7 +272,7 @@ class Driver:
 
     def _given_up(self, arm: str) -> bool:
         failures = self._model_failures.get(arm, 0)
-        return failures >= GIVE_UP_AFTER or (failures >= FAILING_AFTER and self._model_unreachable.get(arm, False))
+        return failures >= FAILING_AFTER and self._model_unreachable.get(arm, False)
 
     def stop(self) -> None:
         self._stop.set()
@@ -274,7 +292,11 @@ class Driver:
                 if reason is not None:
                     if self.status.reason is None:
                         self.status.reason = reason
+                        self._failed = reason in self._failure_reasons
                     return
+                if await self._budget_taken():
+                    await anyio.sleep(0.02)
+                    continue
                 self.status.in_flight += 1
                 try:
                     result = await self._step()
@@ -319,8 +341,7 @@ class Driver:
             else:
                 call = await self._complete(arm, sampled.brief, "mutation")
                 if call is None:
-                    self.stop()
-                    self.status.reason = f"cost cap of ${self.config.max_cost_usd:g} reached"
+                    self._cost_capped = True
                     raise ModelError("cost cap reached: no further model calls")
                 reply, call_id = call
                 cost = reply.cost_usd
@@ -366,13 +387,12 @@ class Driver:
         return reply, call_id
 
     def _model_failed(self, arm: str, exc: ModelError) -> None:
-        """Count a failed call; a model failing FAILING_AFTER times in a row (or fatally) is reported at once."""
+        """Count a failed call; the model is failing (shown at once) until its next good call."""
         self._model_unreachable[arm] = self._model_unreachable.get(arm, True) and exc.unreachable
         self._model_failures[arm] = self._model_failures.get(arm, 0) + 1
-        if exc.fatal or self._model_failures[arm] >= FAILING_AFTER:
-            if arm not in self.status.failing_models:
-                log.warning("run %d: model %s is failing: %s", self.run_id, arm, exc)
-            self.status.failing_models[arm] = str(exc)[:500]
+        if arm not in self.status.failing_models:
+            log.info("run %d: model %s failed: %s", self.run_id, arm, exc)
+        self.status.failing_models[arm] = str(exc)[:500]
 
     async def _propose_reply(self, arm: str, sampled: Any, reply: Reply, call_id: int) -> ProposalResult:
         if not reply.text.strip():

@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 import openai
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PERTURB = "perturb"
 
 
 class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a default silently kept
+
     name: str = Field(description="arm name, unique in the run (defaults to the model id)")
     model: str = Field(description="the provider's model id")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint; default: OpenAI's")

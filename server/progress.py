@@ -14,6 +14,7 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from ..tools.workspace import Workspace
 from .driver import Driver
@@ -50,9 +51,9 @@ class Snapshot:
             t.add_row("target", repr(self.target))
         t.add_row("refused", f"{self.refused} steps produced no candidate")
         t.add_row("cost", f"${self.cost_usd:.4f}")
-        t.add_row("tries", "  ".join(f"{arm}:{n}" for arm, n in self.tries.items()))
-        for model, why in self.failing.items():
-            t.add_row("[red]failing[/red]", f"{model}: {why}")
+        t.add_row("tries", Text("  ".join(f"{arm}:{n}" for arm, n in self.tries.items())))
+        for model, why in self.failing.items():  # a provider's text: never read as markup
+            t.add_row(Text("failing", style="red"), Text(f"{model}: {why}"))
         t.add_row("rate", f"{self.rate:.1f} candidates/s")
         return t
 
@@ -102,13 +103,19 @@ class RunProgress:
                         live.update(snap.table())
                 finally:
                     with anyio.CancelScope(shield=True):
-                        live.update((await self.snapshot(driver)).table())
+                        snap = await self.snapshot(driver)
+                        self._tell_failing(snap)
+                        live.update(snap.table())
         else:
             next_line = time.monotonic() + self.every_s
-            while True:
-                await anyio.sleep(0.25)
-                snap = await self.snapshot(driver)
-                self._tell_failing(snap)
-                if time.monotonic() >= next_line:
-                    next_line += self.every_s
-                    self.console.print(snap.line(self.run_id), soft_wrap=True, markup=False)
+            try:
+                while True:
+                    await anyio.sleep(0.25)
+                    snap = await self.snapshot(driver)
+                    self._tell_failing(snap)
+                    if time.monotonic() >= next_line:
+                        next_line += self.every_s
+                        self.console.print(snap.line(self.run_id), soft_wrap=True, markup=False)
+            finally:  # a model that failed in the last quarter second is still said
+                with anyio.CancelScope(shield=True):
+                    self._tell_failing(await self.snapshot(driver))

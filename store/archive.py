@@ -11,6 +11,7 @@ import binascii
 import functools
 import inspect
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -77,7 +78,7 @@ def _storage_errors(method):
         try:
             return await method(self, *args, **kwargs)
         except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
-            if isinstance(exc, sqlite3.IntegrityError):
+            if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
                 raise
             raise storage_error(self.path, exc) from exc
     return guarded
@@ -164,9 +165,12 @@ class Archive:
         if not path.is_file():
             raise StorageError(f"there is no archive at {path}; give the path of an existing one (--db)")
         last: BaseException | None = None
-        # mode=ro sees what a live writer commits; where even that cannot open (a read-only disk keeps SQLite
-        # from making the WAL's shared-memory file), the file cannot change under us: immutable=1
-        for query in ("mode=ro", "immutable=1"):
+        # mode=ro sees what a live writer commits. Where even that cannot open (a read-only disk keeps SQLite
+        # from making the WAL's shared-memory file) and no write-ahead log holds commits the file lacks, the
+        # file cannot change under us: immutable=1. Never where a log has content (it would read stale data).
+        wal = Path(f"{path}-wal")
+        frozen = not os.access(path.parent, os.W_OK) and (not wal.exists() or wal.stat().st_size == 0)
+        for query in ("mode=ro", "immutable=1") if frozen else ("mode=ro",):
             try:
                 db = await aiosqlite.connect(f"{path.resolve().as_uri()}?{query}", uri=True, isolation_level=None)
             except sqlite3.Error as exc:
@@ -177,6 +181,10 @@ class Archive:
             try:
                 await db.execute("PRAGMA busy_timeout=5000")
                 (version,) = await archive._row("PRAGMA user_version")
+                if version == 0:
+                    await db.close()
+                    raise StorageError(f"{path} holds no evomcp archive yet (it is empty, or not one); "
+                                       f"`evomcp run TASK --db {path}` makes one there")
                 if version > SCHEMA_VERSION:
                     raise StorageError(f"archive {path} has schema version {version}, newer than this evomcp "
                                        f"({SCHEMA_VERSION}); upgrade evomcp to open it")
@@ -507,14 +515,14 @@ class Archive:
             (json.dumps(islands), program_id),
         )
 
-    async def seed_placement(self, run_id: int) -> tuple[int | None, str | None, list[int]]:
-        """(the seed's id, its status, the islands it sits on): the seed is the run's first program without a
-        parent, its copies the others."""
+    async def seed_placement(self, run_id: int) -> tuple[int | None, str | None, list[int], int]:
+        """(the seed's id, its status, the islands it sits on, its rows): the seed is the run's first program
+        without a parent, its copies the others."""
         rows = await self._rows("SELECT id, status, island FROM programs WHERE run_id = ? AND parent_id IS NULL"
                                 " ORDER BY id", (run_id,))
         if not rows:
-            return None, None, []
-        return rows[0]["id"], rows[0]["status"], sorted({r["island"] for r in rows})
+            return None, None, [], 0
+        return rows[0]["id"], rows[0]["status"], sorted({r["island"] for r in rows}), len(rows)
 
     async def move_programs(self, program_ids: list[int], island: int) -> None:
         await self._db.executemany("UPDATE programs SET island = ? WHERE id = ?", [(island, i) for i in program_ids])

@@ -15,9 +15,10 @@ from fake_openai import FakeOpenAI
 from test_driver import good_model
 
 
-def evomcp(*args, timeout=300, **kw):
+def evomcp(*args, timeout=300, env_drop=(), **kw):
+    env = {k: v for k, v in os.environ.items() if k not in env_drop}
     return subprocess.run([sys.executable, "-m", "evomcp", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "120"}, **kw)
+                          env={**env, "COLUMNS": "120"}, **kw)
 
 
 def test_offline_run_improves_and_is_inspectable(tmp_path):
@@ -35,7 +36,11 @@ def test_offline_run_improves_and_is_inspectable(tmp_path):
     best = evomcp("show", "1", "--best", "--db", db).stdout
     assert "EVOLVE-BLOCK-START" in best and "def run_packing" in best
     rows = list(csv.DictReader(io.StringIO(evomcp("export", "1", "--format", "csv", "--db", db).stdout)))
-    assert len(rows) == status["evaluations_finished"] and {"id", "combined_score", "status"} <= set(rows[0])
+    assert {"id", "combined_score", "status", "copy_of"} <= set(rows[0])
+    programs = [row for row in rows if not row["copy_of"]]  # the seed's copy on island 1 is the seed
+    assert len(programs) == status["evaluations_finished"] and len(rows) == len(programs) + 1
+    ids = {int(row["id"]) for row in rows}
+    assert all(not row["parent_id"] or int(row["parent_id"]) in ids for row in rows)  # every parent is there
     lines = evomcp("export", "1", "--db", db).stdout.splitlines()
     assert len(lines) == len(rows) and "code" in json.loads(lines[-1])
 

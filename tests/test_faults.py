@@ -320,8 +320,19 @@ def test_command_line_mistakes_get_one_line_naming_the_flag(tmp_path):
                          (["--resume", "4", "--db", db], f"the archive {db} has no run 4; `evomcp runs` lists")):
         out = evomcp("run", "circle_packing_26", *args)
         assert out.returncode == 2 and needle in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
-        assert len([line for line in out.stderr.splitlines() if "error" in line]) == 1, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr  # no usage block: one line
     assert not Path("/nonexistent").exists()
+    for args, needle in ((["--config", "{not json"], "--config is not JSON"),
+                         (["--config", '{"selction": "uniform"}'], "unknown setting 'selction'"),
+                         (["--config", '{"selection": "best"}'], "bad run config: selection: Input should be"),
+                         (["--model", "name=t,modle=x"], "--model 'name=t,modle=x': modle: unknown setting"),
+                         (["--model", "name=t,price_in=abc"], "price_in: Input should be a valid number"),
+                         (["--model", "gpt-x"], "needs its API key in $OPENAI_API_KEY")):
+        out = evomcp("run", "circle_packing_26", "--db", db, *args, env_drop=("OPENAI_API_KEY",))
+        assert out.returncode == 2 and needle in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    if Path(db).exists():  # no run was made for a command that could not start
+        assert archive(Path(db)).execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
     assert evomcp("run", "circle_packing_26", "--budget", "2", "--db", db).returncode == 0
     other = evomcp("run", "circle_packing_32", "--resume", "1", "--db", db)
     assert other.returncode == 2 and "run 1 evolves circle_packing_26, not circle_packing_32" in other.stderr
@@ -329,6 +340,14 @@ def test_command_line_mistakes_get_one_line_naming_the_flag(tmp_path):
         out = evomcp(*command, "--db", db)
         assert out.returncode == 2 and "has no run 9; `evomcp runs` lists" in out.stderr and "list_runs" not in \
             out.stderr, out.stderr
+    for command in (["report", "1", "-o", "/nonexistent/r.html"], ["export", "1", "-o", "/nonexistent/x.csv"]):
+        out = evomcp(*command, "--db", db)
+        assert out.returncode == 2 and "cannot write it" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    task = evomcp("run", "no_such_task", "--db", db)
+    assert task.returncode == 2 and "`evomcp tasks`" in task.stderr and "list_tasks" not in task.stderr, task.stderr
+    piped = subprocess.run(f"{sys.executable} -m evomcp runs --db {db} | head -c 1", shell=True, capture_output=True,
+                           text=True, timeout=60)
+    assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr, piped.stderr
 
 
 def test_progress_lines_where_stderr_is_not_a_terminal(tmp_path):
@@ -361,3 +380,29 @@ async def test_a_server_killed_during_the_seed_resumes_the_driver_it_was_asked_f
                                        and s["in_flight"] == 0, interval=0.2, timeout=120)
     assert status["driver"]["state"] == "finished", status["driver"]
     assert 3 <= status["candidates_evaluated"] <= 5 and set(status["islands"]) == {"0", "1"}
+
+
+def test_ctrl_c_while_the_seed_is_evaluated_says_how_to_continue(tmp_path):
+    task = write_task(tmp_path / "slow_task", SLOW_TASK)
+    db = tmp_path / "early.db"
+    proc = subprocess.Popen([sys.executable, "-m", "evomcp", "run", str(task), "--budget", "3", "--db", str(db)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.OperationalError):
+            con = sqlite3.connect(db)
+            row = con.execute("SELECT status FROM programs WHERE id = 1").fetchone()
+            con.close()
+            if row and row[0] == "running":
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "run 1 interrupted while it was set up; nothing is lost" in err
+    con = archive(db)
+    assert con.execute("SELECT status FROM runs WHERE id = 1").fetchone()[0] == "interrupted"
+    assert con.execute("SELECT status FROM programs WHERE id = 1").fetchone()[0] == "pending"
+    con.close()
+    resumed = subprocess.run(resume_command(err), capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0 and "run 1 finished" in resumed.stderr, resumed.stderr

@@ -22,6 +22,7 @@ import hashlib
 import math
 import operator
 import re
+import threading
 
 from . import markers
 from .errors import EvoError
@@ -35,8 +36,15 @@ _BODIES = ("body", "orelse", "finalbody")  # statement lists
 WEBS_MAX_NODES = 4_000  # syntax-tree nodes of one function past which its variables are not split into webs
 
 
+# One canonical form at a time: fingerprints run in worker threads, and CPython 3.11's AST conversion keeps
+# its recursion depth in state the threads share ("AST constructor recursion depth mismatch" when two overlap).
+# The work holds the GIL anyway, so the lock costs no parallelism.
+_AST_LOCK = threading.Lock()
+
+
 def fingerprint(code: str, language: str = "python") -> str:
-    return hashlib.sha256(canonical(code, language).encode()).hexdigest()
+    with _AST_LOCK:
+        return hashlib.sha256(canonical(code, language).encode()).hexdigest()
 
 
 def canonical(code: str, language: str = "python") -> str:
@@ -50,7 +58,7 @@ def canonical(code: str, language: str = "python") -> str:
             # names the fixed code mentions are the program's interface: they keep their spelling
             kept = set(_IDENT.findall("".join(layout.fixed))) if layout is not None else None
             return ast.dump(_Canon(kept).visit(_strip(tree)), annotate_fields=False)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError):
             pass
     text = "\n".join(layout.mutable) if layout is not None else code
     return " ".join(_TOKEN.findall(text))

@@ -18,10 +18,10 @@ async def seed_islands(ws: Workspace, run: RunRecord) -> list[int]:
 
     Also what resuming a run repairs: a process killed between the seed's record and its copies left
     islands without it."""
-    seed_id, status, seeded = await ws.archive.seed_placement(run.id)
+    seed_id, status, seeded, rows = await ws.archive.seed_placement(run.id)
     missing = [i for i in range(RunConfig.model_validate(run.config).num_islands) if i not in seeded]
-    if seed_id is None or status != "evaluated" or not missing:
-        return []
+    if seed_id is None or status != "evaluated" or not missing or rows > 1:  # copies made once (migration may
+        return []                                                            # have moved them since): done
     await ws.archive.copy_program(seed_id, missing)
     ws.forget_population(run.id)  # reloaded with the copies on next use
     ws.novelty.forget(run.id)

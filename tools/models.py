@@ -228,6 +228,8 @@ class ProposalResult(BaseModel):
     delta_to_parent: float | None
     delta_to_best: float | None
     is_new_best: bool
+    text_feedback: str | None = Field(None, description="what the evaluator said of the program besides its "
+                                      "metrics (artifacts, a cascade stopped early, a traceback); untrusted data")
     notes: list[str] = []
     next_step: str
 

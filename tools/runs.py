@@ -12,7 +12,7 @@ from ..evaluators.sandbox import isolation_rank
 from ..evaluators.task import BUILTIN_TASKS, TaskError, resolve_task
 from ..store import RunRecord
 from . import canonical, markers
-from .errors import EvoError
+from .errors import EvoError, one_line
 from .islands import seed_islands
 from .models import IslandStatus, ProposalResult, RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
 from .task_notes import task_notes
@@ -44,13 +44,18 @@ async def start_run(ws: Workspace, task: str, name: str | None = None, config: d
                     wait_s: float | None = None, then: Callable[[int], Awaitable[None]] | None = None,
                     notes: dict[str, Any] | None = None) -> RunStatus:
     """Create a run and evaluate its seed, waiting up to `wait_s` (None: until it is recorded); `then(run_id)`
-    is called once the seed is evaluated and on every island, which may be after this returned. `notes` are
+    is called once the seed is recorded (and copied onto every island, or the run failed with it), which may be
+    after this returned. `notes` are
     stored with the run before its seed is evaluated (a driver's settings: a process killed during the
     seed's evaluation leaves them for the next one)."""
     try:
         RunConfig.model_validate(config or {})
     except ValidationError as exc:
-        raise EvoError(f"bad run config: {exc.errors(include_url=False)}") from None
+        raise EvoError(f"bad run config: {one_line(exc)}") from None
+    unknown = sorted(set(config or {}) - set(RunConfig.model_fields))
+    if unknown:
+        raise EvoError(f"bad run config: unknown setting {', '.join(map(repr, unknown))} (check its spelling); the "
+                       f"settings are {', '.join(RunConfig.model_fields)}")
     if len(await ws.archive.list_runs()) >= ws.max_runs:
         raise EvoError(f"this server holds its limit of {ws.max_runs} runs; continue an existing run "
                        f"(list_runs, resume_run) or start the server with a larger --max-runs")
@@ -95,7 +100,7 @@ async def start_run(ws: Workspace, task: str, name: str | None = None, config: d
     await ws.archive.add_event(run.id, "run_started", {"task": resolved.name, "seed": seed.id})
 
     async def seeded(result: ProposalResult) -> None:
-        if then is not None and result.program.status != "failed":
+        if then is not None:
             await then(run.id)
 
     with anyio.CancelScope(shield=True):  # stored: the seed's evaluation starts whatever happens to this call

@@ -247,7 +247,7 @@ def _with_notes(message: str, notes: list[str]) -> str:
 
 
 def _result(run_id: int, program: ProgramSummary, parent_score: float | None, best_before: float | None,
-            notes: list[str]) -> ProposalResult:
+            notes: list[str], text_feedback: str | None = None) -> ProposalResult:
     score = program.combined_score if program.correct else None
     is_new_best = score is not None and (best_before is None or score > best_before)
     if program.status == "pending":
@@ -256,7 +256,8 @@ def _result(run_id: int, program: ProgramSummary, parent_score: float | None, be
         next_step = (f"it is still being evaluated; call wait_for(run_id={run_id}, program_ids=[{program.id}]) "
                      f"for its score")
     elif program.status == "failed" or not program.correct:
-        next_step = "read the error, then sample_parent again (or fix this program and propose it)"
+        next_step = (f"read the error and text_feedback (get_program(run_id={run_id}, program_id={program.id}) also "
+                     f"has its output), then sample_parent again (or fix this program and propose it)")
     elif is_new_best:
         next_step = "new best program; sample_parent again to build on it"
     else:
@@ -269,6 +270,7 @@ def _result(run_id: int, program: ProgramSummary, parent_score: float | None, be
         delta_to_parent=None if score is None or parent_score is None else score - parent_score,
         delta_to_best=None if score is None or best_before is None else score - best_before,
         is_new_best=is_new_best,
+        text_feedback=text_feedback,
         notes=notes,
         next_step=next_step,
     )
@@ -364,8 +366,9 @@ async def _record(ws: Workspace, run: RunRecord, program: ProgramRecord, flight:
         await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": report.combined_score,
                                                          "correct": report.correct, "isolation": report.isolation})
         await migrate_if_due(ws, run, ws.config(run), population.evaluations())
-        out = _result(run_id, summary(await ws.program(run_id, program_id)), population.score_of(program.parent_id),
-                      flight.best_before, flight.notes)
+        recorded = await ws.program(run_id, program_id)
+        out = _result(run_id, summary(recorded), population.score_of(program.parent_id),
+                      flight.best_before, flight.notes, recorded.text_feedback)
         if program.patch_type == "seed":
             await settle_seed(ws, run, out.program)
     return out

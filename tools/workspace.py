@@ -59,7 +59,8 @@ class Workspace:
         """A run that accepts new programs."""
         run = await self.run(run_id)
         if run.status != "running":
-            raise EvoError(f"run {run_id} is {run.status}; it accepts no new programs (start a new run)")
+            raise EvoError(f"run {run_id} is {run.status}{f' ({run.status_reason})' if run.status_reason else ''}; "
+                           f"it accepts no new programs until resume_run(run_id={run_id}) reopens it")
         return run
 
     async def program(self, run_id: int, program_id: int) -> ProgramRecord:
