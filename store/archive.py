@@ -139,7 +139,10 @@ class Archive:
         file or disk, and never creates the file."""
         path = Path(path)
         if read_only:
-            return await cls._open_read_only(path)
+            try:
+                return await cls._open_read_only(path)
+            except OSError as exc:  # a folder this user may not enter, say
+                raise storage_error(path, exc) from exc
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(path, isolation_level=None)

@@ -9,7 +9,7 @@ import pytest
 from mcp import Client
 
 from conftest import DATA
-from evomcp.evaluators.task import resolve_task
+from evomcp.evaluators.task import TaskError, resolve_task
 from evomcp.server.app import build_server
 from evomcp.tools import runs, steps
 from evomcp.tools.errors import EvoError
@@ -70,6 +70,30 @@ def test_settings_are_read_from_config_yaml(tmp_path):
     task = resolve_task(str(folder))
     assert task.timeout_s == 300 and task.cascade_thresholds == [0.5, 0.75, 0.9]
     assert task.description == "Run openevolve-run.py on this folder."  # no system message to prefer
+
+
+def test_hostile_settings_files_cannot_stall_or_break_a_start(tmp_path):
+    """Task folders are untrusted too: an alias bomb, a run script nested past the parser, absurd numbers."""
+    import time
+
+    bomb = shutil.copytree(OPENEVOLVE, tmp_path / "bomb")
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for k, name in enumerate("bcdefgh"):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{'abcdefgh'[k]}"] * 9) + "]")
+    lines += ["database:", "  feature_dimensions: *h", "evaluator:", "  timeout: .inf"]
+    (bomb / "config.yaml").write_text("\n".join(lines) + "\n")
+    began = time.monotonic()
+    with pytest.raises(TaskError, match="too many YAML aliases") as refused:  # refused at once, with the reason
+        resolve_task(str(bomb))
+    assert time.monotonic() - began < 5 and len(str(refused.value)) < 2000
+    (bomb / "config.yaml").write_text("evaluator:\n  timeout: .inf\n")
+    assert resolve_task(str(bomb)).timeout_s == 300  # OpenEvolve's default, not inf
+
+    deep = shutil.copytree(SHINKA, tmp_path / "deep")
+    (deep / "run_evo.py").write_text("x = " + "(" * 5000 + "1" + ")" * 5000 + "\n"
+                                     "job = LocalJobConfig(time='" + "9" * 5000 + ":00:00')\n")
+    task = resolve_task(str(deep))  # what cannot be read is a note; the YAML's settings still apply
+    assert task.timeout_s == 15
 
 
 async def test_shinka_task_runs_with_its_framework_helper_and_sibling_module(ws):
