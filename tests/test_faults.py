@@ -79,6 +79,20 @@ def archive(db: Path) -> sqlite3.Connection:
     return con
 
 
+def seed_running(db: Path, timeout: float = 60) -> None:
+    """Until the run's seed (program 1) is being evaluated, read as another process would."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.OperationalError):
+            con = sqlite3.connect(db)
+            row = con.execute("SELECT status FROM programs WHERE id = 1").fetchone()
+            con.close()
+            if row and row[0] == "running":
+                return
+        time.sleep(0.05)
+    raise AssertionError("the seed's evaluation never began")
+
+
 def write_task(folder: Path, files: dict[str, str]) -> Path:
     folder.mkdir()
     for name, text in files.items():
@@ -206,17 +220,7 @@ def test_kill_9_during_the_seed_then_resume_seeds_every_island_and_leaves_nothin
     proc = subprocess.Popen([sys.executable, "-m", "evomcp", "run", str(task), "--budget", "4", "--concurrency", "2",
                              "--config", '{"num_islands": 2}', "--db", str(db)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(sqlite3.OperationalError):
-            con = sqlite3.connect(db)
-            row = con.execute("SELECT status FROM programs WHERE id = 1").fetchone()
-            con.close()
-            if row and row[0] == "running":
-                break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the seed's evaluation never began")
+    seed_running(db)
     ours = descendants(proc.pid)
     proc.kill()
     _, err = proc.communicate(timeout=10)
@@ -389,15 +393,7 @@ def test_ctrl_c_while_the_seed_is_evaluated_says_how_to_continue(tmp_path):
     db = tmp_path / "early.db"
     proc = subprocess.Popen([sys.executable, "-m", "evomcp", "run", str(task), "--budget", "3", "--db", str(db)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(sqlite3.OperationalError):
-            con = sqlite3.connect(db)
-            row = con.execute("SELECT status FROM programs WHERE id = 1").fetchone()
-            con.close()
-            if row and row[0] == "running":
-                break
-        time.sleep(0.05)
+    seed_running(db)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
