@@ -84,14 +84,17 @@ async def test_secrets_never_reach_the_candidate(executor, monkeypatch):
     assert "secret" not in report.stdout_tail + report.stderr_tail + report.error
 
 
+LOOPS_WITH_A_CHILD = """
+    import subprocess, time
+    subprocess.Popen(["sleep", "300"])
+    def run_packing():
+        while True:
+            time.sleep(0.01)
+"""  # a candidate that never returns and has started a process of its own
+
+
 async def test_timeout_kills_the_whole_group(executor):
-    code = candidate("""
-        import subprocess, time
-        subprocess.Popen(["sleep", "300"])
-        def run_packing():
-            while True:
-                time.sleep(0.01)
-    """)
+    code = candidate(LOOPS_WITH_A_CHILD)
     report = await executor.evaluate(CIRCLES.model_copy(update={"timeout_s": 1.5}), code)
     assert report.failed and report.error.startswith("timeout")
     assert await leftovers(executor) == set() and executor.helper_pids <= own_descendants()
@@ -100,13 +103,7 @@ async def test_timeout_kills_the_whole_group(executor):
 
 async def test_cancelling_an_evaluation_kills_its_candidate(executor):
     """A cancelled evaluation (stop_run, shutdown) ends its candidate and everything it started at once."""
-    code = candidate("""
-        import subprocess, time
-        subprocess.Popen(["sleep", "300"])
-        def run_packing():
-            while True:
-                time.sleep(0.01)
-    """)
+    code = candidate(LOOPS_WITH_A_CHILD)
     with anyio.move_on_after(2):
         await executor.evaluate(CIRCLES.model_copy(update={"timeout_s": 60}), code)
     again = await executor.evaluate(CIRCLES, CIRCLES.initial_code)  # its reply names the new spare child
