@@ -14,7 +14,10 @@ checks) or a task directory following the evaluation contract:
   - a script called with `--program_path P --results_dir D` that writes `D/metrics.json` and
     `D/correct.json` (also in the candidate's process);
 - optional `task.toml`: name, description, language, timeout_s, memory_mb, target_score, and `evolve`
-  (a function or class whose definition becomes the EVOLVE-BLOCK of a seed without markers).
+  (a function or class whose definition becomes the EVOLVE-BLOCK of a seed without markers); for a
+  program in another language (`language = "cpp"`, or a seed such as initial.rs), `check`, `build`,
+  `run` and `suffix` override that language's commands (evaluators/languages.py). Under the split
+  contract such a program is built and run in the sandbox and `score(data)` gets what it printed.
 
 Folders written for OpenEvolve (`initial_program.py`, `evaluator.py`, `config.yaml`) and ShinkaEvolve (a
 script evaluate.py, its run script and YAML config) are read with their settings (peer_settings.py);
@@ -32,6 +35,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
+from . import languages
 from .peer_settings import PeerSettings, read_openevolve, read_shinka, wrap_in_markers
 from .sandbox import links_leading_out
 from .task_imports import missing_imports
@@ -61,6 +65,11 @@ class Task(BaseModel):
     kind: TaskKind
     language: str = "python"
     initial_code: str
+    check_cmd: list[str] | None = Field(None, description="a non-Python program's fast syntax check (argv with "
+                                        "{source}, {binary}, {workdir}), run sandboxed before evaluation")
+    build_cmd: list[str] | None = Field(None, description="builds a non-Python program into {binary}, in the sandbox")
+    run_cmd: list[str] | None = Field(None, description="runs a built program; its stdout is the data scored")
+    suffix: str | None = Field(None, description="the program file's suffix, if not the language's")
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
     target_score: float | None = None
@@ -94,7 +103,7 @@ class Task(BaseModel):
 
     @property
     def file_suffix(self) -> str:
-        return {"python": ".py"}.get(self.language, f".{self.language}")
+        return self.suffix or languages.get(self.language).suffix
 
 
 class BuiltinTask(BaseModel):
@@ -106,17 +115,23 @@ class BuiltinTask(BaseModel):
     entry: str
     target_score: float
     timeout_s: float = 30.0
+    language: str = "python"
     scorer: Callable[[Any], Verdict]
 
     def task(self) -> Task:
         code = (TASKS_DIR / self.seed_file).read_text()
         for old, new in self.seed_replacements.items():
             code = code.replace(old, new)
+        commands = languages.commands(self.language)
         return Task(
             name=self.name,
             description=self.description,
             source=self.name,
             kind="builtin",
+            language=self.language,
+            check_cmd=commands["check"],
+            build_cmd=commands["build"],
+            run_cmd=commands["run"],
             initial_code=code,
             timeout_s=self.timeout_s,
             target_score=self.target_score,
@@ -236,6 +251,35 @@ def _autocorrelation_first(best: float, max_steps: int = 600) -> BuiltinTask:
     )
 
 
+def _tsp_berlin52() -> BuiltinTask:
+    from .scoring import BERLIN52, BERLIN52_OPTIMUM, score_tsp_tour
+
+    return BuiltinTask(
+        name="tsp_berlin52",
+        summary=f"C++: a travelling-salesman heuristic for TSPLIB's berlin52 (optimum {BERLIN52_OPTIMUM}; "
+                f"score = {BERLIN52_OPTIMUM} / tour length)",
+        description=(
+            f"Travelling salesman, in C++: find a short closed tour through the {len(BERLIN52)} cities of berlin52 "
+            f"from TSPLIB (52 locations in Berlin; G. Reinelt, TSPLIB, ORSA Journal on Computing 3(4), 1991), whose "
+            f"optimal tour is {BERLIN52_OPTIMUM} long. The program is C++17 (g++ -O2; the standard library only); "
+            f"it is built and run in the sandbox and must print the tour on stdout: the {len(BERLIN52)} city "
+            f"indices 0 to {len(BERLIN52) - 1}, each exactly once, separated by whitespace, and nothing else "
+            f"(diagnostics go to stderr). Distances are TSPLIB's EUC_2D: the Euclidean distance rounded to the "
+            f"nearest integer, as dist() computes it. A trusted scorer checks the tour and measures it itself; "
+            f"combined_score = {BERLIN52_OPTIMUM} / length, so 1.0 is an optimal tour. The seed builds a "
+            f"nearest-neighbour tour and improves it by simulated annealing over 2-opt moves. Hints: more and "
+            f"better-tuned annealing, Or-opt moves (move a segment of 1 to 3 cities), 2-opt to a local optimum "
+            f"with neighbour lists, random restarts or Or-3opt perturbations (iterated local search) within the "
+            f"time limit (build and run together)."
+        ),
+        seed_file="tsp_berlin52/initial.cpp",
+        entry="main",
+        target_score=1.0,
+        language="cpp",
+        scorer=score_tsp_tour,
+    )
+
+
 BUILTIN_TASKS: dict[str, BuiltinTask] = {
     t.name: t
     for t in (
@@ -244,6 +288,7 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
         _heilbronn_triangle(11, 0.036529889880030156),
         _min_max_distance(16, 12.88926611203463),
         _autocorrelation_first(1.5053),
+        _tsp_berlin52(),
     )
 }
 
@@ -286,8 +331,12 @@ SEED_NAMES = ("initial", "initial_program")  # evomcp's and ShinkaEvolve's; Open
 EVALUATOR_NAMES = ("evaluate.py", "evaluator.py")
 
 
-def _no_markers(seed: Path, code: str, settings: PeerSettings) -> str:
+def _no_markers(seed: Path, code: str, settings: PeerSettings, language: str = "python") -> str:
     """Why a seed without EVOLVE-BLOCK markers cannot be evolved, and the fix."""
+    mark = languages.comment(language)
+    if not languages.is_python(language):
+        return (f"{seed} has no EVOLVE-BLOCK: nothing in it is marked as code that may change. Fix: put a line "
+                f"'{mark} EVOLVE-BLOCK-START' before the code that may change and '{mark} EVOLVE-BLOCK-END' after it")
     try:
         names = [n.name for n in ast.parse(code).body
                  if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
@@ -303,7 +352,8 @@ def _no_markers(seed: Path, code: str, settings: PeerSettings) -> str:
             + (f"; it defines {', '.join(names[:8])}" if names else ""))
 
 
-def _seed_code(seed: Path, meta: dict[str, Any], settings: PeerSettings) -> tuple[str, list[str]]:
+def _seed_code(seed: Path, meta: dict[str, Any], settings: PeerSettings,
+               language: str = "python") -> tuple[str, list[str]]:
     """The seed program, with markers around the definition task.toml's `evolve` or a ShinkaEvolve config
     names when it has none; and a note saying so."""
     code = seed.read_text()
@@ -311,8 +361,8 @@ def _seed_code(seed: Path, meta: dict[str, Any], settings: PeerSettings) -> tupl
         return code, []
     evolve = meta.get("evolve")
     around = (evolve, evolve) if isinstance(evolve, str) else settings.evolve_around
-    if around is None:
-        raise TaskError(_no_markers(seed, code, settings))
+    if around is None or not languages.is_python(language):
+        raise TaskError(_no_markers(seed, code, settings, language))
     wrapped = wrap_in_markers(code, *around)
     if wrapped is None:
         raise TaskError(f"{seed} has no EVOLVE-BLOCK and no function or class named "
@@ -357,9 +407,11 @@ def load_task_dir(path: Path) -> Task:
             meta = tomllib.loads(toml_path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise TaskError(f"{toml_path} is not valid TOML: {exc}") from None
-    language = str(meta.get("language", "python"))
     seeds = [p for stem in SEED_NAMES for p in sorted(path.glob(f"{stem}.*")) if p.is_file()]
     initial = seeds[0] if seeds else None
+    # task.toml says, else the seed's suffix (initial.cpp is C++, as in ShinkaEvolve's folders)
+    language = languages.normalise(str(meta.get("language") or (languages.by_suffix(initial.suffix) if initial
+                                                                 else None) or "python"))
     evaluate_path = next((path / n for n in EVALUATOR_NAMES if (path / n).is_file()), None)
     if initial is None:
         raise TaskError(f"task directory {path} has no seed program: initial.py (evomcp, ShinkaEvolve) or "
@@ -376,7 +428,7 @@ def load_task_dir(path: Path) -> Task:
     settings = _peer_settings(path, kind, initial, evaluate_path)
     if settings.problems:
         raise TaskError(f"task directory {path}: " + "; ".join(settings.problems))
-    code, notes = _seed_code(initial, meta, settings)
+    code, notes = _seed_code(initial, meta, settings, language)
     missing = missing_imports(path, [initial, evaluate_path]) if language == "python" else []
     if missing:
         raise TaskError(f"task directory {path} needs what candidates cannot import: " + "; ".join(missing))
@@ -391,6 +443,7 @@ def load_task_dir(path: Path) -> Task:
                      f"the metrics so far reach its threshold ({settings.cascade_thresholds})")
     timeout = meta.get("timeout_s", meta.get("timeout", settings.timeout_s or DEFAULT_TIMEOUT_S))
     try:
+        commands = languages.commands(language, meta)
         return Task(
             name=str(meta.get("name", path.name)),
             description=str(description or f"Improve the program so that {evaluate_path.name} in {path.name} "
@@ -399,6 +452,12 @@ def load_task_dir(path: Path) -> Task:
             kind=kind,
             entry=entry,
             language=language,
+            check_cmd=commands["check"],
+            build_cmd=commands["build"],
+            run_cmd=commands["run"],
+            # the seed's own suffix (initial.cc, initial.js) unless task.toml names one
+            suffix=commands["suffix"] if "suffix" in meta or languages.is_python(language) or not initial.suffix
+            else initial.suffix,
             initial_code=code,
             timeout_s=float(timeout),
             memory_mb=int(meta.get("memory_mb", DEFAULT_MEMORY_MB)),

@@ -105,7 +105,11 @@ def jsonable(value):
 
 
 def test_every_builtin_task_is_covered():
-    assert set(CASES) == set(BUILTIN_TASKS)
+    """Python tasks here; a task in another language in tests/test_languages.py (its seed, a better program and
+    invalid output, end to end, and its scorer on hostile text)."""
+    assert set(CASES) == {name for name, task in BUILTIN_TASKS.items() if task.language == "python"}
+    compiled = {name for name, task in BUILTIN_TASKS.items() if task.language != "python"}
+    assert compiled == {"tsp_berlin52"}
 
 
 async def evaluate_all(task, codes):

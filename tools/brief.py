@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from ..evaluators import languages
 from .models import SandboxFacts
 from .patches import DIFF_FORMAT, unified_diff
 
@@ -175,10 +176,15 @@ def build_brief(
     isolation: str | None = None,
     run_id: int | None = None,
     ticket: str | None = None,
+    toolchain: str | None = None,
 ) -> str:
-    """`evaluation_s` is the time limit of one evaluation; `run_id` and `ticket` fill in how to propose."""
+    """`evaluation_s` is the time limit of one evaluation; `run_id` and `ticket` fill in how to propose;
+    `toolchain` says how a program in another language is checked, built and run (evaluators/languages.py)."""
+    fence = languages.fence(language)
     out = [f"# Task: {task_name}", description.strip(), ""]
     out += _sandbox(evaluation_s, sandbox, isolation)
+    if toolchain:
+        out[-1:-1] = [f"- language: {toolchain}"]
     if mode == "fix":
         out += [
             f"## Program to fix (id {parent.id}, island {parent.island})",
@@ -202,9 +208,9 @@ def build_brief(
         out += _untrusted("evaluator feedback", parent.text_feedback.strip()[:2000])
     if mode != "fix" and getattr(parent, "stdout_tail", None):
         out += _untrusted("its output when evaluated (stdout, tail)", _tail(parent.stdout_tail))
-    out += [*_fenced(parent.code, language), ""]
+    out += [*_fenced(parent.code, fence), ""]
     for n, other in enumerate(inspirations, 1):
-        out += _inspiration(n, other, parent, language, run_id)
+        out += _inspiration(n, other, parent, fence, run_id)
     out += _failures(failures, list(island_failures), parent)
     if recommendations:
         out += ["## Recommendations from reviewing recent programs", recommendations.strip(), ""]
@@ -219,7 +225,8 @@ def build_brief(
         "(a) a diff: one or more blocks of the form",
         DIFF_FORMAT,
         "(each SEARCH must copy existing lines exactly; blocks apply in order), or",
-        "(b) the whole new program in one fenced code block (code outside the markers is kept as it is).",
+        f"(b) the whole new {languages.label(language)} program in one fenced code block (```{fence}; code "
+        f"outside the markers is kept as it is).",
         "",
     ]
     out += _how_to_propose(run_id, parent.id, ticket)

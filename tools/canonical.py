@@ -11,8 +11,9 @@ that the code outside the EVOLVE-BLOCKs never mentions (helpers, constants, impo
 code). What stays is everything that can change what the program does: every other constant,
 operator, call, attribute, keyword argument, string and the order of statements.
 
-`fingerprint` is the SHA-256 of that form. Code that does not parse (or another language) falls back
-to its token sequence, which ignores whitespace only.
+`fingerprint` is the SHA-256 of that form. Python code that does not parse falls back to its token
+sequence, which ignores whitespace only; a program in another language is its token sequence without
+comments and formatting, numbers by value and type (tools/lexing.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import operator
 import re
 import threading
 
-from . import markers
+from . import lexing, markers
 from .errors import EvoError
 from .webs import webs
 
@@ -61,6 +62,8 @@ def canonical(code: str, language: str = "python") -> str:
         except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError):
             pass
     text = "\n".join(layout.mutable) if layout is not None else code
+    if language != "python":
+        return " ".join(lexing.tokens(text, language))
     return " ".join(_TOKEN.findall(text))
 
 

@@ -59,6 +59,7 @@ class TaskInfo(BaseModel):
     summary: str
     target_score: float | None
     kind: str
+    language: str = Field("python", description="the language of the program that is evolved")
 
 
 class TaskList(BaseModel):
@@ -206,6 +207,8 @@ class SampledParent(BaseModel):
     best_score: float | None
     time_limit_s: float = Field(description="seconds one evaluation may take; a program still running then fails")
     sandbox: SandboxFacts = Field(description="what the program can import and use where it runs (measured)")
+    language: str = Field("python", description="the program's language: python, c, cpp, rust, or the one its task "
+                                                "names (markers are that language's comment lines)")
     brief: str = Field(description="a complete prompt for writing the change, answer format included")
 
 

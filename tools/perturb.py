@@ -11,13 +11,16 @@ import tokenize
 
 import numpy as np
 
-from . import markers
+from . import lexing, markers
 
 SCALES = (0.003, 0.02, 0.1)
 
 
-def _literals(region: str) -> list[tuple[int, int, str]]:
-    """(start, end, text) of the numeric literals of a region, by character offset."""
+def _literals(region: str, language: str = "python") -> list[tuple[int, int, str]]:
+    """(start, end, text) of the numeric literals of a region, by character offset (another language's as
+    tools/lexing.py reads them: suffixes such as 1.0f, 10u, 1.0_f64 kept)."""
+    if language != "python":
+        return [tuple(found) for found in lexing.literals(region, language)]
     line_starts = [0]
     for line in region.splitlines(keepends=True):
         line_starts.append(line_starts[-1] + len(line))
@@ -48,12 +51,15 @@ def _nudge(text: str, rng: np.random.Generator) -> str | None:
     return repr(float(f"{new:.8g}"))
 
 
-def perturb(code: str, rng: np.random.Generator, max_changes: int = 3) -> tuple[str, str] | None:
+def perturb(code: str, rng: np.random.Generator, max_changes: int = 3,
+            language: str = "python") -> tuple[str, str] | None:
     """A perturbed copy of `code` and a description of the change, or None when nothing can change."""
     layout = markers.split(code)
     candidates = []
     for region_index, region in enumerate(layout.mutable):
-        for start, end, text in _literals(region):
+        for start, end, text in _literals(region, language):
+            if language != "python" and lexing.value_of(text) in (0, 1) and lexing.is_integer(text):
+                continue  # never nudged (indices, counts of one): leave room for the literals that are
             candidates.append((region_index, start, end, text))
     if not candidates:
         return None
@@ -64,7 +70,7 @@ def perturb(code: str, rng: np.random.Generator, max_changes: int = 3) -> tuple[
     changes = []
     for i in picked:
         region_index, start, end, text = candidates[i]
-        new = _nudge(text, rng)
+        new = _nudge(text, rng) if language == "python" else lexing.nudged(text, rng, SCALES)
         if new is None or new == text:
             continue
         region = regions[region_index]
@@ -75,7 +81,7 @@ def perturb(code: str, rng: np.random.Generator, max_changes: int = 3) -> tuple[
     return layout.join(regions), "perturb: " + ", ".join(changes)
 
 
-def offline_limits(code: str) -> str | None:
+def offline_limits(code: str, language: str = "python") -> str | None:
     """Why `perturb` can do little or nothing for this program, with how to give the run a model; None when
     its EVOLVE-BLOCKs hold decimal numbers to nudge."""
     try:
@@ -83,7 +89,12 @@ def offline_limits(code: str) -> str | None:
     except Exception:  # noqa: BLE001 - a seed without valid markers is refused elsewhere, with its reason
         return None
     integers = []
-    for _, _, text in (found for region in regions for found in _literals(region)):
+    for _, _, text in (found for region in regions for found in _literals(region, language)):
+        if language != "python":
+            if not lexing.is_integer(text):
+                return None  # a decimal number: perturb has something to tune
+            integers.append(lexing.value_of(text))
+            continue
         try:
             integers.append(int(text.replace("_", ""), 0))
         except ValueError:

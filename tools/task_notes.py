@@ -13,7 +13,7 @@ def task_notes(task: Task) -> dict[str, str]:
     notes: dict[str, str] = {}
     if task.notes:
         notes["settings"] = "; ".join(task.notes)
-    limits = offline_limits(task.initial_code) if task.language == "python" else None
+    limits = offline_limits(task.initial_code, task.language)
     if limits:
         notes["offline_operator"] = limits
     return notes
