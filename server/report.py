@@ -10,7 +10,6 @@ rasterised with numpy and written with zlib, so neither needs a plotting library
 
 from __future__ import annotations
 
-import html
 import math
 import struct
 import time
@@ -20,34 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluators.scoring import TRIANGLE_SIDE  # the unit-area equilateral triangle of heilbronn_*
 from ..store import Archive, ProgramRecord, RunRecord
 from ..tools.trust import describe, run_contracts
+from .drawings import draw_solution
+from .svg import BAD_COLOR, BEST_COLOR, MUTED, PALETTE, TARGET_COLOR
+from .svg import Plot as _Plot, domain as _domain, empty_svg as _empty_svg, esc as _e, finite as _finite
+from .svg import fmt_score as _score, legend as _legend, score_axis, svg as _svg
+from .svg import tick_label as _tick_label, ticks as _ticks
 
 __all__ = ["build_report", "progress_points", "render_progress_png"]
 
 EXTERNAL_ARM = "external agent"  # the arm of proposals that named no operator
-PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
-           "#9c755f", "#bab0ac")
-BEST_COLOR = "#1f5fbf"
-TARGET_COLOR = "#d9480f"
-BAD_COLOR = "#c92a2a"
-MUTED = "#8a8f98"
 LINEAGE_HEAD, LINEAGE_TAIL = 10, 30  # longer lineages show these many first and last steps in the drawing
 MAX_ARM_BARS = 24
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _score(value: float | None) -> str:
-    """Full precision (the shortest text that reads back as the same float)."""
-    return "none" if value is None else repr(float(value))
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # data ---------------------------------------------------------------------------
@@ -133,129 +117,6 @@ async def progress_points(archive: Archive, run_id: int) -> list[tuple[int, floa
     return _progress(evaluations)[0]
 
 
-# SVG helpers ----------------------------------------------------------------------
-
-
-def _nice_step(span: float, count: int) -> float:
-    raw = span / max(count, 1)
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if raw <= m * magnitude:
-            return m * magnitude
-    return 10.0 * magnitude
-
-
-def _ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> tuple[list[float], float]:
-    step = _nice_step(hi - lo, count)
-    if integer:
-        step = max(1.0, round(step))
-    first = math.ceil(lo / step - 1e-9) * step
-    ticks = []
-    v = first
-    while v <= hi + step * 1e-9:
-        ticks.append(0.0 if abs(v) < step * 1e-9 else v)
-        v = first + len(ticks) * step
-    return ticks, step
-
-
-def _tick_label(v: float, step: float) -> str:
-    """The shortest text that tells neighbouring ticks apart."""
-    decimals = 0
-    while decimals < 15 and not math.isclose(round(step, decimals), step, rel_tol=1e-9):
-        decimals += 1
-    if decimals <= 6 and abs(v) < 1e6:
-        return f"{v:.{decimals}f}"
-    if v == 0:
-        return "0"
-    digits = max(1, math.floor(math.log10(abs(v))) - math.floor(math.log10(step)) + 2)
-    return f"{v:.{digits}g}"
-
-
-def _domain(values: list[float], pad: float = 0.06) -> tuple[float, float]:
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-12 * max(1.0, abs(hi)):
-        half = abs(hi) * 0.05 or 0.5
-        return lo - half, hi + half
-    span = hi - lo
-    return lo - pad * span, hi + pad * span
-
-
-class _Plot:
-    """A rectangular plot area inside an SVG of the given size, with linear scales."""
-
-    def __init__(self, width: int, height: int, xdom: tuple[float, float], ydom: tuple[float, float],
-                 left: int = 78, right: int = 24, top: int = 34, bottom: int = 48):
-        self.width, self.height = width, height
-        self.left, self.right, self.top, self.bottom = left, width - right, top, height - bottom
-        self.xdom, self.ydom = xdom, ydom
-        self.parts: list[str] = []
-
-    def x(self, v: float) -> float:
-        lo, hi = self.xdom
-        return self.left + (v - lo) / (hi - lo) * (self.right - self.left)
-
-    def y(self, v: float) -> float:
-        lo, hi = self.ydom
-        return self.bottom - (v - lo) / (hi - lo) * (self.bottom - self.top)
-
-    def add(self, part: str) -> None:
-        self.parts.append(part)
-
-    def axes(self, xlabel: str, ylabel: str, *, xinteger: bool = False, xticks: bool = True,
-             yfmt: str = "{}") -> None:
-        yt, ystep = _ticks(*self.ydom, count=5)
-        for v in yt:
-            py = self.y(v)
-            self.add(f'<line class="grid" x1="{self.left}" y1="{py:.1f}" x2="{self.right}" y2="{py:.1f}"/>')
-            self.add(f'<text class="tick" x="{self.left - 6}" y="{py + 4:.1f}" text-anchor="end">'
-                     f'{_e(yfmt.format(_tick_label(v, ystep)))}</text>')
-        if xticks:
-            xt, xstep = _ticks(*self.xdom, count=8, integer=xinteger)
-            for v in xt:
-                px = self.x(v)
-                self.add(f'<line class="axis" x1="{px:.1f}" y1="{self.bottom}" x2="{px:.1f}" y2="{self.bottom + 5}"/>')
-                self.add(f'<text class="tick" x="{px:.1f}" y="{self.bottom + 18}" text-anchor="middle">'
-                         f'{_e(_tick_label(v, xstep))}</text>')
-        self.add(f'<line class="axis" x1="{self.left}" y1="{self.bottom}" x2="{self.right}" y2="{self.bottom}"/>')
-        self.add(f'<line class="axis" x1="{self.left}" y1="{self.top}" x2="{self.left}" y2="{self.bottom}"/>')
-        self.add(f'<text class="label" x="{(self.left + self.right) / 2:.1f}" y="{self.height - 8}" '
-                 f'text-anchor="middle">{_e(xlabel)}</text>')
-        cy = (self.top + self.bottom) / 2
-        self.add(f'<text class="label" x="16" y="{cy:.1f}" text-anchor="middle" '
-                 f'transform="rotate(-90 16 {cy:.1f})">{_e(ylabel)}</text>')
-
-    def svg(self, label: str) -> str:
-        return _svg(self.width, self.height, label, self.parts)
-
-
-def _svg(width: int, height: int, label: str, parts: list[str]) -> str:
-    return (f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-            f'aria-label="{_e(label)}">{"".join(parts)}</svg>')
-
-
-def _empty_svg(message: str, width: int = 900, height: int = 120) -> str:
-    return _svg(width, height, message, [
-        f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" class="empty"/>',
-        f'<text class="label" x="{width / 2}" y="{height / 2 + 5}" text-anchor="middle">{_e(message)}</text>'])
-
-
-def _legend(items: list[tuple[str, str, str]], x: float, y: float) -> list[str]:
-    """items: (kind, color, text) with kind 'line', 'dash', 'dot' or 'box'; laid out left to right."""
-    parts = []
-    for kind, color, text in items:
-        if kind == "line":
-            parts.append(f'<line x1="{x}" y1="{y}" x2="{x + 18}" y2="{y}" stroke="{color}" stroke-width="2.5"/>')
-        elif kind == "dash":
-            parts.append(f'<line x1="{x}" y1="{y}" x2="{x + 18}" y2="{y}" stroke="{color}" stroke-width="2" '
-                         f'stroke-dasharray="5 3"/>')
-        elif kind == "dot":
-            parts.append(f'<circle cx="{x + 9}" cy="{y}" r="3.5" fill="{color}"/>')
-        else:
-            parts.append(f'<rect x="{x + 3}" y="{y - 6}" width="12" height="12" fill="{color}"/>')
-        parts.append(f'<text class="tick" x="{x + 24}" y="{y + 4}">{_e(text)}</text>')
-        x += 24 + 7 * len(text) + 18
-    return parts
-
 
 def _figure(fig_id: str, title: str, body: str, caption: str) -> str:
     return (f'<figure id="{fig_id}"><h2>{_e(title)}</h2><div class="plot">{body}</div>'
@@ -274,12 +135,17 @@ def _fig_best_score(data: _Run) -> str:
         return _figure("fig-best-score", "Best score over evaluations", _empty_svg(why),
                        f"Best score so far after each evaluation: {_e(why)}.")
     scored = [(k, p) for k, p in enumerate(data.evaluations, start=1) if _is_scored(p)]
-    values = [s["combined_score"] for _, s in scored] + ([target] if target is not None else [])
-    plot = _Plot(900, 380, (0, max(n, 1)), _domain(values))
+    ydom, near = score_axis([b for _, b in points], target)
+    plot = _Plot(900, 380, (0, max(n, 1)), ydom)
     plot.axes("evaluations (in the order they finished)", "score", xinteger=True)
     many = len(scored) > 2000
+    below = 0
     for k, p in scored:
         title = "" if many else f'<title>program {p["id"]}: {_e(_score(p["combined_score"]))}</title>'
+        if p["combined_score"] < ydom[0]:  # far below the best: a mark on the axis, not a squashed plot
+            below += 1
+            plot.add(f'<path class="below" d="M{plot.x(k):.1f},{plot.bottom - 1}l-3,-5h6z">{title}</path>')
+            continue
         plot.add(f'<circle class="dot" cx="{plot.x(k):.1f}" cy="{plot.y(p["combined_score"]):.1f}" r="2.6">'
                  f'{title}</circle>')
     bad = [k for k, p in enumerate(data.evaluations, start=1) if not _is_scored(p)]
@@ -287,12 +153,15 @@ def _fig_best_score(data: _Run) -> str:
         px = plot.x(k)
         plot.add(f'<line x1="{px:.1f}" y1="{plot.bottom - 7}" x2="{px:.1f}" y2="{plot.bottom}" '
                  f'stroke="{BAD_COLOR}" stroke-width="1.2"/>')
-    if target is not None:
+    if target is not None and near:
         py = plot.y(target)
         plot.add(f'<line x1="{plot.left}" y1="{py:.1f}" x2="{plot.right}" y2="{py:.1f}" stroke="{TARGET_COLOR}" '
                  f'stroke-width="1.6" stroke-dasharray="6 4"/>')
         plot.add(f'<text class="tick" x="{plot.right - 4}" y="{py - 6:.1f}" text-anchor="end" '
                  f'fill="{TARGET_COLOR}">target {_e(_score(target))}</text>')
+    elif target is not None:
+        plot.add(f'<text class="tick" x="{plot.right - 4}" y="{plot.top - 4}" text-anchor="end" '
+                 f'fill="{TARGET_COLOR}">target {_e(_score(target))} is above this range</text>')
     k0, b0 = points[0]
     path = [f"M{plot.x(k0):.1f},{plot.y(b0):.1f}"]
     for k, b in points[1:]:
@@ -302,16 +171,19 @@ def _fig_best_score(data: _Run) -> str:
     legend = [("line", BEST_COLOR, "best so far"), ("dot", MUTED, "correct program")]
     if bad:
         legend.append(("box", BAD_COLOR, f"failed or incorrect ({len(bad)})"))
-    if target is not None:
+    if below:
+        legend.append(("dot", MUTED, f"{below} below the axis (marked on it)"))
+    if target is not None and near:
         legend.append(("dash", TARGET_COLOR, "best known (target)"))
     plot.parts += _legend(legend, plot.left, 16)
     first, last = points[0][1], points[-1][1]
     caption = (f"Best score after each of the {n} evaluations (step line), every correct program's score (dots)"
                f"{' and failed or incorrect ones (red ticks on the axis)' if bad else ''}. "
-               f"From {_e(_score(first))} to {_e(_score(last))}")
+               f"From {_e(_score(first))} to {_e(_score(last))}; the score axis spans the best line's range"
+               + (f" ({below} correct programs scored below it and are marked on the axis)" if below else ""))
     if target is not None:
-        caption += f"; the dashed line is the best known score {_e(_score(target))}, " \
-                   f"gap {_e(_score(target - last))}"
+        where = "the dashed line" if near else "above the plotted range"
+        caption += f"; the best known score is {_e(_score(target))} ({where}), gap {_e(_score(target - last))}"
     return _figure("fig-best-score", "Best score over evaluations", plot.svg("best score over evaluations"),
                    caption + ".")
 
@@ -447,15 +319,18 @@ def _sizes():
         base *= 10
 
 
-def _fig_arms(data: _Run) -> str:
-    proposals = data.proposals
-    if not proposals:
-        why = "no proposals yet (only the seed)" if data.distinct else "no programs yet"
-        return _figure("fig-arms", "Operators and models used", _empty_svg(why),
-                       f"Proposals per operator or model in windows of proposals: {why}.")
+def _arm_counts(proposals: list[tuple[int, str]]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for _, arm in proposals:
         counts[arm] = counts.get(arm, 0) + 1
+    return counts
+
+
+def _fig_arms(data: _Run) -> str:
+    proposals = data.proposals
+    counts = _arm_counts(proposals)
+    if len(counts) < 2:  # one arm or none: the facts say which; a chart of identical bars would say nothing
+        return ""
     arms = sorted(counts, key=lambda a: (-counts[a], a))
     colors = {arm: PALETTE[i % len(PALETTE)] for i, arm in enumerate(arms)}
     size = next(s for s in _sizes() if s >= max(1, math.ceil(len(proposals) / MAX_ARM_BARS)))
@@ -502,145 +377,23 @@ def _fig_arms(data: _Run) -> str:
 
 def _fig_cost(data: _Run) -> str:
     programs = data.distinct
-    if not programs:
-        why = "no programs yet"
-        return _figure("fig-cost", "Cumulative cost", _empty_svg(why), f"Cumulative cost of the programs: {why}.")
+    if not any(_finite(p["cost_usd"]) and p["cost_usd"] > 0 for p in programs):
+        return ""  # nothing was spent: the facts say so, and a flat line at $0 would say nothing more
     totals = []
     total = 0.0
     for p in programs:
         total += p["cost_usd"] if _finite(p["cost_usd"]) else 0.0
         totals.append(total)
     n = len(programs)
-    top = total if total > 0 else 1.0
-    plot = _Plot(900, 300, (0, n), (0, top * 1.06))
+    plot = _Plot(900, 300, (0, n), (0, total * 1.06))
     plot.axes("programs, in creation order", "cumulative cost (USD)", xinteger=True, yfmt="${}")
     path = [f"M{plot.x(0):.1f},{plot.y(0):.1f}"]
     for k, t in enumerate(totals, start=1):
         path.append(f"H{plot.x(k):.1f}V{plot.y(t):.1f}")
     plot.add(f'<path d="{"".join(path)}" fill="none" stroke="{PALETTE[2]}" stroke-width="2.5"/>')
-    if total > 0:
-        caption = (f"Cumulative model cost over the {n} programs in the order they were created: "
-                   f"${total:.6f} in all, ${total / n:.6f} per program.")
-    else:
-        caption = f"No cost was recorded for the {n} programs of this run (offline operators or an external agent)."
+    caption = (f"Cumulative model cost over the {n} programs in the order they were created: "
+               f"${total:.6f} in all, ${total / n:.6f} per program.")
     return _figure("fig-cost", "Cumulative cost", plot.svg("cumulative cost"), caption)
-
-
-def _points(value: Any, dim: int = 2) -> np.ndarray | None:
-    try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        return None
-    if array.ndim != 2 or array.shape[1] != dim or array.shape[0] == 0 or not np.isfinite(array).all():
-        return None
-    return array
-
-
-def _draw_circles(private: dict[str, Any]) -> tuple[str, str] | None:
-    centers = _points(private.get("centers"))
-    try:
-        radii = np.asarray(private.get("radii"), dtype=float)
-    except (TypeError, ValueError):
-        return None
-    if centers is None or radii.shape != (centers.shape[0],) or not np.isfinite(radii).all():
-        return None
-    size, pad = 520, 20
-    scale = size - 2 * pad
-    parts = [f'<rect x="{pad}" y="{pad}" width="{scale}" height="{scale}" fill="#fff" stroke="#212529" '
-             f'stroke-width="1.5"/>']
-    rmax = float(radii.max()) or 1.0
-    for i, ((x, y), r) in enumerate(zip(centers, radii)):
-        shade = 0.25 + 0.55 * float(r) / rmax
-        parts.append(f'<circle cx="{pad + x * scale:.2f}" cy="{pad + (1 - y) * scale:.2f}" r="{max(r, 0) * scale:.2f}" '
-                     f'fill="{PALETTE[0]}" fill-opacity="{shade:.2f}" stroke="#1b3a5c" stroke-width="0.8">'
-                     f'<title>circle {i}: center ({x!r}, {y!r}), radius {float(r)!r}</title></circle>')
-    caption = (f"The best program's packing of {len(radii)} circles in the unit square (darker is larger), "
-               f"sum of radii {_score(float(radii.sum()))}.")
-    return _svg(size, size, "best circle packing", parts), caption
-
-
-def _draw_heilbronn(private: dict[str, Any], public: dict[str, Any]) -> tuple[str, str] | None:
-    points = _points(private.get("points"))
-    if points is None:
-        return None
-    s = TRIANGLE_SIDE
-    height_t = s * math.sqrt(3) / 2
-    size, pad = 520, 24
-    scale = (size - 2 * pad) / s
-    top = pad + (size - 2 * pad - height_t * scale) / 2
-
-    def xy(x: float, y: float) -> str:
-        return f"{pad + x * scale:.2f},{top + (height_t - y) * scale:.2f}"
-
-    parts = [f'<polygon points="{xy(0, 0)} {xy(s, 0)} {xy(s / 2, height_t)}" fill="#f8f9fa" stroke="#212529" '
-             f'stroke-width="1.5"/>']
-    smallest = public.get("smallest_triangle")
-    note = ""
-    if (isinstance(smallest, list) and len(smallest) == 3
-            and all(isinstance(i, int) and 0 <= i < len(points) for i in smallest)):
-        corners = " ".join(xy(*points[i]) for i in smallest)
-        parts.append(f'<polygon points="{corners}" fill="{TARGET_COLOR}" fill-opacity="0.3" stroke="{TARGET_COLOR}" '
-                     f'stroke-width="1.2"><title>smallest triangle {smallest}</title></polygon>')
-        note = f"; the shaded triangle (points {', '.join(map(str, smallest))}) is the smallest"
-    for i, (x, y) in enumerate(points):
-        cx, cy = xy(x, y).split(",")
-        parts.append(f'<circle cx="{cx}" cy="{cy}" r="4.5" fill="{PALETTE[0]}"><title>point {i}: ({x!r}, {y!r})'
-                     f'</title></circle>')
-        parts.append(f'<text class="tick" x="{float(cx) + 6:.1f}" y="{float(cy) - 6:.1f}">{i}</text>')
-    caption = f"The best program's {len(points)} points in the unit-area equilateral triangle{note}."
-    return _svg(size, size, "best point set in the triangle", parts), caption
-
-
-def _draw_points(private: dict[str, Any], public: dict[str, Any]) -> tuple[str, str] | None:
-    points = _points(private.get("points"))
-    if points is None:
-        return None
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    span = float(max(hi - lo)) or 1.0
-    size, pad = 520, 30
-    scale = (size - 2 * pad) / span
-    off = (span - (hi - lo)) / 2 * scale
-
-    def xy(p: np.ndarray) -> tuple[float, float]:
-        return pad + off[0] + (p[0] - lo[0]) * scale, size - pad - off[1] - (p[1] - lo[1]) * scale
-
-    parts = [f'<rect x="0.5" y="0.5" width="{size - 1}" height="{size - 1}" fill="#fff" stroke="#dee2e6"/>']
-    notes = []
-    for key, color, dash, what in (("farthest_pair", PALETTE[0], ' stroke-dasharray="6 4"', "farthest pair"),
-                                   ("closest_pair", TARGET_COLOR, "", "closest pair")):
-        pair = public.get(key)
-        if isinstance(pair, list) and len(pair) == 2 and all(isinstance(i, int) and 0 <= i < len(points)
-                                                             for i in pair):
-            (x1, y1), (x2, y2) = xy(points[pair[0]]), xy(points[pair[1]])
-            parts.append(f'<line x1="{x1:.2f}" y1="{y1:.2f}" x2="{x2:.2f}" y2="{y2:.2f}" stroke="{color}" '
-                         f'stroke-width="2"{dash}><title>{what} {pair}</title></line>')
-            notes.append(f"{what} {pair[0]}–{pair[1]}")
-    for i, p in enumerate(points):
-        x, y = xy(p)
-        parts.append(f'<circle cx="{x:.2f}" cy="{y:.2f}" r="5" fill="#343a40"><title>point {i}: '
-                     f'({p[0]!r}, {p[1]!r})</title></circle>')
-    extra = f" ({'; '.join(notes)}: solid orange closest, dashed blue farthest)" if notes else ""
-    caption = f"The best program's {len(points)} points, scaled to fit{extra}."
-    return _svg(size, size, "best point set", parts), caption
-
-
-def _draw_steps(private: dict[str, Any]) -> tuple[str, str] | None:
-    try:
-        heights = np.asarray(private.get("heights"), dtype=float)
-    except (TypeError, ValueError):
-        return None
-    if heights.ndim != 1 or heights.size == 0 or not np.isfinite(heights).all() or heights.max() <= 0:
-        return None
-    plot = _Plot(900, 320, (-0.25, 0.25), (0, float(heights.max()) * 1.06))
-    plot.axes("x", "f(x)")
-    n = heights.size
-    path = [f"M{plot.x(-0.25):.1f},{plot.y(0):.1f}"]
-    for i, h in enumerate(heights):
-        path.append(f"V{plot.y(h):.1f}H{plot.x(-0.25 + (i + 1) / (2 * n)):.1f}")
-    path.append(f"V{plot.y(0):.1f}")
-    plot.add(f'<path d="{"".join(path)}" fill="{PALETTE[0]}" fill-opacity="0.25" stroke="{PALETTE[0]}" '
-             f'stroke-width="1.2"/>')
-    return plot.svg("best step function"), f"The best program's step function f with {n} steps on [-1/4, 1/4]."
 
 
 def _fig_solution(data: _Run) -> str:
@@ -650,15 +403,7 @@ def _fig_solution(data: _Run) -> str:
         why = "no best program yet"
         return _figure("fig-solution", title, _empty_svg(why), f"A drawing of the best solution: {why}.")
     task, private, public = data.run.task, best.private_metrics, best.public_metrics
-    drawn = None
-    if task.startswith("circle_packing"):
-        drawn = _draw_circles(private)
-    elif task.startswith("heilbronn_triangle"):
-        drawn = _draw_heilbronn(private, public)
-    elif task.startswith("min_max_distance"):
-        drawn = _draw_points(private, public)
-    elif task.startswith("autocorrelation"):
-        drawn = _draw_steps(private)
+    drawn = draw_solution(task, private, public)
     if drawn is None:
         why = f"no drawing for task {task}: its best program's private metrics hold no solution this report draws"
         return _figure("fig-solution", title, _empty_svg(why), _e(why) + ".")
@@ -688,6 +433,7 @@ svg text.node { font-size: 12.5px; font-family: "DejaVu Sans Mono", "Liberation 
 svg .grid { stroke: #e9ecef; stroke-width: 1; }
 svg .axis { stroke: #495057; stroke-width: 1; }
 svg .dot { fill: #8a8f98; fill-opacity: 0.55; }
+svg .below { fill: #8a8f98; }
 svg .empty { fill: #f8f9fa; stroke: #dee2e6; stroke-dasharray: 4 3; }
 figcaption { color: #495057; font-size: 13.5px; margin-top: 8px; }
 table.data { border-collapse: collapse; font-size: 13px; margin-top: 10px; font-variant-numeric: tabular-nums; }
@@ -744,6 +490,10 @@ def _facts(data: _Run) -> str:
     ]
     if best_score is not None and target is not None:
         items.append(("gap to target", _score(target - best_score)))
+    arms = _arm_counts(data.proposals)
+    items.append(("operators", ", ".join(f"{arm} ({n} proposal{'s' if n != 1 else ''})"
+                                         for arm, n in sorted(arms.items(), key=lambda a: (-a[1], a[0])))
+                  or "none yet (only the seed)"))
     total_cost = sum(p["cost_usd"] for p in data.distinct if _finite(p["cost_usd"]))
     items.append(("cost", f"${total_cost:.6f}" if total_cost else "none recorded"))
     ends = [p["evaluated_at"] for p in data.distinct if p["evaluated_at"]]
@@ -778,7 +528,7 @@ async def build_report(archive: Archive, run_id: int) -> str:
     data = await _load(archive, run_id)
     run = data.run
     figures = [_fig_best_score(data), _fig_islands(data), _fig_lineage(data), _fig_arms(data), _fig_cost(data),
-               _fig_solution(data)]
+               _fig_solution(data)]  # the operators' and the cost's only where they say something
     title = f"evomcp run {run.id}: {run.name}"
     generated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
     return (
@@ -891,8 +641,10 @@ def render_progress_png(points: list[tuple[int, float]], target: float | None, w
         _text(img, (left + right) // 2, (top + bottom) // 2 - 7, "no correct program yet", _INK, scale=2,
               anchor="middle")
         return _png(img)
-    values = [s for _, s in points] + ([target] if target is not None else [])
-    ylo, yhi = _domain(values)
+    (ylo, yhi), near = score_axis([s for _, s in points], target)
+    if target is not None and not near:  # far above the line: said, not drawn (it would flatten the line)
+        _text(img, left + 4, top - 22, f"target {target:.6g} above", _ORANGE)
+        target = None
     xhi = max(max(k for k, _ in points), 1)
     xlo = 0
 

@@ -19,6 +19,7 @@ from evomcp.tools.perturb import perturb
 from evomcp.tools.workspace import open_workspace
 
 FIGURES = ("fig-best-score", "fig-islands", "fig-lineage", "fig-arms", "fig-cost", "fig-solution")
+ALWAYS = ("fig-best-score", "fig-islands", "fig-lineage", "fig-solution")  # the others only where they say something
 ARMS = ("perturb", "model-a", None)  # None: an external agent that names no operator
 
 
@@ -70,11 +71,12 @@ def parse(html: str) -> Page:
     return page
 
 
-def check_structure(html: str) -> Page:
+def check_structure(html: str, figures=FIGURES) -> Page:
     page = parse(html)
     assert html.startswith("<!DOCTYPE html>")
     assert len(page.ids) == len(set(page.ids)), "duplicate ids"
-    for fig in FIGURES:
+    assert set(page.figures) == set(figures), sorted(page.figures)
+    for fig in figures:
         assert fig in page.figures, fig
         assert {"svg", "figcaption"} <= page.figures[fig], (fig, page.figures[fig])
     assert page.external == [], f"the page must not load anything: {page.external}"
@@ -203,7 +205,7 @@ async def test_report_when_the_seed_failed_or_is_incorrect(tmp_path):
         failed, incorrect = (await runs.list_runs(ws)).runs
         pages = [await build_report(ws.archive, run.run_id) for run in (failed, incorrect)]
     for html, status, why in zip(pages, ("failed", "running"), ("broken evaluator", "must not be negative")):
-        check_structure(html)
+        check_structure(html, ALWAYS)  # no proposal, no cost: no operators' chart, no cost chart
         assert why in html[html.index('id="seed-error"'):]
         assert "none of the 1 evaluations produced a correct program" in html
         assert '<dd id="fact-best-score">none</dd>' in html and f'<dd id="fact-status">{status}</dd>' in html
@@ -215,7 +217,7 @@ async def test_report_of_an_empty_run_and_a_task_directory(tmp_path):
     try:
         run = await archive.create_run("empty", "my_task", "/somewhere/my_task", {}, None)
         html = await build_report(archive, run.id)
-        check_structure(html)
+        check_structure(html, ALWAYS)
         assert '<dd id="fact-target">none</dd>' in html and "no evaluation yet" in html
         with pytest.raises(ValueError, match="no run with id 99"):
             await build_report(archive, 99)
@@ -301,3 +303,28 @@ def test_report_renders_in_headless_chromium(perturbed_run):
     width, height, raw = decode_png(shot.read_bytes())
     assert (width, height) == (1200, 3000)
     assert len(set(raw)) > 64 and len(shot.read_bytes()) > 50_000  # far from a blank page
+
+
+async def test_one_arm_and_no_cost_leave_out_their_charts_and_the_axis_shows_the_change(tmp_path):
+    """A perturb-only run: no operators' chart of identical bars, no flat $0 line, and a best-score axis fitted
+    to the best line (1.61 -> 1.77), with the far target (2.635) said instead of squashing the line."""
+    archive = await Archive.open(tmp_path / "e.db")
+    try:
+        run = await archive.create_run("one arm", "circle_packing_26", "circle_packing_26", {}, 2.635)
+        parent = await add(archive, run.id, None, 1.61)
+        for score in (1.0, 1.65, None, 1.7, 1.77):  # one far below, one failure
+            child = await add(archive, run.id, parent, score, generation=1)
+            await archive.add_event(run.id, "proposed", {"program": child, "parent": parent, "operator": "perturb"})
+        html = await build_report(archive, run.id)
+    finally:
+        await archive.close()
+    check_structure(html, ALWAYS)
+    assert '<dd id="fact-operators">perturb (5 proposals)</dd>' in html
+    assert '<dd id="fact-cost">none recorded</dd>' in html
+    figure = html[html.index('id="fig-best-score"'):]
+    figure = figure[:figure.index("</figure>")]
+    ticks = [float(v) for v in re.findall(r'<text class="tick" x="[\d.]+" y="[\d.]+" text-anchor="end">([\d.]+)</text>',
+                                           figure)]
+    assert ticks and 1.6 <= min(ticks) and max(ticks) <= 1.8, ticks  # not 1.0 .. 2.7
+    assert "target 2.635 is above this range" in figure
+    assert "1 below the axis" in figure and figure.count('class="below"') == 1
