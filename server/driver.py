@@ -11,9 +11,11 @@ scratchpad), so a driver resumes where it stopped.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
@@ -21,9 +23,10 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..store import StorageError
-from ..tools import steps
+from ..tools import sandbox_facts, steps
 from ..tools.bandit import Bandit, BanditState
 from ..tools.errors import EvoError
+from ..tools.flights import Flight
 from ..tools.models import ProposalResult
 from ..tools.perturb import perturb
 from ..tools.workspace import Workspace
@@ -67,6 +70,12 @@ class DriverConfig(BaseModel):
 # could not even be reached; when every model is given up on, the driver stops: a dead endpoint helps nobody.
 # Overload and server errors (429, 5xx, timeouts) pass: they are shown as failing, never end a run.
 FAILING_AFTER = 3
+# a rate-limited call is tried this many times in all before its step fails; RAISE_AFTER good calls in a row
+# give back one of the calls in flight that rate limits took away
+RATE_LIMIT_TRIES, RAISE_AFTER = 6, 4
+# the driver's state (bandits, counters) is saved after a step at most this often, and always at its end: a
+# crash loses at most this much of the bandits' learning, never a program or a result
+SAVE_EVERY_S = 0.25
 
 
 class DriverStatus(BaseModel):
@@ -83,12 +92,22 @@ class DriverStatus(BaseModel):
     cost_usd: float = 0.0
     reserved_usd: float = 0.0
     in_flight: int = 0
+    calls_limit: int | None = Field(None, description="model calls the driver keeps in flight at most, when rate "
+                                                      "limits lowered it below its concurrency")
     arms: dict[str, dict[str, float]] = Field(default_factory=dict)
     patch_types: dict[str, dict[str, float]] = Field(default_factory=dict)
     config: DriverConfig
 
 
 ARMS_NOTE, PATCH_NOTE, DRIVER_NOTE, META_NOTE = "bandit:arms", "bandit:patch_types", "driver", "meta"
+
+
+@dataclass(eq=False)
+class _Step:
+    """One step of a worker: whether it holds a place in the evaluation backlog, and its evaluation."""
+
+    backlog: bool = False
+    flight: Flight | None = None
 
 
 class Driver:
@@ -122,6 +141,13 @@ class Driver:
         self._failure_reasons: set[str] = set()
         self._cost_capped = False
         self.done = anyio.Event()
+        # proposals stored and not yet evaluated, at most: every slot busy and as many ready behind them
+        self._backlog = anyio.Semaphore(max(1, 2 * ws.executor.slots))
+        self._step_ended = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._saved_at = 0.0
+        self._calls = anyio.CapacityLimiter(config.concurrency)  # model calls in flight; lowered by rate limits
+        self._good_calls = 0
 
     # state kept in the archive ------------------------------------------------
 
@@ -145,6 +171,7 @@ class Driver:
         self._last_meta = (await archive.get_note(self.run_id, META_NOTE) or {}).get("at", 0)
 
     async def _save(self) -> None:
+        self._saved_at = time.monotonic()
         self.status.evaluations = await self._evaluated() - (self.status.baseline_evaluated or 0)
         self.status.arms = self._arm_bandit.summary()
         self.status.patch_types = self._patch_bandit.summary()
@@ -223,8 +250,15 @@ class Driver:
         try:
             await self._load()
             await self._save()  # the baseline is kept from the first moment: budgets count across restarts
+            try:  # the briefs' sandbox facts, measured beside the first steps (a resumed driver's too)
+                await sandbox_facts.prefetch(self.ws, self.ws.task(await self.ws.run(self.run_id)))
+            except EvoError:
+                pass  # a task that cannot be loaded: the first step says so
+            if self.config.models:  # a second of imports, off the event loop (other runs and tools go on)
+                await anyio.to_thread.run_sync(importlib.import_module, "openai")
             await self._evaluate_leftovers()
             async with anyio.create_task_group() as tg:
+                self._tg = tg
                 for _ in range(self.config.concurrency):
                     tg.start_soon(self._worker)
         except StorageError as exc:
@@ -286,6 +320,9 @@ class Driver:
                 pass
 
     async def _worker(self) -> None:
+        """One step after another: sample, change (a model call or perturb), propose. A proposal's evaluation
+        goes on without the worker (the pipeline): the worker starts its next step while the evaluation runs,
+        and `_learn` takes the result when it is recorded."""
         try:
             while True:
                 reason = await self._budget_reason()
@@ -295,27 +332,42 @@ class Driver:
                         self._failed = reason in self._failure_reasons
                     return
                 if await self._budget_taken():
-                    await anyio.sleep(0.02)
+                    if self.status.in_flight > 0:  # checked again: _budget_taken may have waited for the archive
+                        await self._step_ended.wait()
                     continue
                 self.status.in_flight += 1
+                step = _Step()
                 try:
-                    result = await self._step()
+                    await self._step(step)
                 finally:
-                    self.status.in_flight -= 1
-                await self._maybe_meta()
-                await self._save()
-                if self.on_result is not None:
-                    self.on_result(result, self)
+                    if step.flight is None:  # no evaluation to wait for: the step ends here
+                        self._end_step(step)
+                if step.flight is None:
+                    await self._after(None)
         except StorageError as exc:  # the other workers stop at their next budget check
             if self.status.state != "failed":
                 self._fail(exc)
 
-    async def _step(self) -> ProposalResult | None:
+    def _end_step(self, step: _Step) -> None:
+        self.status.in_flight -= 1
+        if step.backlog:
+            self._backlog.release()
+        self._step_ended.set()  # wakes workers waiting for room in the budget
+        self._step_ended = anyio.Event()
+
+    async def _after(self, result: ProposalResult | None) -> None:
+        await self._maybe_meta()
+        if time.monotonic() - self._saved_at >= SAVE_EVERY_S:  # and at the end: run() saves the final state
+            await self._save()
+        if self.on_result is not None:
+            self.on_result(result, self)
+
+    async def _step(self, step: _Step) -> None:
         ws, run_id = self.ws, self.run_id
         arm = self._arm_bandit.choose(self.arms, ws.rng)
         patch_kind = self._patch_bandit.choose(["diff", "full", "cross"], ws.rng) if arm != PERTURB else None
         try:
-            sampled = await steps.sample_parent(ws, run_id, patch_type=patch_kind)
+            sampled = await steps.sample_parent(ws, run_id, patch_type=patch_kind, wait_facts=False)
         except EvoError as exc:
             self._arm_bandit.release(arm)
             if patch_kind:
@@ -323,21 +375,25 @@ class Driver:
             self.status.refused += 1
             await ws.archive.add_event(run_id, "driver_skip", {"reason": str(exc)})
             await anyio.sleep(0.2)
-            return None
-        if patch_kind is not None:
-            patch_kind = sampled.patch_type  # fix mode may override the suggestion
-        parent_score = sampled.parent.combined_score
+            return
+        if patch_kind is not None and sampled.patch_type != patch_kind:
+            # fix mode overrode the suggestion: this step teaches the patch-type bandit nothing
+            self._patch_bandit.release(patch_kind)
+            patch_kind = None
         cost = 0.0  # of this step's model call, kept even when its proposal is refused
         result: ProposalResult | None = None
         try:
             if arm == PERTURB:
-                change = perturb(sampled.parent.code, ws.rng)
+                change = perturb(sampled.parent.code, ws.rng, language=sampled.language)
                 if change is None:
                     raise EvoError("perturb found no numeric literal to change")
                 code, description = change
+                await self._room(step)
+                if self._stop.is_set():
+                    return self._drop(step, arm, patch_kind, sampled)
                 result = await steps.propose_candidate(ws, run_id, sampled.parent.id, code=code, patch_type="full",
                                                        description=description, ticket=sampled.ticket,
-                                                       operator=PERTURB)
+                                                       operator=PERTURB, detach=True)
             else:
                 call = await self._complete(arm, sampled.brief, "mutation")
                 if call is None:
@@ -345,6 +401,9 @@ class Driver:
                     raise ModelError("cost cap reached: no further model calls")
                 reply, call_id = call
                 cost = reply.cost_usd
+                await self._room(step)
+                if self._stop.is_set():
+                    return self._drop(step, arm, patch_kind, sampled)
                 result = await self._propose_reply(arm, sampled, reply, call_id)
         except (EvoError, ModelError) as exc:
             self.status.refused += 1
@@ -354,29 +413,110 @@ class Driver:
             if isinstance(exc, ModelError) and exc.fatal and arm in self.arms:
                 self.arms.remove(arm)
                 await ws.archive.add_event(run_id, "arm_disabled", {"arm": arm, "reason": str(exc)[:1000]})
-        self._idle_steps = 0 if result is not None else self._idle_steps + 1
+        flight = ws.evaluations.get(result.program.id) if result is not None else None
+        if flight is None:  # nothing to evaluate: the bandits learn that the step gave nothing
+            self._idle_steps += 1
+            self._learn(arm, patch_kind, None, cost)
+            return
+        step.flight = flight
+        self._tg.start_soon(self._settle, step, flight, arm, patch_kind, sampled.parent.combined_score, cost)
+
+    async def _room(self, step: _Step) -> None:
+        """Wait until fewer evaluations are outstanding than the backlog allows (a change in hand waits here,
+        after its model call: calls never wait for evaluations, and a slot that frees finds the next candidate
+        stored and ready)."""
+        await self._backlog.acquire()
+        step.backlog = True
+
+    def _drop(self, step: _Step, arm: str, patch_kind: str | None, sampled: Any) -> None:
+        """The driver was stopped while this step waited for room: its change is not stored."""
+        self._arm_bandit.release(arm)
+        if patch_kind is not None:
+            self._patch_bandit.release(patch_kind)
+        self.ws.tickets.redeem(sampled.ticket, self.run_id, sampled.parent.id)
+
+    async def _settle(self, step: _Step, flight: Flight, arm: str, patch_kind: str | None,
+                      parent_score: float | None, cost: float) -> None:
+        """Wait for a proposal's evaluation to be recorded, then let the bandits learn from it. An evaluation
+        that could not be recorded counts as a step without a candidate (a storage failure ends the driver)."""
+        try:
+            await flight.done.wait()
+        finally:
+            self._end_step(step)
+        result = flight.result
+        if result is None:
+            self._idle_steps += 1
+            if flight.error is not None:
+                self._last_failure = f"the evaluation of program {flight.program_id} failed: {flight.error}"[:300]
+                if isinstance(flight.error, StorageError) and self.status.state != "failed":
+                    self._fail(flight.error)
+        else:
+            self._idle_steps = 0
         improvement = None
-        if result is not None:
-            if result.program.correct and result.program.combined_score is not None:
-                improvement = result.program.combined_score - (parent_score if parent_score is not None else 0.0)
+        if result is not None and result.program.correct and result.program.combined_score is not None:
+            improvement = result.program.combined_score - (parent_score if parent_score is not None else 0.0)
+        self._learn(arm, patch_kind, improvement, cost)
+        try:
+            await self._after(result)
+        except StorageError as exc:
+            if self.status.state != "failed":
+                self._fail(exc)
+
+    def _learn(self, arm: str, patch_kind: str | None, improvement: float | None, cost: float) -> None:
         self._arm_bandit.update(arm, improvement, cost)
         if patch_kind is not None:
             self._patch_bandit.update(patch_kind, improvement)
-        return result
 
     async def _complete(self, arm: str, prompt: str, purpose: str) -> tuple[Reply, int] | None:
-        """One model call within the cost cap, recorded in the archive (failed ones too); None: over the cap."""
+        """One model call within the cost cap, recorded in the archive (failed ones too); None: over the cap.
+
+        A rate-limited call (HTTP 429, after the client's own retries) halves the calls the driver keeps in
+        flight and is tried again after the endpoint's Retry-After (or a backoff), up to RATE_LIMIT_TRIES
+        times, so overload slows the run down instead of failing its steps; every RAISE_AFTER good calls in a
+        row give back one call in flight, up to the driver's concurrency."""
+        for attempt in range(RATE_LIMIT_TRIES):
+            try:
+                return await self._call(arm, prompt, purpose)
+            except ModelError as exc:
+                if not exc.rate_limited or attempt == RATE_LIMIT_TRIES - 1 or self._stop.is_set():
+                    raise
+                was = self._calls.total_tokens
+                self._calls.total_tokens = max(1, was // 2)
+                self.status.calls_limit = self._calls.total_tokens
+                self._good_calls = 0
+                delay = exc.retry_after or min(60.0, 2.0 ** attempt)
+                if self.config.max_wall_s is not None:
+                    left = self.config.max_wall_s - (time.monotonic() - self._started)
+                    if delay >= left:  # the wall-time budget ends before the endpoint takes calls again
+                        raise
+                await self.ws.archive.add_event(self.run_id, "rate_limited", {
+                    "arm": arm, "retry_in_s": delay, "calls_in_flight_limit": self._calls.total_tokens,
+                    "was": was})
+                with anyio.move_on_after(delay):
+                    await self._stop.wait()
+                if self._stop.is_set():
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _call(self, arm: str, prompt: str, purpose: str) -> tuple[Reply, int] | None:
         reservation = self._reserve(arm, prompt)
         if reservation is None:
             return None
         try:
-            reply = await self.ensemble.complete(arm, SYSTEM_PROMPT, prompt, self.ws.rng)
+            async with self._calls:
+                reply = await self.ensemble.complete(arm, SYSTEM_PROMPT, prompt, self.ws.rng)
         except ModelError as exc:
             self._model_failed(arm, exc)
             await self.ws.archive.add_llm_call(self.run_id, arm, purpose, ok=False, error=str(exc)[:1000])
             raise
         finally:
             self._reserved -= reservation
+        self._good_calls += 1
+        if self._good_calls >= RAISE_AFTER and self._calls.total_tokens < self.config.concurrency:
+            self._calls.total_tokens += 1
+            self.status.calls_limit = self._calls.total_tokens if self._calls.total_tokens < self.config.concurrency \
+                else None
+            self._good_calls = 0
         self._model_failures[arm] = 0
         self._model_unreachable.pop(arm, None)
         self.status.failing_models.pop(arm, None)
@@ -400,7 +540,8 @@ class Driver:
         patch, code, description = parse_change(reply.text)
         result = await steps.propose_candidate(
             self.ws, self.run_id, sampled.parent.id, patch=patch, code=code, patch_type=sampled.patch_type,
-            description=description or None, ticket=sampled.ticket, operator=arm, cost_usd=reply.cost_usd)
+            description=description or None, ticket=sampled.ticket, operator=arm, cost_usd=reply.cost_usd,
+            detach=True)
         await self.ws.archive.link_llm_call(call_id, result.program.id)
         return result
 

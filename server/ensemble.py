@@ -10,15 +10,34 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import openai
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+if TYPE_CHECKING:
+    import openai
+
 PERTURB = "perturb"
+
+
+def preload_client() -> None:
+    """Start importing `openai` in a background thread. openai 3 takes about a second to import (its typed
+    models); a run sets up its archive, sandbox and seed meanwhile, and the first model call finds it loaded.
+    Python's import lock makes an `import openai` elsewhere wait for this one rather than run twice."""
+    if "openai" not in sys.modules:
+        threading.Thread(target=_import_client, name="evomcp-import-openai", daemon=True).start()
+
+
+def _import_client() -> None:
+    try:
+        import openai  # noqa: F401
+    except Exception:  # noqa: BLE001 - the import is retried (and fails loudly) where the client is needed
+        pass
 
 
 class ModelSpec(BaseModel):
@@ -60,6 +79,8 @@ class ModelSpec(BaseModel):
         return (prompt_tokens * self.price_in_per_m + completion_tokens * self.price_out_per_m) / 1e6
 
     def new_client(self) -> openai.AsyncOpenAI:
+        import openai
+
         key = os.environ.get(self.api_key_env, "") if self.api_key_env else "no-key-needed"
         return openai.AsyncOpenAI(api_key=key or "missing", base_url=self.base_url, timeout=self.timeout_s,
                                   max_retries=self.max_retries)
@@ -71,12 +92,32 @@ class ModelSpec(BaseModel):
 
 class ModelError(Exception):
     """A call failed, or the reply was unusable. `fatal`: retrying this model cannot help; `unreachable`: no
-    connection to its endpoint could be made (nothing listens there, or the name does not resolve)."""
+    connection to its endpoint could be made (nothing listens there, or the name does not resolve);
+    `retry_after` (seconds, 0 when the endpoint named no time): it was rate limited (HTTP 429)."""
 
-    def __init__(self, message: str, fatal: bool = False, unreachable: bool = False):
+    def __init__(self, message: str, fatal: bool = False, unreachable: bool = False,
+                 retry_after: float | None = None):
         super().__init__(message)
         self.fatal = fatal
         self.unreachable = unreachable
+        self.retry_after = retry_after
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.retry_after is not None
+
+
+def _retry_after(headers: Any) -> float:
+    """Seconds an endpoint asked to wait (`retry-after-ms` or `retry-after` in seconds), 0 when unsaid, at most
+    an hour; an HTTP date is not honoured (0)."""
+    for key, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(key)) * scale
+        except (TypeError, ValueError):
+            continue
+        if value == value and value >= 0:
+            return min(value, 3600.0)
+    return 0.0
 
 
 @dataclass
@@ -122,12 +163,13 @@ class Ensemble:
         spec = self.specs[name]
         temperature = float(rng.choice(spec.temperatures))
         started = time.monotonic()
-        try:
-            from openai.types.chat import ChatCompletion  # ~80 ms to import: only once a model is asked
+        import openai
 
-            # the client's generic POST: `chat.completions.create` first walks its ~40 typed parameters
-            # (about 0.6 ms a call here); the request, retries, errors and parsed reply are the same
-            response = await self.client(name).post("/chat/completions", cast_to=ChatCompletion, body={
+        try:
+            # the client's generic POST with the reply as plain JSON (`cast_to=object`): `chat.completions.create`
+            # walks its ~40 typed parameters and builds typed models of the reply, about 3 ms a call that a
+            # step does not need; the request, retries (Retry-After honoured) and errors are the client's own
+            response = await self.client(name).post("/chat/completions", cast_to=object, body={
                 "model": spec.model, "temperature": temperature, "max_tokens": spec.max_tokens,
                 "messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt}],
             })
@@ -140,6 +182,9 @@ class Ensemble:
                              f"id and base_url)", fatal=True) from None
         except openai.APITimeoutError:
             raise ModelError(f"model {name!r}: no answer within {spec.timeout_s:g} s") from None
+        except openai.RateLimitError as exc:
+            raise ModelError(f"model {name!r}: HTTP 429 (rate limited) after {spec.max_retries} retries: "
+                             f"{str(exc.message)[:300]}", retry_after=_retry_after(exc.response.headers)) from None
         except openai.APIStatusError as exc:
             raise ModelError(f"model {name!r}: HTTP {exc.status_code} after {spec.max_retries} retries: "
                              f"{str(exc.message)[:300]}") from None
@@ -150,19 +195,32 @@ class Ensemble:
                              f"({why[:300]})", unreachable=True) from None
         except openai.APIError as exc:
             raise ModelError(f"model {name!r}: {type(exc).__name__}: {str(exc)[:300]}") from None
-        except ValueError as exc:  # a body that is not JSON
+        except (ValueError, RecursionError) as exc:  # a body that is not JSON, or nested beyond reason
             raise ModelError(f"model {name!r}: malformed reply ({type(exc).__name__}: {str(exc)[:200]})") from None
         seconds = time.monotonic() - started
-        if not hasattr(response, "choices"):
-            raise ModelError(f"model {name!r}: malformed reply (not a chat completion)")
-        choices = response.choices or []
-        message = choices[0].message if choices else None
-        text = (message.content if message is not None else None) or ""
-        usage = getattr(response, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        text, prompt_tokens, completion_tokens = _read_completion(name, response)
         return Reply(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                      cost_usd=spec.cost(prompt_tokens, completion_tokens), seconds=seconds, temperature=temperature)
+
+
+def _read_completion(name: str, response: Any) -> tuple[str, int, int]:
+    """(text, prompt tokens, completion tokens) of a chat completion's JSON, read as the untrusted data it is."""
+    if not isinstance(response, dict) or "choices" not in response:
+        raise ModelError(f"model {name!r}: malformed reply (not a chat completion)")
+    choices = response["choices"] or []
+    if not isinstance(choices, list):
+        raise ModelError(f"model {name!r}: malformed reply (its choices are not a list)")
+    message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+    text = message.get("content") if isinstance(message, dict) else None
+    if text is not None and not isinstance(text, str):
+        raise ModelError(f"model {name!r}: malformed reply (its message content is not text)")
+    usage = response.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return text or "", _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53 else 0
 
 
 _FENCE = re.compile(r"```[\w+-]*[ \t]*\n(.*?)```", re.DOTALL)
@@ -210,6 +268,8 @@ class OpenAIProviders:
 
     async def embed(self, run_id: int, spec: dict, text: str) -> np.ndarray:
         from ..tools.providers import ProviderError
+
+        import openai
 
         model = ModelSpec.model_validate(spec)
         started = time.monotonic()

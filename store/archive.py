@@ -281,8 +281,9 @@ class Archive:
         The duplicate check and the insert are one statement, so concurrent proposals of the
         same code cannot both get in.
         """
+        created_at = time.time()
         values = (run_id, parent_id, island, generation, code, code_hash, diff, patch_type, description, cost_usd,
-                  embedding, fingerprint, time.time())
+                  embedding, fingerprint, created_at)
         columns = ("run_id, parent_id, island, generation, code, code_hash, diff, patch_type, description, status,"
                    " cost_usd, embedding, fingerprint, created_at")
         if allow_duplicate:
@@ -297,9 +298,12 @@ class Archive:
             if cur.rowcount == 0:
                 twin = await self.find_by_hash(run_id, code_hash)
                 raise DuplicateProgram(twin if twin is not None else -1)
-        program = await self.get_program(run_id, cur.lastrowid)
-        assert program is not None
-        return program
+        return ProgramRecord(  # the row as inserted, without reading it back
+            id=cur.lastrowid, run_id=run_id, parent_id=parent_id, island=island, generation=generation, code=code,
+            code_hash=code_hash, diff=diff, patch_type=patch_type, description=description, status="pending",
+            correct=None, combined_score=None, public_metrics={}, private_metrics={}, text_feedback=None, error=None,
+            stdout_tail=None, stderr_tail=None, eval_seconds=None, cost_usd=cost_usd, created_at=created_at,
+            evaluated_at=None, fingerprint=fingerprint)
 
     async def find_by_hash(self, run_id: int, code_hash: str) -> int | None:
         row = await self._row(
@@ -333,7 +337,9 @@ class Archive:
     async def set_program_status(self, program_id: int, status: ProgramStatus) -> None:
         await self._db.execute("UPDATE programs SET status = ? WHERE id = ?", (status, program_id))
 
-    async def save_result(self, program_id: int, result: EvaluationResult) -> None:
+    async def save_result(self, program_id: int, result: EvaluationResult) -> float:
+        """Write an evaluation's result onto its program; returns the time it records as `evaluated_at`."""
+        evaluated_at = time.time()
         await self._db.execute(
             "UPDATE programs SET status = ?, correct = ?, combined_score = ?, public_metrics = ?,"
             " private_metrics = ?, text_feedback = ?, error = ?, stdout_tail = ?, stderr_tail = ?,"
@@ -349,10 +355,11 @@ class Archive:
                 result.stdout_tail,
                 result.stderr_tail,
                 result.eval_seconds,
-                time.time(),
+                evaluated_at,
                 program_id,
             ),
         )
+        return evaluated_at
 
     async def pending_ids(self, run_id: int, running_too: bool = False) -> list[int]:
         """Programs of the run proposed and not evaluated yet (`running_too`: and those marked running, which

@@ -171,6 +171,7 @@ def embed(text: str, dim: int = 64) -> list[float]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins handler threads
     block_on_close = True
+    request_queue_size = 128  # listen backlog: dozens of clients connecting at once are not reset (default 5)
 
     def __init__(self, fake: "FakeOpenAI", addr: tuple[str, int]):
         self.fake = fake

@@ -2,6 +2,8 @@
 through the real `openai` client and the MCP surface."""
 
 import re
+import threading
+import time
 
 import anyio
 import numpy as np
@@ -13,6 +15,7 @@ from evomcp.server.app import build_server
 from evomcp.server.driver import Driver, DriverConfig, Drivers
 from evomcp.tools import runs
 from evomcp.tools.perturb import perturb
+from evomcp.tools.workspace import open_workspace
 
 CODE = re.compile(r"## (?:Current program|Program to fix) \(id (\d+).*?```python\n(.*?)```", re.DOTALL)
 
@@ -96,15 +99,62 @@ async def test_provider_failures_are_recorded_and_the_run_goes_on(ws):
         with anyio.fail_after(60):
             final = await driver.run()
     assert final.state == "finished" and final.evaluations == 4
-    events = [e for e in await ws.archive.events(status.run.run_id, limit=200) if e["kind"] == "proposal_failed"]
+    every = await ws.archive.events(status.run.run_id, limit=200)
+    events = [e for e in every if e["kind"] == "proposal_failed"]
     reasons = " | ".join(e["data"]["reason"] for e in events)
-    for needle in ("HTTP 429", "HTTP 500", "HTTP 503", "no answer within", "malformed reply", "empty reply",
-                   "does not match"):
+    for needle in ("HTTP 500", "HTTP 503", "no answer within", "malformed reply", "empty reply", "does not match"):
         assert needle in reasons, (needle, reasons)
+    # the rate limit failed no step: its call was tried again after the endpoint's Retry-After
+    assert "429" not in reasons
+    assert [e["data"]["retry_in_s"] for e in every if e["kind"] == "rate_limited"] == [0.1]
     calls = await ws.archive.llm_call_stats(status.run.run_id)
-    # every call is recorded; the 5 transport-level failures have no answer, the rest were answered
-    assert calls["flaky"]["calls"] == 4 + len(events)
-    assert calls["flaky"]["ok"] == calls["flaky"]["calls"] - 5, reasons
+    # every call is recorded; the 5 transport-level failures and the body that is no chat completion (Invalid)
+    # gave no answer, the rest were answered
+    assert calls["flaky"]["calls"] == 4 + len(events) + 1
+    assert calls["flaky"]["ok"] == calls["flaky"]["calls"] - 6, reasons
+
+
+async def test_rate_limits_lower_the_calls_in_flight_and_fail_no_step(ws):
+    """An endpoint that answers 429 (Retry-After) whenever more than two calls are in flight: the driver halves
+    its calls in flight until the endpoint stops refusing, every step ends in a candidate, none fails."""
+    state = {"now": 0, "limited": 0}
+    guard = threading.Lock()
+    good = good_model(3)
+
+    def respond(request: dict):
+        with guard:
+            state["now"] += 1
+            busy = state["now"]
+        try:
+            if busy > 2:
+                with guard:
+                    state["limited"] += 1
+                return HTTPError(429, retry_after=0.05)
+            threading.Event().wait(0.05)  # a model that takes a moment, so calls overlap
+            return good(request)
+        finally:
+            with guard:
+                state["now"] -= 1
+
+    with FakeOpenAI() as fake:
+        fake.add_model("limited", respond)
+        status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 1})
+        driver = Driver(ws, status.run.run_id, DriverConfig(
+            models=[model("limited", fake)], perturb=False, max_evaluations=16, concurrency=8))
+        with anyio.fail_after(120):
+            final = await driver.run()
+    assert final.state == "finished" and final.evaluations == 16 and final.refused == 0, final
+    every = await ws.archive.events(status.run.run_id, limit=500)
+    assert not [e for e in every if e["kind"] == "proposal_failed"]
+    limited = [e["data"] for e in every if e["kind"] == "rate_limited"]
+    limits = [e["calls_in_flight_limit"] for e in limited]
+    assert limits and min(limits) <= 2, limits  # halved from 8 down to what the endpoint takes
+    lowest = min(limits)
+    after = limited[limits.index(lowest) + 1:]
+    assert any(e["was"] > lowest for e in after), limited  # good calls gave calls in flight back, up to a 429
+    assert state["limited"] == len(limits)
+    calls = await ws.archive.llm_call_stats(status.run.run_id)
+    assert calls["limited"]["calls"] - calls["limited"]["ok"] == state["limited"]  # each refusal recorded
 
 
 async def test_retries_with_backoff_then_success(ws):
@@ -207,3 +257,64 @@ async def test_embeddings_endpoint_and_novelty_judge(ws):
         config = {"num_islands": 1, "embeddings": {**endpoint, "base_url": fake.base_url}}
         with pytest.raises(EvoError, match="embeddings endpoint failed"):
             await runs.start_run(ws, "circle_packing_26", config=config)
+
+
+def timed_model(seconds: float, seed: int):
+    """good_model behind a delay; records (start, end) of every call on the archive's clock (time.time)."""
+    good, guard, calls = good_model(seed), threading.Lock(), []
+
+    def respond(request: dict):
+        started = time.time()
+        threading.Event().wait(seconds)
+        try:
+            return good(request)
+        finally:
+            with guard:
+                calls.append((started, time.time()))
+
+    return respond, calls
+
+
+async def test_a_worker_calls_the_model_again_while_its_candidate_is_evaluated(db_path):
+    """The pipeline with one worker and one slot: the next model call starts while the previous candidate
+    is still being evaluated (a worker that waited for each evaluation could never overlap the two)."""
+    respond, calls = timed_model(0.15, 4)
+    with FakeOpenAI() as fake:
+        fake.add_model("slow", respond)
+        async with open_workspace(db_path, slots=1) as ws:
+            status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 1})
+            driver = Driver(ws, status.run.run_id, DriverConfig(
+                models=[model("slow", fake)], perturb=False, max_evaluations=10, concurrency=1))
+            with anyio.fail_after(120):
+                final = await driver.run()
+            programs = [p for p in await ws.archive.report_programs(status.run.run_id) if p["parent_id"]]
+    assert final.state == "finished" and final.evaluations == 10 and final.in_flight == 0
+    starts = sorted(start for start, _ in calls)
+    overlapped = sum(any(start < p["evaluated_at"] and start > p["created_at"] for start in starts)
+                     for p in programs)
+    assert overlapped >= 5, (overlapped, programs, calls)
+
+
+async def test_stored_candidates_wait_for_a_slot_within_the_backlog(db_path):
+    """Model replies faster than one slot evaluates: workers keep calling, and stored candidates waiting for
+    the slot never exceed the backlog (twice the slots), which they reach."""
+    respond, calls = timed_model(0.05, 5)
+    with FakeOpenAI() as fake:
+        fake.add_model("quick", respond)
+        async with open_workspace(db_path, slots=1) as ws:
+            status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 1})
+            driver = Driver(ws, status.run.run_id, DriverConfig(
+                models=[model("quick", fake)], perturb=False, max_evaluations=24, concurrency=6))
+            with anyio.fail_after(120):
+                final = await driver.run()
+            programs = [p for p in await ws.archive.report_programs(status.run.run_id) if p["parent_id"]]
+    assert final.state == "finished" and final.evaluations == 24 and final.in_flight == 0
+    assert len(programs) == 24 and all(p["status"] == "evaluated" for p in programs)
+    moments = sorted([(p["created_at"], 1) for p in programs] + [(p["evaluated_at"], -1) for p in programs])
+    outstanding = peak = 0
+    for _, change in moments:
+        outstanding += change
+        peak = max(peak, outstanding)
+    assert peak == 2, peak
+    # the bandit learned from every step, after its result
+    assert sum(arm["pulls"] for arm in final.arms.values()) == 24

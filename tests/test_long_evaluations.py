@@ -376,3 +376,30 @@ async def test_what_runs_after_an_evaluation_cannot_turn_it_into_an_error():
         assert flight.result == "recorded" and flight.error is None
     finally:
         await evaluations.aclose()
+
+
+async def test_the_sandbox_probe_starts_with_the_run_and_needs_no_slot(tmp_path):
+    """The briefs' sandbox facts are measured from the start of a run, in the background, and the probe
+    runs beside the evaluation slots: with the only slot busy, a probe for other limits still finishes."""
+    from evomcp.tools import runs, sandbox_facts, steps
+
+    task = slow_task(tmp_path / "slow", timeout_s=60)
+    async with open_workspace(tmp_path / "a.db", slots=1) as ws:
+        status = await runs.start_run(ws, task, config=CONFIG)
+        run_id = status.run.run_id
+        run_task = ws.task(await ws.run(run_id))
+        with anyio.fail_after(60):  # nobody asked for the facts: start_run began measuring them
+            while sandbox_facts._key(run_task) not in ws.sandbox_facts:
+                await anyio.sleep(0.05)
+        sampled = await steps.sample_parent(ws, run_id, wait_facts=False)
+        assert sampled.sandbox.measured and "importable (tried)" in sampled.brief
+        busy = await steps.propose_candidate(ws, run_id, sampled.parent.id, code=delayed(30, 2.0),
+                                             ticket=sampled.ticket, wait_s=0)
+        flight = ws.evaluations.get(busy.program.id)
+        with anyio.fail_after(10):  # the slow candidate holds the only slot
+            while ws.executor.in_flight < 1:
+                await anyio.sleep(0.01)
+        with anyio.fail_after(25):
+            facts = await sandbox_facts.sandbox_facts(ws, run_task.model_copy(update={"timeout_s": 59}))
+        assert facts.measured and not flight.done.is_set()  # measured while the only slot stayed busy
+        await ws.evaluations.stop_all(run_id, "test over")

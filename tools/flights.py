@@ -119,6 +119,17 @@ class Evaluations:
                 self._finished.popitem(last=False)
             flight.done.set()
 
+    async def background(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run `fn(*args)` in the workspace's group, like an evaluation but of no program (the sandbox probe):
+        closing the workspace cancels it; its failure is logged, never raised to anyone."""
+        async def guarded() -> None:
+            try:
+                await fn(*args)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("background %s failed: %s: %s", getattr(fn, "__name__", fn), type(exc).__name__, exc)
+
+        (await self._group()).start_soon(guarded)
+
     async def stop_all(self, run_id: int, reason: str, wait_s: float = 10.0) -> list[Flight]:
         """Stop the run's evaluations and wait (up to `wait_s`) until they are recorded."""
         flights = self.of_run(run_id)
