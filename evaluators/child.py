@@ -448,6 +448,8 @@ def _run_candidate(spec):
     kind = spec["kind"]
     if kind == "probe":
         return {"ok": True, "value": None}
+    if spec.get("build") is not None and kind in ("entry", "check"):
+        return _build_and_run(spec)  # a program in another language: build it, run it, its stdout is the data
     if kind == "entry":
         module = _load_module("candidate", spec["program_path"])
         entry = getattr(module, spec["entry"], None)
@@ -483,6 +485,179 @@ def _run_candidate(spec):
             return {"ok": False, "error": f"{name}() returned {type(metrics).__name__}, expected a dict"}
         return {"ok": True, "value": _jsonable(metrics)}
     return {"ok": False, "error": f"unknown child kind {kind!r}"}
+
+
+# ---------------------------------------------------------------- programs in other languages
+#
+# A job with `build` holds a program in another language (evaluators/languages.py): the child builds
+# it with the job's commands, each a subprocess of the candidate's own (so under its namespaces, uid,
+# seccomp filter and rlimits, and killed with it), in the work directory, with HOME, TMPDIR and the
+# compilers' caches pointed there; then runs the binary, whose stdout is the program's data. A "check"
+# job only runs its steps (a syntax check). The template resolves each command's first word on its own
+# machine before it forks (`_resolve_commands`); a toolchain outside the view (a rustup toolchain, an
+# /opt install) is bound read-only into that child's root like the rest of the view.
+
+_TOOLS = {}  # tool name -> (path, folders to bind) or None: resolved once per template
+_PROGRAM_OUTPUT_MAX = 4 * 1024**2  # what a built program may print as its data
+_TOOLCHAIN_TOPS = ("/", "/root", "/home", "/opt", "/usr", "/usr/local", "/tmp", "/var", "/srv", "/etc")
+
+
+def _in_view(path):
+    view = VIEW or sandbox_view()
+    return any((path + "/").startswith(p.rstrip("/") + "/") for p in view["ro"])
+
+
+def _resolve_tool(name):
+    """(the path to run, the folders of its toolchain to bind) for a command's first word; None if absent."""
+    if name in _TOOLS:
+        return _TOOLS[name]
+    import shutil
+    import subprocess
+
+    found = shutil.which(name) if "/" not in name else (name if os.access(name, os.X_OK) else None)
+    resolved = None
+    if found:
+        real = os.path.realpath(found)
+        if os.path.basename(real) in ("rustup", "rustup-init"):  # a proxy: the toolchain's own binary
+            try:
+                real = subprocess.run([real, "which", name], capture_output=True, text=True, timeout=60,
+                                      stdin=subprocess.DEVNULL).stdout.strip()
+            except (OSError, subprocess.SubprocessError):
+                real = ""
+            real = os.path.realpath(real) if real and os.path.isfile(real) else ""
+        if real and _in_view(real):
+            resolved = (found if os.path.realpath(found) == real else real, ())  # the proxy's target, if one
+        elif real:
+            top = os.path.dirname(real)
+            if os.path.basename(top) == "bin":
+                top = os.path.dirname(top)  # a toolchain's prefix: bin/, lib/, its sysroot
+            resolved = (real, (top,) if top not in _TOOLCHAIN_TOPS and top not in _NEVER_WHOLE else (real,))
+    _TOOLS[name] = resolved
+    return resolved
+
+
+def _resolve_commands(spec):
+    """Resolve the first word of each command of a build job, in place; note the toolchains to bind and
+    the tools this machine lacks."""
+    build = spec.get("build")
+    if not build:
+        return
+    folders, missing = [], []
+    for argv in [*build.get("steps", []), build.get("run") or []]:
+        if not argv or argv[0].startswith("{"):
+            continue  # {binary}: what the build made
+        found = _resolve_tool(argv[0])
+        if found is None:
+            missing.append(argv[0])
+            continue
+        argv[0] = found[0]
+        folders += [f for f in found[1] if f not in folders]
+    build["missing"] = missing
+    spec["toolchains"] = folders
+
+
+def _with_toolchains(view, folders):
+    return view if not folders else {**view, "ro": [*view["ro"], *(f for f in folders if f not in view["ro"])]}
+
+
+def _first_errors(log, lines=12, chars=1500):
+    """The head of a compiler's output, from its first error line (warnings before it skipped)."""
+    rows = [row.rstrip() for row in log.splitlines() if row.strip()]
+    first = next((i for i, row in enumerate(rows) if "error" in row.lower()), 0)
+    text = "\n".join(rows[first:first + lines])
+    return text if len(text) <= chars else text[:chars] + " ..."
+
+
+def _read_own(path, cap):
+    """Up to `cap` + 1 bytes of a file the candidate's processes wrote (no link followed, never blocking)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return b""
+    try:
+        chunks, size = [], 0
+        while size <= cap:
+            chunk = os.read(fd, min(1 << 20, cap + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def _why(exc):
+    if exc.errno == errno.EAGAIN:
+        return (f" (the process limit was reached: it counts every process of the candidate's user, and a root "
+                f"server's candidates share uid {SANDBOX_ID} with the machine's other processes of that uid)")
+    return ""
+
+
+def _ended(code):
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _build_and_run(spec):
+    import subprocess
+
+    build, workdir = spec["build"], spec["workdir"]
+    if build.get("missing"):
+        tools = ", ".join(dict.fromkeys(build["missing"]))
+        return {"ok": False, "error": f"{tools} is not installed where candidates run (not found on the sandbox's "
+                                      f"PATH): install it on this machine, or give the task another command"}
+    source = os.path.basename(spec["program_path"])
+    binary = os.path.join(workdir, build.get("binary") or "program")
+
+    def fill(argv):
+        return [w.replace("{source}", source).replace("{binary}", binary).replace("{workdir}", workdir)
+                for w in argv]
+
+    cache = os.path.join(workdir, ".cache")  # compilers' caches: in the work dir, gone with it
+    env = {**os.environ, "XDG_CACHE_HOME": cache, "CCACHE_DIR": os.path.join(cache, "ccache"),
+           "GOCACHE": os.path.join(cache, "go"), "CARGO_HOME": os.path.join(workdir, ".cargo"), "PWD": workdir}
+    log_path = os.path.join(workdir, "build.log")
+    for argv in build.get("steps", []):
+        argv = fill(argv)
+        with open(log_path, "wb") as log:
+            try:
+                code = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       cwd=workdir, env=env)
+            except OSError as exc:
+                return {"ok": False, "error": f"cannot start {os.path.basename(argv[0])}: {exc}{_why(exc)}"}
+        if code != 0:
+            text = _read_own(log_path, 1 << 16).decode(errors="replace").replace(workdir + "/", "")
+            tool = os.path.basename(argv[0])
+            limit = " (its CPU-time limit)" if code == -signal.SIGXCPU else ""
+            return {"ok": False, "build_failed": True,
+                    "error": f"the program does not compile: {tool} {_ended(code)}{limit}"
+                             + (f":\n{_first_errors(text)}" if text.strip() else "")}
+    run = build.get("run")
+    if spec["kind"] == "check" or not run:
+        return {"ok": True, "value": None}
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:  # its stdout is ours (stdout.txt), its stderr too: read back below as its data and shown as tails
+        code = subprocess.call(fill(run), stdin=subprocess.DEVNULL, cwd=workdir, env={**os.environ, "PWD": workdir})
+    except OSError as exc:
+        return {"ok": False, "error": f"cannot start the built program: {exc}{_why(exc)}"}
+    if code != 0:
+        last = _read_own(os.path.join(workdir, "stderr.txt"), 1 << 16).decode(errors="replace").strip()
+        last = last.splitlines()[-1][:300] if last else ""
+        return {"ok": False,
+                "error": f"the program {_ended(code)}" + (f" (last line of stderr: {last})" if last else "")}
+    data = _read_own(os.path.join(workdir, "stdout.txt"), _PROGRAM_OUTPUT_MAX)
+    if len(data) > _PROGRAM_OUTPUT_MAX:
+        return {"ok": False, "error": f"the program printed more than {_PROGRAM_OUTPUT_MAX // 1024**2} MB on stdout; "
+                                      f"print only its result there (diagnostics go to stderr)"}
+    return {"ok": True, "value": data.decode(errors="replace")}
 
 
 def _metrics_of(result):
@@ -598,7 +773,7 @@ def _prepare(key):
     child is isolated ("root" or "user" namespaces, else "none") and, with namespaces, the pipe that
     tells whether the process outside is still there.
     """
-    isolate, hide, work_root = key
+    isolate, hide, work_root, toolchains = key
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the template
     try:
         os.setsid()
@@ -611,7 +786,7 @@ def _prepare(key):
         mode = _unshare()
         if mode is not None:
             alive_r = _become_pid_one()
-            _build_root(VIEW or sandbox_view(work_root), list(hide), work_root)
+            _build_root(_with_toolchains(VIEW or sandbox_view(work_root), toolchains), list(hide), work_root)
             return mode, alive_r
     return "none", None
 
@@ -722,6 +897,7 @@ def run_child(spec):
         if spec.get("cgroup"):
             with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
+        _resolve_commands(spec)
         _run(spec, _prepare(_key(spec)), None)
     except BaseException:  # noqa: BLE001 - a child must never return into the server loop
         _die_quietly("child")
@@ -760,8 +936,9 @@ def _child_main(spec, key, done_w, spec_r):
 
 
 def _key(spec):
-    """What a spare must have been prepared for to serve `spec`."""
-    return bool(spec.get("isolate", True)), tuple(spec.get("hide", [])), os.path.dirname(spec["workdir"])
+    """What a spare must have been prepared for to serve `spec` (a build's toolchains outside the view too)."""
+    return (bool(spec.get("isolate", True)), tuple(spec.get("hide", [])), os.path.dirname(spec["workdir"]),
+            tuple(spec.get("toolchains", ())))
 
 
 # ---------------------------------------------------------------- the fork server
@@ -976,6 +1153,9 @@ def serve(preload, in_bwrap=False):
             __import__(name)
         except ImportError:
             pass
+    # a candidate's modules and its copy of the task folder are compiled once and removed with the work dir:
+    # writing their bytecode there (a __pycache__ folder, two files) would only cost time
+    sys.dont_write_bytecode = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -984,23 +1164,36 @@ def serve(preload, in_bwrap=False):
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children = {}  # pid -> request id
     done = {}  # read end of a child's done pipe -> (request id, pid)
-    spare = None
+    spares = []  # children prepared ahead, one per evaluation slot the server has (its requests say how many)
     buffer = b""
     _reply({"ready": True, "pid": os.getpid(), "preloaded": sorted(n for n in preload if n in sys.modules),
             "namespaces": namespaces_allowed(), "bwrap": in_bwrap, "seccomp": _SECCOMP is not None, "view": VIEW})
 
     work_roots = set()  # under bubblewrap: the /tmp folders that hold work directories
 
+    def spare_pids():
+        return [s.pid for s in spares]
+
     def start(request):
-        """Hand the request to the spare if it was prepared for it, else fork a child for it now."""
-        nonlocal spare
+        """Hand the request to a spare prepared for it, else fork a child for it now; then prepare spares
+        for the next requests, as many as the server has evaluation slots."""
+        nonlocal spares
+        _resolve_commands(request["spec"])
         spec, key = request["spec"], _key(request["spec"])
         work_roots.add(key[2].rstrip("/"))
-        if spare is not None and spare.pid is not None and spare.key == key and spare.hand(spec):
-            pid, done_r = spare.pid, spare.done_r
+        for other in [s for s in spares if s.key != key]:  # prepared for another kind of request
+            other.discard()
+        spares = [s for s in spares if s.key == key]
+        handed = None
+        while spares and handed is None:
+            candidate = spares.pop(0)
+            if candidate.hand(spec):
+                handed = candidate
+            else:
+                candidate.discard()
+        if handed is not None:
+            pid, done_r = handed.pid, handed.done_r
         else:
-            if spare is not None:
-                spare.discard()
             done_r, done_w = os.pipe()
             pid = _fork_patiently()
             if pid == 0:
@@ -1010,14 +1203,16 @@ def serve(preload, in_bwrap=False):
                 os.close(done_r)
                 _reply({"id": request["id"], "pid": None, "exit": None, "signal": None,
                         "error": "the process limit is still reached by an earlier candidate"})
-                spare = None
                 return
         children[pid] = request["id"]
         done[done_r] = (request["id"], pid)
-        spare = None
-        _reply({"id": request["id"], "pid": pid, "spare": None})
-        # the next child prepares while this one runs; its pid goes with the replies (the server's view)
-        spare = _Spare(key)
+        _reply({"id": request["id"], "pid": pid, "spares": spare_pids()})
+        # the next children prepare while this one runs; their pids go with the replies (the server's view)
+        while len(spares) < max(1, min(int(spec.get("spares", 1)), 16)):
+            fresh = _Spare(key)
+            if fresh.pid is None:  # the pids cgroup is full: no more spares for now
+                break
+            spares.append(fresh)
 
     while True:
         try:
@@ -1039,7 +1234,7 @@ def serve(preload, in_bwrap=False):
                     # the result is complete: whatever the candidate still runs ends now (with namespaces,
                     # killing the process outside takes the whole PID namespace with it)
                     _kill(pid)
-                    _reply({"id": request_id, "done": True, "spare": spare and spare.pid})
+                    _reply({"id": request_id, "done": True, "spares": spare_pids()})
         if 0 in readable:
             chunk = os.read(0, 1 << 20)
             if not chunk:
@@ -1047,8 +1242,8 @@ def serve(preload, in_bwrap=False):
                 # results of the children still running, so they end with it
                 for pid in children:
                     _kill(pid)
-                if spare is not None:
-                    spare.discard()
+                for waiting in spares:
+                    waiting.discard()
                 break
             buffer += chunk
             while b"\n" in buffer:
@@ -1069,9 +1264,9 @@ def serve(preload, in_bwrap=False):
             if pid == 0:
                 break
             reaped = True
-            if spare is not None and pid == spare.pid:  # it died before it was needed
-                spare.discard(reaped=True)
-                spare = None
+            for dead in [s for s in spares if s.pid == pid]:  # it died before it was needed
+                dead.discard(reaped=True)
+                spares.remove(dead)
             request_id = children.pop(pid, None)
             if request_id is None:
                 continue  # a discarded spare, an orphan we adopted (PID 1 under bubblewrap), a stranger
@@ -1086,14 +1281,13 @@ def serve(preload, in_bwrap=False):
         if in_bwrap and reaped:
             # candidates share this namespace, so what one left behind (a setsid'd daemon, say) ends
             # before its evaluation is reported; killing it makes its own children ours in turn
-            spare_pid = spare.pid if spare is not None else None
-            for stranger in _strangers([*children, spare_pid]):
+            for stranger in _strangers([*children, *spare_pids()]):
                 _kill(stranger)
             if not children and work_roots:
-                _end_all_but({os.getpid(), *_process_tree_of(spare_pid)})
+                _end_all_but({os.getpid(), *(p for s in spare_pids() for p in _process_tree_of(s))})
                 stale = _sweep_as_candidates(work_roots | set(VIEW["ro"]))
         for reply in replies:
-            _reply({**reply, "spare": spare and spare.pid})
+            _reply({**reply, "spares": spare_pids()})
         if stale:
             break  # something a candidate left could not be removed: end; the server starts a fresh sandbox
 

@@ -22,6 +22,7 @@ import anyio
 
 from .sandbox import SECRET_PATHS, ChildOutcome, ForkServer, ForkServerError, Limits, parse_left_json, run_job
 from .child import DEFAULT_PROCESSES
+from .languages import build_spec, check_spec
 from .scorer import Scorer
 from .task import SCORE_FUNCTION, Task
 from .task_imports import install_command
@@ -134,7 +135,18 @@ def job_for(task: Task, code: str, limits: Limits) -> dict[str, Any]:
         "suffix": task.file_suffix,
         "evaluate_name": Path(task.evaluate_path or "evaluate.py").name,
         "limits": dataclasses.asdict(limits),
+        "build": build_spec(task),
     }
+
+
+def check_job(task: Task, code: str, limits: Limits) -> dict[str, Any] | None:
+    """A non-Python program's compile check (evaluators/languages.py), sandboxed like a candidate; None when
+    the task has none."""
+    build = check_spec(task)
+    if build is None:
+        return None
+    return {"kind": "check", "code": code, "suffix": task.file_suffix, "limits": dataclasses.asdict(limits),
+            "build": build}
 
 
 def score_job(task: Task, value: Any, limits: Limits) -> dict[str, Any]:
@@ -219,7 +231,10 @@ class Executor(ABC):
         stages = task.cascade_stages if task.cascade_thresholds is not None else 1
         return Limits(timeout_s=task.timeout_s * stages, address_space_bytes=task.memory_mb * 1024**2)
 
-    async def evaluate(self, task: Task, code: str) -> EvaluationReport:
+    async def evaluate(self, task: Task, code: str, slot: bool = True) -> EvaluationReport:
+        """Evaluate a program in one of the slots (`slot=False`: beside them, for the server's own probes)."""
+        if not slot:
+            return await self._evaluate(task, code)
         async with self._limiter:
             self.in_flight += 1
             try:
@@ -266,6 +281,28 @@ class Executor(ABC):
         average = tuple(task.feature_dimensions) if task.fitness == "average" else None
         verdict = verdict_from_metrics(value if isinstance(value, dict) else {}, source=source, average=average)
         return verdict, verdict.combined_score is None
+
+    async def check_program(self, task: Task, code: str) -> str | None:
+        """Why a non-Python program cannot be evaluated (the compiler's first errors, or its check running past
+        the task's limits), or None when it passes its compile check or the task has none."""
+        limits = self.limits_for(task)
+        job = check_job(task, code, limits)
+        if job is None:
+            return None
+        try:
+            async with self._limiter:
+                outcome = await self._run(job, task)
+        except SandboxError as exc:
+            return f"the compile check could not run: {exc}"
+        if outcome.timed_out:
+            return (f"the compile check ran past the task's time limit of {limits.timeout_s:g} s and was stopped "
+                    f"with every process it started (a template or constexpr recursion without end, say)")
+        result = outcome.result
+        if result is None:
+            return f"the compile check gave no result: {_failure_reason(outcome, limits)}"
+        if not result.get("ok"):
+            return str(result.get("error") or "the compile check failed")
+        return None
 
     async def _score_split(self, task: Task, value: Any, limits: Limits) -> tuple[Verdict, bool]:
         """Run the task's score(data) on what the candidate returned, in a child of its own."""
@@ -320,7 +357,7 @@ class LocalExecutor(Executor):
         super().__init__(slots, isolate)
         home = Path.home()
         self._fork = ForkServer(preload=preload, isolate=isolate,
-                                hide=(*hide, *(str(home / p) for p in SECRET_PATHS)))
+                                hide=(*hide, *(str(home / p) for p in SECRET_PATHS)), spares=self.slots)
 
     def hide(self, *paths: str) -> None:
         self._fork.hide.extend(p for p in paths if p not in self._fork.hide)

@@ -24,7 +24,9 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -372,6 +374,10 @@ def sweep_work_roots() -> list[Path]:
     return removed
 
 
+MAX_QUEUED_CLEANUPS = 4  # work directories waiting for removal at most; past that, one is removed in the slot
+MAX_SPARES = 16  # the template prepares at most this many children ahead (child.py caps it the same way)
+
+
 class ForkServer:
     """One warm `child.py --serve` process; forks a fresh child per request.
 
@@ -381,8 +387,9 @@ class ForkServer:
     """
 
     def __init__(self, preload: tuple[str, ...] = ("numpy",), isolate: bool = True,
-                 hide: tuple[str, ...] = (), max_pids: int = 512, bwrap: str | None = None):
+                 hide: tuple[str, ...] = (), max_pids: int = 512, bwrap: str | None = None, spares: int = 1):
         self.isolate = isolate
+        self.spares = max(1, min(spares, MAX_SPARES))  # children the template keeps prepared: one per slot
         self.hide = list(hide)
         self.bwrap = bwrap or os.environ.get("EVOMCP_BWRAP") or "auto"
         if self.bwrap not in BWRAP_MODES:
@@ -398,6 +405,10 @@ class ForkServer:
         self._cgroup: Path | None = None  # the template's; every child inherits it at fork
         self._cgroup_pid: int | None = None
         self._running = 0  # children asked for and not yet reaped
+        # finished work directories are removed by a thread of their own, off the evaluation slot's path
+        self._cleaner: ThreadPoolExecutor | None = None
+        self._cleanups = 0  # removals queued or running
+        self._cleanups_lock = threading.Lock()
         self._channel = JsonLineChannel(self._argv(), env=base_environment())
 
     def _argv(self) -> list[str]:
@@ -410,19 +421,42 @@ class ForkServer:
 
     @property
     def pids(self) -> set[int]:
-        """The template's processes as the server sees them, with the spare child it keeps prepared."""
+        """The template's processes as the server sees them, with the spare children it keeps prepared."""
         if self.pid is None:
             return set()
-        if self.in_bwrap:  # the monitor, the template (PID 1 inside) and its spare child
+        if self.in_bwrap:  # the monitor, the template (PID 1 inside) and its spare children
             return set(_process_tree(self.pid, depth=2))
-        spare = self._channel.last_message.get("spare")
-        return {self.pid, *(_process_tree(spare, depth=1) if spare else ())}
+        spares = self._channel.last_message.get("spares") or []
+        return {self.pid, *(p for spare in spares for p in _process_tree(spare, depth=1))}
 
     @property
     def in_bwrap(self) -> bool:
         return self._channel.argv[0] == "bwrap"
 
+    def remove_later(self, workdir: Path) -> bool:
+        """Queue a finished work directory for removal; False (remove it now) when removals fall behind."""
+        with self._cleanups_lock:
+            if self._cleanups >= MAX_QUEUED_CLEANUPS:
+                return False
+            self._cleanups += 1
+        if self._cleaner is None:
+            self._cleaner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evomcp-cleanup")
+
+        def remove() -> None:
+            try:
+                remove_tree(workdir)
+            finally:
+                with self._cleanups_lock:
+                    self._cleanups -= 1
+
+        self._cleaner.submit(remove)
+        return True
+
     async def aclose(self) -> None:
+        if self._cleaner is not None:  # the queued removals finish before the work root goes
+            cleaner, self._cleaner = self._cleaner, None
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(cleaner.shutdown)
         await self._channel.aclose()
         if self._cgroup is not None:
             cgroup, self._cgroup, self._cgroup_pid = self._cgroup, None, None
@@ -538,7 +572,7 @@ class ForkServer:
         spec = {**spec, "workdir": str(workdir), "env": child_environment(workdir), "limits": limits.rlimits(),
                 # inside bubblewrap the template itself keeps children from namespaces of their own
                 "isolate": self.isolate if isolate is None else isolate,
-                "hide": self.hide if hide is None else hide}
+                "hide": self.hide if hide is None else hide, "spares": self.spares}
         started = time.monotonic()
         pid = reply = None
         ended = False  # the template said the child is done or gone
@@ -580,8 +614,8 @@ class ForkServer:
             forks_refused = max(0, self.cgroups.refused(cgroup) - refused_before)
             if forks_refused or timed_out:  # let the kernel reap what was killed before the next fork
                 with anyio.CancelScope(shield=True):
-                    # the template, its spare child (2 processes) and up to 3 per other running child
-                    await anyio.to_thread.run_sync(self.cgroups.drain, cgroup, 3 + 3 * self._running)
+                    # the template, its spare children (2 processes each) and up to 3 per other running child
+                    await anyio.to_thread.run_sync(self.cgroups.drain, cgroup, 1 + 2 * self.spares + 3 * self._running)
             if request_id is not None:
                 self._channel.forget(request_id)
         elapsed = time.monotonic() - started
@@ -691,7 +725,8 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
     """Run one job in a fresh private work directory, on this machine, and remove the directory.
 
     A job is plain JSON, the same wherever it runs (the local executor here, a Ray or Dask worker
-    elsewhere): `kind` ("entry", "evaluate_fn", "script", "score" or "probe"), `code`, `suffix`, `entry`,
+    elsewhere): `kind` ("entry", "evaluate_fn", "script", "score", "check" or "probe"), `code`, `suffix`,
+    `entry`, `build` (a program in another language: its build steps and run command, evaluators/languages.py),
     `evaluate_name`, `limits` (the fields of Limits) and optionally `isolate`; an "evaluate_fn" job may
     hold `cascade` ({"thresholds", "stage_timeout_s"}: OpenEvolve's staged evaluation). A "score" job holds no
     code: `value` (the data a candidate returned) and `score_name` (default "score"), for the task's
@@ -710,6 +745,8 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
             program_path = workdir / f"program{job.get('suffix', '.py')}"
             program_path.write_text(job["code"])
             spec["program_path"] = str(program_path)
+        if job.get("build") is not None:  # a program in another language: built, then run (evaluators/languages.py)
+            spec["build"] = job["build"]
         if kind == "entry":
             spec["entry"] = job["entry"]
         elif kind in ("evaluate_fn", "script", "score"):
@@ -733,5 +770,6 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
             outcome.files = read_results_dir(workdir, limits.result_max_bytes)
         return outcome
     finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(remove_tree, workdir)
+        if not fork.remove_later(workdir):
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(remove_tree, workdir)

@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("-o", "--output", type=Path, default=None, help="file (default: stdout)")
 
+    ui = sub.add_parser("ui", help="watch the runs of an archive in a browser (read-only, this machine only)")
+    ui.add_argument("--db", type=Path, default=None,
+                    help="archive file (default: $EVOMCP_DB or the per-user data directory)")
+    ui.add_argument("--host", default="127.0.0.1", help="loopback address to bind (127.0.0.1, localhost or ::1)")
+    ui.add_argument("--port", type=int, default=8766, help="port (default 8766)")
+
     sub.add_parser("tasks", help="list the built-in tasks")
     runs_p = sub.add_parser("runs", help="list the runs in the archive")
     _add_common(runs_p)
@@ -171,11 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=os.environ.get("EVOMCP_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("openai", "httpx"):  # their per-retry INFO lines; a failing model is reported by the driver
+    # their per-request and per-retry INFO lines (openai 3 sends through httpx2); a failing model is reported by the driver
+    for noisy in ("openai", "httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     make_undumpable()
     handler = {"serve": _serve, "run": _run, "tasks": _tasks, "runs": _runs, "show": _show,
-               "export": _export, "report": _report}[args.command]
+               "export": _export, "report": _report, "ui": _ui}[args.command]
     try:
         anyio.run(handler, args)
     except EvoError as exc:
@@ -239,6 +246,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from .ensemble import OpenAIProviders
 
     token = _http_token(args) if args.http else None
+    token_printed = args.http and not args.no_auth and not (args.token or os.environ.get("EVOMCP_TOKEN"))
     async with _executor(args) as executor, open_workspace(_db(args), args.slots, executor=executor) as ws, \
             anyio.create_task_group() as driver_tasks:
         drivers = Drivers(ws, driver_tasks)
@@ -251,7 +259,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 log.info("resumed the driver of run %d", run_id)
         async with anyio.create_task_group() as tg:
             if args.http:
-                await _serve_http(server, args, tg)
+                await _serve_http(server, args, tg, token, token_printed)
             else:
                 tg.start_soon(_on_signal, tg.cancel_scope.cancel)
                 await server.run_stdio_async()
@@ -278,10 +286,12 @@ def _http_token(args: argparse.Namespace) -> str | None:
     return token
 
 
-async def _serve_http(server, args: argparse.Namespace, tg) -> None:
+async def _serve_http(server, args: argparse.Namespace, tg, token: str | None, token_printed: bool) -> None:
+    """MCP on /mcp (bearer token) and the web view on /ui (the login link sets a cookie), on one port."""
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
 
+    from . import web
     from .auth import LOOPBACK
 
     class Uvicorn(uvicorn.Server):
@@ -296,12 +306,51 @@ async def _serve_http(server, args: argparse.Namespace, tg) -> None:
                                              allowed_origins=[f"http://{h}" for h in hosts])
     app = server.streamable_http_app(host=args.host, transport_security=security,
                                      max_request_body_size=args.max_body_bytes)
-    # h11 even where httptools is installed (uvicorn[standard]): httptools keeps the whitespace around
-    # header values that RFC 9110 says to drop, and the SDK then refuses a padded Mcp-Name header
-    http = Uvicorn(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", http="h11"))
-    tg.start_soon(_on_signal, lambda: setattr(http, "should_exit", True))
-    log.info("serving streamable HTTP on http://%s:%d/mcp", args.host, args.port)
-    await http.serve()
+    async with open_workspace(_db(args), reset=False) as view:  # the web view reads on a connection of its own
+        names = [*(LOOPBACK if args.host in LOOPBACK else (args.host, "127.0.0.1", "localhost")), *args.allowed_host]
+        app = web.beside(app, web.web_app(view, token, names))
+        # h11 even where httptools is installed (uvicorn[standard]): httptools keeps the whitespace around
+        # header values that RFC 9110 says to drop, and the SDK then refuses a padded Mcp-Name header
+        http = Uvicorn(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", http="h11"))
+        tg.start_soon(_on_signal, lambda: setattr(http, "should_exit", True))
+        log.info("serving streamable HTTP on http://%s:%d/mcp", args.host, args.port)
+        base = f"http://{_url_host('127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host)}:{args.port}"
+        link = web.login_url(base, token) if token is None or token_printed else \
+            f"{base}{web.LOGIN}?token=TOKEN (TOKEN: the value of --token or $EVOMCP_TOKEN)"
+        print(f"evomcp: watch the runs in a browser: {link}", file=sys.stderr, flush=True)
+        await http.serve()
+
+
+async def _ui(args: argparse.Namespace) -> None:
+    """The web view of an archive on loopback, without a token, read-only: no sandbox, no write."""
+    import uvicorn
+    from starlette.responses import RedirectResponse
+
+    from . import web
+    from .auth import LOOPBACK
+
+    if args.host not in LOOPBACK:
+        raise EvoError(f"--host {args.host}: `evomcp ui` serves this machine only (127.0.0.1, localhost or ::1); to "
+                       f"share the view, use `evomcp serve --http --host {args.host}`, which needs a token")
+
+    class Uvicorn(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # signals are ours: see _on_signal
+            yield
+
+    async def home(scope, receive, send) -> None:
+        if scope["type"] == "http":
+            await RedirectResponse(f"{web.PREFIX}/")(scope, receive, send)
+
+    async with open_workspace(_db(args), reset=False) as ws, anyio.create_task_group() as tg:
+        app = web.beside(home, web.web_app(ws, None, list(LOOPBACK)))
+        http = Uvicorn(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", http="h11",
+                                      lifespan="off"))
+        tg.start_soon(_on_signal, lambda: setattr(http, "should_exit", True))
+        print(f"evomcp: the runs of {ws.archive.path} are at http://{_url_host(args.host)}:{args.port}{web.PREFIX}/ "
+              f"(read-only; Ctrl-C stops)", file=sys.stderr, flush=True)
+        await http.serve()
+        tg.cancel_scope.cancel()
 
 
 def parse_model_spec(text: str) -> ModelSpec:
@@ -364,6 +413,10 @@ class _Driving:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    from .ensemble import preload_client
+
+    if args.model or args.models:
+        preload_client()  # a second of imports, done while the run and its sandbox are set up
     from rich.console import Console
 
     from .driver import DriverConfig

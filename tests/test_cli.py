@@ -122,7 +122,7 @@ def test_ctrl_c_stops_cleanly_and_the_printed_command_resumes_toward_the_same_bu
 
 def test_tasks_lists_every_builtin():
     out = evomcp("tasks")
-    assert len(BUILTIN_TASKS) == 5
+    assert len(BUILTIN_TASKS) == 6  # five in Python, tsp_berlin52 in C++
     for name in BUILTIN_TASKS:
         assert name in out.stdout
 
@@ -176,3 +176,29 @@ async def test_a_look_at_an_archive_starts_no_sandbox(tmp_path):
         status = await runs.get_run_status(ws, run_id)
         assert status.isolation == recorded and status.evaluations_finished == 1
         assert ws.executor.template_pid is None and ws.executor.scorer_pid is None
+
+
+def test_commands_import_only_what_they_use(tmp_path):
+    """`evomcp run` without a model never imports `openai` (a second of start-up) or the MCP SDK; with a model,
+    `openai` loads in the background while the run is set up, and the run's first model call gets it."""
+    probe = ("import sys, threading; from evomcp.server import cli\n"
+             "names, start = [], threading.Thread.start\n"
+             "threading.Thread.start = lambda self: (names.append(self.name), start(self))[1]\n"
+             "try:\n    cli.main(sys.argv[1:])\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+             "loaded = [m for m in ('openai', 'mcp', 'numba', 'evomcp.server.app') if m in sys.modules]\n"
+             "print('LOADED', sorted(loaded + ['(preloaded)'] * ('evomcp-import-openai' in names)))")
+
+    def loaded(*args):
+        out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split("LOADED", 1)[1].strip()
+
+    db = str(tmp_path / "a.db")
+    assert loaded("run", "circle_packing_26", "--budget", "2", "--db", db, "--progress-every", "100") == "[]"
+    assert loaded("runs", "--db", db) == "[]"
+    with FakeOpenAI() as fake:
+        fake.add_model("m", good_model(5))
+        assert loaded("run", "circle_packing_26", "--budget", "2", "--db", db, "--no-perturb", "--model",
+                      f"name=m,base_url={fake.base_url},key_env=none,price_in=0,price_out=0") \
+            == "['(preloaded)', 'openai']"
+        assert len(fake.calls("m")) >= 2

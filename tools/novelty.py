@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import markers
+from . import lexing, markers
 from .errors import EvoError
 from .models import NoveltyCheck, RunConfig
 from .providers import ProviderError
@@ -40,13 +40,14 @@ WINDOW = 20_000
 _TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+|[^\s\w]")
 
 
-def embed(code: str, dim: int = DIM) -> np.ndarray:
-    """Hashed token n-gram embedding of the EVOLVE-BLOCK regions of `code`."""
+def embed(code: str, dim: int = DIM, language: str = "python") -> np.ndarray:
+    """Hashed token n-gram embedding of the EVOLVE-BLOCK regions of `code` (another language's tokens without
+    its comments, tools/lexing.py)."""
     try:
         text = markers.mutable_code(code)
     except Exception:  # noqa: BLE001 - no markers: embed everything
         text = code
-    tokens = _TOKEN.findall(text)
+    tokens = _TOKEN.findall(text) if language == "python" else lexing.tokens(text, language)
     vector = np.zeros(dim, dtype=np.float32)
     for n in (1, 2, 3):
         for i in range(len(tokens) - n + 1):
@@ -150,14 +151,16 @@ async def exact_duplicate(ws: Workspace, run_id: int, twin_id: int) -> str:
 
 
 async def check(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRecord, code: str,
-                fingerprint: str, vector: np.ndarray, operator: str | None = None,
+                fingerprint: str | None, vector: np.ndarray | None, operator: str | None = None,
                 override: str | None = None) -> NoveltyCheck:
-    """Refuse (EvoError) a candidate the run has already tried, or one its judge finds not different."""
+    """Refuse (EvoError) a candidate the run has already tried, or one its judge finds not different.
+    `fingerprint` is None only when the run's novelty is off, `vector` only when it has no judge."""
     if not config.novelty:
         return NoveltyCheck(checked=False, note="novelty checks are off for this run")
     if operator is not None and operator in config.novelty_exempt:
         return NoveltyCheck(checked=False, note=f"operator {operator!r} is exempt (run config novelty_exempt)")
     override = (override or "").strip()[:1000] or None
+    assert fingerprint is not None
     twin_id = await ws.archive.find_by_fingerprint(run_id, fingerprint)
     if twin_id is not None:
         twin = await ws.program(run_id, twin_id)
@@ -174,7 +177,7 @@ async def check(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRe
             f"tell nothing new{_twin_state(twin, run_id)}. Nothing was stored. {WOULD_PASS}. "
             f"{OVERRIDE_HINT}")
     result = NoveltyCheck(checked=True, note="no program of the run is the same after normalising")
-    if config.novelty_judge is not None:
+    if config.novelty_judge is not None and vector is not None:
         result = await _judge(ws, run_id, config, parent, code, vector, override, result)
     return result
 

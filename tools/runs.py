@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from ..evaluators.sandbox import isolation_rank
 from ..evaluators.task import BUILTIN_TASKS, TaskError, resolve_task
 from ..store import RunRecord
-from . import canonical, markers
+from . import canonical, markers, sandbox_facts
 from .errors import EvoError, one_line
 from .islands import seed_islands
 from .models import IslandStatus, ProposalResult, RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
@@ -28,8 +28,8 @@ def run_info(run: RunRecord, contracts: list[str]) -> RunInfo:
 
 
 async def list_tasks(ws: Workspace) -> TaskList:
-    return TaskList(tasks=[TaskInfo(name=t.name, summary=t.summary, target_score=t.target_score, kind="builtin")
-                           for t in BUILTIN_TASKS.values()])
+    return TaskList(tasks=[TaskInfo(name=t.name, summary=t.summary, target_score=t.target_score, kind="builtin",
+                                    language=t.language) for t in BUILTIN_TASKS.values()])
 
 
 def _bwrap_hint(isolation: str) -> str:
@@ -88,7 +88,7 @@ async def start_run(ws: Workspace, task: str, name: str | None = None, config: d
     await start_contract(ws.archive, run.id, resolved)
     ws.contracts_recorded.add(run.id)
     try:
-        seed_vector = await embed_code(ws, run_config, resolved.initial_code, run.id)
+        seed_vector = await embed_code(ws, run_config, resolved.initial_code, run.id, resolved.language)
     except EvoError as exc:
         await ws.archive.set_run_status(run.id, "failed", str(exc))
         raise
@@ -105,6 +105,7 @@ async def start_run(ws: Workspace, task: str, name: str | None = None, config: d
 
     with anyio.CancelScope(shield=True):  # stored: the seed's evaluation starts whatever happens to this call
         flight = await start_evaluation(ws, run, seed, then=seeded)
+    await sandbox_facts.prefetch(ws, ws.task(run))  # for the briefs, beside the seed's evaluation
     result = await settle(ws, flight, wait_s, None)
     if result.program.status == "failed":
         raise EvoError(
@@ -194,4 +195,8 @@ async def resume_run(ws: Workspace, run_id: int) -> RunStatus:
         if ws.evaluations.running(program_id) is None:
             with anyio.CancelScope(shield=True):
                 await start_evaluation(ws, run, await ws.program(run_id, program_id))
+    try:
+        await sandbox_facts.prefetch(ws, ws.task(run))
+    except EvoError:  # a task that cannot be loaded any more: said by the steps that need it
+        pass
     return await get_run_status(ws, run_id)

@@ -4,7 +4,8 @@ The probe runs through the executor's ordinary `evaluate` with the run's task (s
 time and memory limits, in the same sandbox, on whichever machine the executor uses). It prints its
 findings on stdout, one `EVOMCP-PROBE {json}` line each, and the evaluation's stdout tail carries
 them back whatever the task's evaluator makes of the probe's result. Facts are cached per
-workspace (one executor) and per task limits, so a run pays for the probe once.
+workspace (one executor) and per task limits, so a run pays for the probe once; a run that starts or
+resumes begins measuring them in the background (`prefetch`), outside the evaluation slots.
 """
 
 from __future__ import annotations
@@ -125,20 +126,41 @@ def parse(stdout: str) -> SandboxFacts | None:
         return None
 
 
-async def sandbox_facts(ws: Workspace, task: Task) -> SandboxFacts:
+async def prefetch(ws: Workspace, task: Task) -> None:
+    """Start measuring the facts for this task in the background (a run that starts or resumes), so the first
+    sample_parent finds them measured or being measured instead of waiting for the probe."""
+    key = _key(task)
+    cached = ws.sandbox_facts.get(key)
+    if (cached is not None and (cached[0] is None or time.monotonic() < cached[0])) or ws.sandbox_facts_lock.locked():
+        return
+    await ws.evaluations.background(sandbox_facts, ws, task)
+
+
+def _key(task: Task) -> tuple:
+    return (task.kind, task.source, task.timeout_s, task.memory_mb)
+
+
+async def sandbox_facts(ws: Workspace, task: Task, wait: bool = True) -> SandboxFacts:
     """The facts for this task's limits on this workspace's executor, measured on first use.
 
-    The probe waits for an evaluation slot like any candidate, at most PROBE_WAIT_S; when every slot
-    stays busy that long, the answer says so and the probe is tried again after RETRY_S. Nobody waits
-    for a probe another call started: they are told the facts are being measured."""
-    key = (task.kind, task.source, task.timeout_s, task.memory_mb)
+    The probe runs beside the evaluation slots, within PROBE_WAIT_S plus the task's time limit; when it
+    could not run, the answer says so and the probe is tried again after RETRY_S. A call that finds the
+    probe running waits for it, unless `wait` is False (the driver: its first steps go on without the
+    facts): it is then told the facts are being measured."""
+    key = _key(task)
     cache = ws.sandbox_facts
     cached = cache.get(key)
     if cached is not None and (cached[0] is None or time.monotonic() < cached[0]):
         return cached[1]
     if ws.sandbox_facts_lock.locked():
-        return SandboxFacts(measured=False, note="not measured yet: the probe is running; a later sample_parent "
-                                                 "shows its findings")
+        if not wait:
+            return SandboxFacts(measured=False, note="not measured yet: the probe is running; a later "
+                                                     "sample_parent shows its findings")
+        async with ws.sandbox_facts_lock:  # the probe in flight is done when the lock is free
+            pass
+        cached = cache.get(key)
+        if cached is not None:
+            return cached[1]
     async with ws.sandbox_facts_lock:
         facts = await _measure(ws, task)
         retry_at = None if facts.measured else time.monotonic() + RETRY_S
@@ -148,10 +170,13 @@ async def sandbox_facts(ws: Workspace, task: Task) -> SandboxFacts:
 
 async def _measure(ws: Workspace, task: Task) -> SandboxFacts:
     if task.language != "python":
-        return SandboxFacts(measured=False, note=f"not measured: the probe is a Python program, the task's "
-                                                 f"language is {task.language}")
+        return SandboxFacts(measured=False, note=f"not measured (the probe is a Python program, the task's "
+                                                 f"language is {task.language}); the time limit and the task's "
+                                                 f"memory limit ({task.memory_mb} MB of address space a process) "
+                                                 f"apply to the build and the program alike")
     with anyio.move_on_after(PROBE_WAIT_S + task.timeout_s):
-        report = await ws.executor.evaluate(task, probe_code(task.entry))
+        # outside the evaluation slots: one small job per task and process, which candidates never wait behind
+        report = await ws.executor.evaluate(task, probe_code(task.entry), slot=False)
         facts = parse(report.stdout_tail)
         if facts is not None:
             return facts

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import numpy as np
 
+from ..evaluators import languages
 from ..store import DuplicateProgram, EvaluationResult, ProgramRecord, RunRecord
 from . import canonical, markers, novelty, patches, selection
 from .brief import INSPIRATION_CHARS, build_brief
@@ -38,6 +39,14 @@ def check_syntax(code: str, language: str, what: str) -> None:
         raise EvoError(f"{what} has a syntax error at line {exc.lineno}: {exc.msg}") from None
     except ValueError as exc:  # e.g. NUL bytes
         raise EvoError(f"{what} cannot be compiled: {exc}") from None
+
+
+async def check_build(ws: Workspace, task: Any, code: str, notes: list[str]) -> None:
+    """A non-Python program's compile check, in the sandbox (evaluators/languages.py): refused with the
+    compiler's first errors, before anything is stored."""
+    problem = await ws.executor.check_program(task, code)
+    if problem is not None:
+        raise EvoError(_with_notes(f"the resulting program was refused before evaluation: {problem}", notes))
 
 
 def summary(row: dict[str, Any] | ProgramRecord) -> ProgramSummary:
@@ -98,9 +107,10 @@ def _suggest_patch_type(ws: Workspace, config: RunConfig, has_inspirations: bool
 
 async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
                         island: int | None = None, patch_type: PatchType | None = None,
-                        wait_s: float | None = None) -> SampledParent:
+                        wait_s: float | None = None, wait_facts: bool = True) -> SampledParent:
     """A parent, its brief and a ticket; `wait_s` is how long the caller's tool calls wait for an evaluation (the
-    brief explains waiting when the task's evaluations may take longer)."""
+    brief explains waiting when the task's evaluations may take longer); `wait_facts=False` does not wait for
+    the sandbox probe to finish (the brief then says the facts are being measured)."""
     run = await ws.open_run(run_id)
     config = ws.config(run)
     strategy = strategy or config.selection
@@ -131,7 +141,7 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
         patch_type = _suggest_patch_type(ws, config, bool(inspirations), mode)
     best_score = population.best_score()
     task = ws.task(run)
-    facts = await sandbox_facts(ws, task)
+    facts = await sandbox_facts(ws, task, wait=wait_facts)
     ticket = ws.tickets.issue(run_id, parent.id, island, config.ticket_ttl_s)
     brief = build_brief(
         task_name=task.name, description=task.description, language=task.language, parent=parent,
@@ -140,17 +150,24 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
         recommendations=((await ws.archive.get_note(run_id, "meta")) or {}).get("recommendations"),
         evaluation_s=task.timeout_s, wait_s=wait_s, island_failures=await ws.archive.island_failures(run_id, island),
         sandbox=facts, isolation=await ws.executor.isolation(), run_id=run_id, ticket=ticket,
+        toolchain=languages.describe(task),
     )
     return SampledParent(run_id=run_id, ticket=ticket, strategy=strategy, island=island, mode=mode,
                          patch_type=patch_type, parent=parent_view(parent),
                          inspirations=[parent_view(p, inspiration=True) for p in inspirations], best_score=best_score,
-                         time_limit_s=task.timeout_s, sandbox=facts, brief=brief)
+                         time_limit_s=task.timeout_s, sandbox=facts, language=task.language, brief=brief)
 
 
-async def embed_code(ws: Workspace, config: RunConfig, code: str, run_id: int = 0) -> np.ndarray:
+def judged(config: RunConfig) -> bool:
+    """Whether the run's novelty check asks a judge, the one reader of programs' embeddings."""
+    return config.novelty and config.novelty_judge is not None
+
+
+async def embed_code(ws: Workspace, config: RunConfig, code: str, run_id: int = 0,
+                     language: str = "python") -> np.ndarray:
     """The run's embedding of a program's mutable code: its endpoint if it names one, else offline."""
     if config.embeddings is None:
-        return novelty.embed(code)
+        return novelty.embed(code, language=language)
     try:
         return await ws.providers.embed(run_id, config.embeddings, markers.mutable_code(code))
     except ProviderError as exc:
@@ -173,10 +190,12 @@ async def propose_candidate(
     cost_usd: float = 0.0,
     wait_s: float | None = None,
     novelty_override: str | None = None,
+    detach: bool = False,
 ) -> ProposalResult:
     """Apply a change to a parent and store the new program; evaluate it unless `evaluate_now` is False, waiting
     for its result up to `wait_s` seconds (None: until it is recorded). `novelty_override` (a reason) stores a
-    program the novelty check would refuse."""
+    program the novelty check would refuse. `detach` returns once the evaluation has started (the program as
+    `running`; its flight is `ws.evaluations.get(program id)`): the driver's pipeline."""
     run = await ws.open_run(run_id)
     config = ws.config(run)
     parent = await ws.program(run_id, parent_id)
@@ -204,9 +223,12 @@ async def propose_candidate(
     twin = await ws.archive.find_by_hash(run_id, digest)
     if twin is not None:
         raise EvoError(_with_notes(await novelty.exact_duplicate(ws, run_id, twin), applied.notes))
-    vector = await embed_code(ws, config, child_code, run_id)
-    # CPU-bound and sized by the proposal: off the event loop, so other calls and evaluations go on
-    fingerprint = await anyio.to_thread.run_sync(canonical.fingerprint, child_code, task.language)
+    await check_build(ws, task, child_code, applied.notes)
+    # the embedding serves only the novelty judge, the fingerprint only the novelty check: a run without them
+    # pays for neither (CPU-bound and sized by the proposal: off the event loop, so other calls go on)
+    vector = await embed_code(ws, config, child_code, run_id, task.language) if judged(config) else None
+    fingerprint = await anyio.to_thread.run_sync(canonical.fingerprint, child_code, task.language) \
+        if config.novelty else None
     try:
         novelty_check = await novelty.check(ws, run_id, config, parent, child_code, fingerprint, vector, operator,
                                             novelty_override)
@@ -220,20 +242,25 @@ async def propose_candidate(
         program = await ws.archive.insert_program(
             run_id=run_id, parent_id=parent.id, island=parent.island, generation=parent.generation + 1,
             code=child_code, code_hash=digest, diff=patches.unified_diff(parent.code, child_code),
-            patch_type=kind, description=description, embedding=vector.tobytes(), cost_usd=cost_usd,
+            patch_type=kind, description=description, embedding=None if vector is None else vector.tobytes(),
+            cost_usd=cost_usd,
             fingerprint=fingerprint,
         )
     except DuplicateProgram as dup:
         raise EvoError(await novelty.exact_duplicate(ws, run_id, dup.twin_id)) from None
     population.add(program.id, parent.id, program.island, program.generation)
-    ws.novelty.add(run_id, program.island, program.id, vector)
+    if vector is not None:
+        ws.novelty.add(run_id, program.island, program.id, vector)
     ws.tickets.redeem(ticket, run_id, parent.id, program.id)
     notes = applied.notes + ticket_notes
     with anyio.CancelScope(shield=True):  # stored: its evaluation starts whatever happens to this call
         await ws.archive.add_event(run_id, "proposed", {"program": program.id, "parent": parent.id,
                                                         "operator": operator})
         flight = await start_evaluation(ws, run, program, best_before, notes) if evaluate_now else None
-    if flight is not None:
+    if flight is not None and detach:
+        result = _result(run_id, summary(program).model_copy(update={"status": "running"}), parent.combined_score,
+                         best_before, notes)
+    elif flight is not None:
         result = await settle(ws, flight, wait_s, progress)
     else:
         result = _result(run_id, summary(program), parent.combined_score, best_before, notes)
@@ -355,7 +382,7 @@ async def _record(ws: Workspace, run: RunRecord, program: ProgramRecord, flight:
             eval_seconds=report.seconds,
         )
         with anyio.CancelScope(shield=True):  # a finished evaluation is never lost to a cancellation
-            await ws.archive.save_result(program_id, result)
+            evaluated_at = await ws.archive.save_result(program_id, result)
             population.set_result(program_id, result.status, result.correct, result.combined_score)
             saved = True
     finally:
@@ -365,8 +392,10 @@ async def _record(ws: Workspace, run: RunRecord, program: ProgramRecord, flight:
     with anyio.CancelScope(shield=True):  # recorded: the bookkeeping that follows is part of it
         await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": report.combined_score,
                                                          "correct": report.correct, "isolation": report.isolation})
-        await migrate_if_due(ws, run, ws.config(run), population.evaluations())
-        recorded = await ws.program(run_id, program_id)
+        moved = await migrate_if_due(ws, run, ws.config(run), population.evaluations())
+        # as saved (read back only when a migration just moved it to another island)
+        recorded = await ws.program(run_id, program_id) if program_id in moved else \
+            program.model_copy(update={**result.model_dump(), "evaluated_at": evaluated_at})
         out = _result(run_id, summary(recorded), population.score_of(program.parent_id),
                       flight.best_before, flight.notes, recorded.text_feedback)
         if program.patch_type == "seed":
