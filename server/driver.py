@@ -148,6 +148,7 @@ class Driver:
         self._saved_at = 0.0
         self._calls = anyio.CapacityLimiter(config.concurrency)  # model calls in flight; lowered by rate limits
         self._good_calls = 0
+        self._lowered_at = 0.0  # when rate limits last lowered the calls in flight
 
     # state kept in the archive ------------------------------------------------
 
@@ -471,17 +472,20 @@ class Driver:
         """One model call within the cost cap, recorded in the archive (failed ones too); None: over the cap.
 
         A rate-limited call (HTTP 429, after the client's own retries) halves the calls the driver keeps in
-        flight and is tried again after the endpoint's Retry-After (or a backoff), up to RATE_LIMIT_TRIES
+        flight (once for all the calls that were in flight together) and is tried again after the endpoint's Retry-After (or a backoff), up to RATE_LIMIT_TRIES
         times, so overload slows the run down instead of failing its steps; every RAISE_AFTER good calls in a
         row give back one call in flight, up to the driver's concurrency."""
         for attempt in range(RATE_LIMIT_TRIES):
+            asked = time.monotonic()
             try:
                 return await self._call(arm, prompt, purpose)
             except ModelError as exc:
                 if not exc.rate_limited or attempt == RATE_LIMIT_TRIES - 1 or self._stop.is_set():
                     raise
                 was = self._calls.total_tokens
-                self._calls.total_tokens = max(1, was // 2)
+                if asked > self._lowered_at:  # one halving per burst: calls already in flight then say nothing new
+                    self._calls.total_tokens = max(1, was // 2)
+                    self._lowered_at = time.monotonic()
                 self.status.calls_limit = self._calls.total_tokens
                 self._good_calls = 0
                 delay = exc.retry_after or min(60.0, 2.0 ** attempt)

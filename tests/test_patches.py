@@ -107,3 +107,12 @@ def test_any_diff_keeps_fixed_code(before, body, after, data):
     except EvoError:
         return  # refusing is fine; silently changing fixed code is not
     assert markers.split(out.code).fixed == markers.split(program).fixed
+
+
+@pytest.mark.parametrize("inserted", ["# EVOLVE-BLOCK-END\ny = 2\n", "# EVOLVE-BLOCK-START\n",
+                                      "# EVOLVE-BLOCK-END\nz = 3\n# EVOLVE-BLOCK-START\n"])
+def test_a_replacement_that_writes_marker_lines_is_refused(inserted):
+    """A REPLACE holding marker lines would move code between the fixed and mutable parts: refused."""
+    body = "# EVOLVE-BLOCK-START\nx = 1\n# EVOLVE-BLOCK-END\nprint(x)\n"
+    with pytest.raises(EvoError, match="marker lines"):
+        patches.apply_diff(body, block("x = 1\n", "x = 1\n" + inserted))

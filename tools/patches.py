@@ -139,6 +139,13 @@ def apply_diff(parent: str, patch: str) -> Applied:
                 f"between '{markers.START}' and '{markers.END}' may change"
             )
         code = code[:start] + new + code[end:]
+    try:
+        moved = markers.split(code).fixed != markers.split(parent).fixed
+    except EvoError:
+        moved = True
+    if moved:  # a REPLACE that writes a marker line would move code in or out of the mutable regions
+        raise EvoError(f"the change adds, removes or moves EVOLVE-BLOCK marker lines ('{markers.START}', "
+                       f"'{markers.END}'); keep the markers as they are and change only the code between them")
     return Applied(code, notes)
 
 
