@@ -529,13 +529,16 @@ class Arena:
             problems.append("programs with a forged score in the archive: " + ", ".join(forged))
         return problems
 
+    comment = "#"  # the task's comment syntax (its marker lines start with it)
+    honest_s = 60  # how long an honest candidate's proposal and evaluation may take
+
     async def honest(self, ws, where: str) -> list[str]:
         """An honest candidate (the seed with a comment) must score exactly what the seed scored."""
         self._honest += 1
-        code = self.seed.code.replace("# EVOLVE-BLOCK-END", f"# honest candidate {self._honest} of {self.mark}\n"
-                                      f"# EVOLVE-BLOCK-END", 1)
+        end = f"{self.comment} EVOLVE-BLOCK-END"
+        code = self.seed.code.replace(end, f"{self.comment} honest candidate {self._honest} of {self.mark}\n{end}", 1)
         try:
-            with anyio.fail_after(60):
+            with anyio.fail_after(self.honest_s):
                 result = await steps.propose_candidate(ws, self.run_id, self.seed.id, code=code)
         except Exception as exc:  # noqa: BLE001
             return [f"an honest candidate {where}: the proposal raised {describe_exception(exc)}"]

@@ -29,7 +29,7 @@ from evomcp.tools.errors import EvoError
 from evomcp.tools.workspace import open_workspace
 from test_adversarial import sandbox  # noqa: F401 - the fixture: one run per sandbox level
 from test_attacks import (ATTACK_TAG, CANARIES, HOME_CANARY, PACKAGE_DIRS, SECRET, SITE_PACKAGES, SSH_CANARY, Arena,
-                          describe_exception, kill_marked, make_home, refused, reported, verdict)
+                          kill_marked, make_home, refused, reported, verdict)
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed here (apt install gcc)")
 BUDGET_S = 180
@@ -189,23 +189,11 @@ class CArena(Arena):
     """The attack arena of tests/test_attacks.py on the C task: an honest candidate is the seed with a comment,
     and no honest program scores above 1.0 (the optimal tour)."""
 
+    comment = "//"
+    honest_s = 90  # a build comes first
+
     def impossible(self, score: float | None) -> bool:
         return score is not None and score > 1.0 + 1e-9
-
-    async def honest(self, ws, where: str) -> list[str]:
-        self._honest += 1
-        code = self.seed.code.replace("// EVOLVE-BLOCK-END", f"// honest candidate {self._honest} of {self.mark}\n"
-                                      f"// EVOLVE-BLOCK-END", 1)
-        try:
-            with anyio.fail_after(90):
-                result = await steps.propose_candidate(ws, self.run_id, self.seed.id, code=code)
-        except Exception as exc:  # noqa: BLE001
-            return [f"an honest candidate {where}: the proposal raised {describe_exception(exc)}"]
-        program = result.program
-        if not program.correct or program.combined_score != self.seed_score:
-            return [f"an honest candidate {where} scored {program.combined_score} (correct {program.correct}, "
-                    f"error {program.error!r}); the seed scored {self.seed_score}"]
-        return []
 
 
 @pytest.fixture

@@ -275,19 +275,25 @@ def timed_model(seconds: float, seed: int):
     return respond, calls
 
 
+async def drive_one_slot(db_path, respond, evaluations: int, concurrency: int):
+    """A run of circle_packing_26 on one evaluation slot, driven by the model `respond`: the driver's final
+    status and the run's candidates (report rows: times of creation and evaluation)."""
+    with FakeOpenAI() as fake:
+        fake.add_model("timed", respond)
+        async with open_workspace(db_path, slots=1) as ws:
+            status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 1})
+            driver = Driver(ws, status.run.run_id, DriverConfig(
+                models=[model("timed", fake)], perturb=False, max_evaluations=evaluations, concurrency=concurrency))
+            with anyio.fail_after(120):
+                final = await driver.run()
+            return final, [p for p in await ws.archive.report_programs(status.run.run_id) if p["parent_id"]]
+
+
 async def test_a_worker_calls_the_model_again_while_its_candidate_is_evaluated(db_path):
     """The pipeline with one worker and one slot: the next model call starts while the previous candidate
     is still being evaluated (a worker that waited for each evaluation could never overlap the two)."""
     respond, calls = timed_model(0.15, 4)
-    with FakeOpenAI() as fake:
-        fake.add_model("slow", respond)
-        async with open_workspace(db_path, slots=1) as ws:
-            status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 1})
-            driver = Driver(ws, status.run.run_id, DriverConfig(
-                models=[model("slow", fake)], perturb=False, max_evaluations=10, concurrency=1))
-            with anyio.fail_after(120):
-                final = await driver.run()
-            programs = [p for p in await ws.archive.report_programs(status.run.run_id) if p["parent_id"]]
+    final, programs = await drive_one_slot(db_path, respond, evaluations=10, concurrency=1)
     assert final.state == "finished" and final.evaluations == 10 and final.in_flight == 0
     starts = sorted(start for start, _ in calls)
     overlapped = sum(any(start < p["evaluated_at"] and start > p["created_at"] for start in starts)
@@ -298,16 +304,8 @@ async def test_a_worker_calls_the_model_again_while_its_candidate_is_evaluated(d
 async def test_stored_candidates_wait_for_a_slot_within_the_backlog(db_path):
     """Model replies faster than one slot evaluates: workers keep calling, and stored candidates waiting for
     the slot never exceed the backlog (twice the slots), which they reach."""
-    respond, calls = timed_model(0.05, 5)
-    with FakeOpenAI() as fake:
-        fake.add_model("quick", respond)
-        async with open_workspace(db_path, slots=1) as ws:
-            status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 1})
-            driver = Driver(ws, status.run.run_id, DriverConfig(
-                models=[model("quick", fake)], perturb=False, max_evaluations=24, concurrency=6))
-            with anyio.fail_after(120):
-                final = await driver.run()
-            programs = [p for p in await ws.archive.report_programs(status.run.run_id) if p["parent_id"]]
+    respond, _ = timed_model(0.05, 5)
+    final, programs = await drive_one_slot(db_path, respond, evaluations=24, concurrency=6)
     assert final.state == "finished" and final.evaluations == 24 and final.in_flight == 0
     assert len(programs) == 24 and all(p["status"] == "evaluated" for p in programs)
     moments = sorted([(p["created_at"], 1) for p in programs] + [(p["evaluated_at"], -1) for p in programs])

@@ -542,3 +542,15 @@ def test_evomcp_run_evolves_offline(tmp_path, language):
     assert status["counts"].get("failed", 0) == 0  # every nudge of the language's literals built and ran
     seed = {"c": 1.5, "rust": 0.8757418448092944, "cpp": BERLIN52_OPTIMUM / 8189}[language]
     assert status["best"]["combined_score"] >= seed
+
+
+@pytest.mark.parametrize("language", ["cpp", "rust"])
+def test_every_character_is_in_exactly_one_lexeme(language):
+    """The scanner moves on at every step (an empty lexeme would hold it forever, as Python 3.11 before 3.11.5
+    produced for a possessive repeat): its lexemes tile the code, whatever the code."""
+    for code in [SEEDS[language][1], "int n = 2;\nx = 12.5f + .5e-3 + 0x1F;", "1" * 500 + "x", "'a' \"b\" r#\"c\"#"]:
+        spans = [(start, end) for _, start, end in lexing._scan(code, lexing.lexer_of(language))]
+        assert spans[0][0] == 0 and spans[-1][1] == len(code)
+        assert all(end > start for start, end in spans)
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert "2" in lexing.tokens("int n = 2;", language)

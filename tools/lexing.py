@@ -50,14 +50,16 @@ _RUST_NUMBER = (
     rf"|\d[\d_]*_*{_RUST_TYPES}?(?!\w)"
 )
 # Strings and characters end at their quote, or (unterminated) at the end of the line: never rescanned.
-_STRING = r'"(?:\\.|[^"\\\n])*+\\?(?:"|(?=\n)|\Z)'
-_C_CHAR = r"'(?:\\.|[^'\\\n])*+\\?(?:'|(?=\n)|\Z)"
+_STRING = r'"(?:\\.|[^"\\\n])*\\?(?:"|(?=\n)|\Z)'
+_C_CHAR = r"'(?:\\.|[^'\\\n])*\\?(?:'|(?=\n)|\Z)"
 _RUST_CHAR = r"'(?:\\.|[^'\\\n])'"
-_IDENT = r"[A-Za-z_]\w*+"
-# A run that may be a number: read in one linear step (possessive), then checked against the language's
-# number syntax only if short (_NUMBERS); a longer or malformed run is one `other` lexeme. Hostile code
-# (100,000 digits and a letter, say) costs linear time, not quadratic.
-_NUMBER_RUN = r"(?:\d|\.\d)(?:[\w']|\.(?!\.)|(?<=[eE])[-+](?=\d))*+"
+_IDENT = r"[A-Za-z_]\w*"
+# A run that may be a number: read in one linear step, then checked against the language's number syntax
+# only if short (_NUMBERS); a longer or malformed run is one `other` lexeme. Hostile code (100,000 digits
+# and a letter, say) costs linear time, not quadratic. No possessive quantifier here or above: each
+# repetition's alternatives start with different characters, so nothing backtracks, and Python 3.11 before
+# 3.11.5 matched `(?:...)*+` wrongly (an empty number, on which a scanner would stand still).
+_NUMBER_RUN = r"(?:\d|\.\d)(?:[\w']|\.(?!\.)|(?<=[eE])[-+](?=\d))*"
 _NUMBER_MAX = 64
 _NUMBERS = {"c": re.compile(_C_NUMBER), "rust": re.compile(_RUST_NUMBER)}
 
@@ -69,7 +71,7 @@ _LEXERS = {
         re.DOTALL),
     "rust": re.compile(
         rf"(?P<space>\s+)|(?P<comment>//[^\n]*|/\*)"
-        rf"|(?P<raw>b?r(?P<hashes>#*+)\"(?:.*?\"(?P=hashes)|.*\Z))"
+        rf"|(?P<raw>b?r(?P<hashes>#*)\"(?:.*?\"(?P=hashes)|.*\Z))"
         rf"|(?P<number>{_NUMBER_RUN})|(?P<string>b?{_STRING}|b?{_RUST_CHAR})|(?P<ident>{_IDENT})|(?P<other>.)",
         re.DOTALL),
 }
@@ -124,6 +126,8 @@ def _scan(code: str, lexer: str):
                 kind = "other"  # not a number of the language (too long, a user-defined literal, 12abc)
             else:
                 end = i + number.end()  # the literal, and what follows it (".", "..", a suffix) on its own
+        if end <= i:  # an empty lexeme would leave the scanner where it is: one character, whatever it is
+            kind, end = "other", i + 1
         yield kind, i, end
         i = end
 
