@@ -84,6 +84,22 @@ def check_structure(html: str, figures=FIGURES) -> Page:
     return page
 
 
+PROPOSALS = 10
+MARGIN = re.compile(r"radii \* \(1 - [^)]*\)")  # the seed's `return radii * (1 - 1e-9)`
+
+
+def new_change(code: str, rng: np.random.Generator, step: int) -> tuple[str, str]:
+    """A change of `code` that no earlier step can have made: `perturb`'s, with the radii's safety margin set to
+    this step's own value. `perturb` alone may change nothing (it leaves 0 and 1 alone, other ints half the time)
+    or repeat an earlier program exactly, which the archive refuses: fewer programs than proposals are stored."""
+    change = perturb(code, rng)
+    code, description = change if change is not None else (code, "perturb: nothing")
+    margin = f"{step + 2}e-9"  # the seed's is 1e-9
+    code, found = MARGIN.subn(f"radii * (1 - {margin})", code)
+    assert found == 1, "the circle_packing seed no longer ends with `return radii * (1 - 1e-9)`"
+    return code, f"{description}, margin {margin}"
+
+
 @pytest.fixture(scope="module")
 def perturbed_run(tmp_path_factory):
     """A real circle_packing_26 run: the seed and perturbations by three arms, one arm with a cost."""
@@ -95,32 +111,20 @@ def perturbed_run(tmp_path_factory):
         async with open_workspace(tmp / "a.db", slots=2) as ws:
             status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "seed": 3})
             run_id = status.run.run_id
-            ws.rng = np.random.default_rng(5)  # the same perturbations every time
-            proposed = 0
-            for _ in range(60):  # until 10 are stored: a perturbation may repeat an earlier program exactly
-                if proposed == 10:
-                    break
+            ws.rng = np.random.default_rng(5)  # the same parents and perturbations every time
+            for step in range(PROPOSALS):  # each stored, or propose_candidate raises why not
                 sampled = await steps.sample_parent(ws, run_id)
-                change = perturb(sampled.parent.code, ws.rng)
-                if change is None:
-                    ws.tickets.redeem(sampled.ticket, run_id, sampled.parent.id)
-                    continue
-                code, description = change
-                arm = ARMS[proposed % len(ARMS)]
-                try:
-                    await steps.propose_candidate(ws, run_id, sampled.parent.id, code=code, patch_type="full",
-                                                  description=description, ticket=sampled.ticket, operator=arm,
-                                                  cost_usd=0.002 if arm == "model-a" else 0.0)
-                    proposed += 1
-                except EvoError:
-                    ws.tickets.redeem(sampled.ticket, run_id, sampled.parent.id)
-            assert proposed == 10
+                code, description = new_change(sampled.parent.code, ws.rng, step)
+                arm = ARMS[step % len(ARMS)]
+                await steps.propose_candidate(ws, run_id, sampled.parent.id, code=code, patch_type="full",
+                                              description=description, ticket=sampled.ticket, operator=arm,
+                                              cost_usd=0.002 if arm == "model-a" else 0.0)
             html = await build_report(ws.archive, run_id)
             best_row = await ws.archive.best_program(run_id)
             best = await ws.archive.get_program(run_id, best_row["id"])
             points = await progress_points(ws.archive, run_id)
             status = await runs.get_run_status(ws, run_id)
-            return html, best, points, status, proposed
+            return html, best, points, status, PROPOSALS
 
     html, best, points, status, proposed = anyio.run(build)
     path = tmp / "report.html"

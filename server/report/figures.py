@@ -1,121 +1,38 @@
-"""A self-contained HTML report of one run, and a PNG of its progress.
+"""The figures of a run's report: inline SVG charts of the best score over evaluations, the scores per island, the
+best program's lineage, the proposals per operator, the cumulative cost and a drawing of the best solution.
 
-The page needs no network: every figure is inline SVG drawn here, the styles are inline
-and the only script is a few lines that record errors (for headless checks). The PNG is
-rasterised with numpy and written with zlib, so neither needs a plotting library.
-
-    html = await build_report(archive, run_id)
-    png = render_progress_png(await progress_points(archive, run_id), run.target_score)
+Each takes the loaded run (data.py) and returns one <figure> with its caption, or "" where a chart would say
+nothing the facts do not (one operator only, nothing spent). Plots are built from server/svg.py's primitives and
+the solution drawings come from server/drawings.py, both shared with the web view.
 """
 
 from __future__ import annotations
 
 import math
-import struct
-import time
-import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..store import Archive, ProgramRecord, RunRecord
-from ..tools.trust import describe, run_contracts
-from .drawings import draw_solution
-from .svg import BAD_COLOR, BEST_COLOR, MUTED, PALETTE, TARGET_COLOR
-from .svg import Plot as _Plot, domain as _domain, empty_svg as _empty_svg, esc as _e, finite as _finite
-from .svg import fmt_score as _score, legend as _legend, score_axis, svg as _svg
-from .svg import tick_label as _tick_label, ticks as _ticks
+from ..drawings import draw_solution
+from ..svg import BAD_COLOR, BEST_COLOR, MUTED, PALETTE, TARGET_COLOR, score_axis
+from ..svg import Plot as _Plot
+from ..svg import domain as _domain
+from ..svg import empty_svg as _empty_svg
+from ..svg import esc as _e
+from ..svg import finite as _finite
+from ..svg import fmt_score as _score
+from ..svg import legend as _legend
+from ..svg import svg as _svg
+from .data import EXTERNAL_ARM, RunData, arm_counts, is_scored
 
-__all__ = ["build_report", "progress_points", "render_progress_png"]
-
-EXTERNAL_ARM = "external agent"  # the arm of proposals that named no operator
 LINEAGE_HEAD, LINEAGE_TAIL = 10, 30  # longer lineages show these many first and last steps in the drawing
 MAX_ARM_BARS = 24
 
 
-# data ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Run:
-    run: RunRecord
-    programs: list[dict[str, Any]]  # every row, island copies of the seed included, id order
-    distinct: list[dict[str, Any]]  # without island copies, id order
-    evaluations: list[dict[str, Any]]  # distinct, evaluated or failed, in the order they finished
-    progress: list[tuple[int, float]]  # as progress_points
-    improvements: set[int]  # programs that raised the best score
-    proposals: list[tuple[int, str]]  # (program id, arm), in proposal order
-    best: ProgramRecord | None
-    lineage: list[dict[str, Any]]
-    seed: ProgramRecord | None  # the first program, when there is no best one to show
-    contracts: list[str]  # the evaluation contracts that scored the run (tools/trust.py)
-
-
-def _is_scored(p: dict[str, Any]) -> bool:
-    return bool(p["correct"]) and _finite(p["combined_score"])
-
-
-async def _get_run(archive: Archive, run_id: int) -> RunRecord:
-    run = await archive.get_run(run_id)
-    if run is None:
-        raise ValueError(f"no run with id {run_id} in {archive.path}")
-    return run
-
-
-def _evaluations(programs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The programs without island copies of the seed, and those evaluated or failed in the order they finished."""
-    seen: set[tuple[str, float]] = set()
-    distinct = []
-    for p in programs:  # seed_islands copies the seed row as it is, creation time included
-        key = (p["code_hash"], p["created_at"])
-        if key not in seen:
-            seen.add(key)
-            distinct.append(p)
-    evaluations = sorted((p for p in distinct if p["status"] in ("evaluated", "failed")),
-                         key=lambda p: (p["evaluated_at"] or p["created_at"], p["id"]))
-    return distinct, evaluations
-
-
-def _progress(evaluations: list[dict[str, Any]]) -> tuple[list[tuple[int, float]], set[int]]:
-    """The progress points, and the ids of the programs that raised the best score."""
-    points, improvements = [], set()
-    best = None
-    for k, p in enumerate(evaluations, start=1):
-        if _is_scored(p) and (best is None or p["combined_score"] > best):
-            best = p["combined_score"]
-            improvements.add(p["id"])
-        if best is not None:
-            points.append((k, best))
-    return points, improvements
-
-
-async def _load(archive: Archive, run_id: int) -> _Run:
-    run = await _get_run(archive, run_id)
-    programs = await archive.report_programs(run_id)
-    distinct, evaluations = _evaluations(programs)
-    progress, improvements = _progress(evaluations)
-    proposals = []
-    for event in await archive.run_events(run_id, "proposed"):
-        data = event["data"] if isinstance(event["data"], dict) else {}
-        if isinstance(data.get("program"), int):
-            operator = data.get("operator")
-            proposals.append((data["program"], str(operator) if operator else EXTERNAL_ARM))
-    best_row = await archive.best_program(run_id)
-    best = await archive.get_program(run_id, best_row["id"]) if best_row else None
-    lineage = await archive.lineage(run_id, best.id) if best else []
-    seed = await archive.get_program(run_id, distinct[0]["id"]) if best is None and distinct else None
-    contracts = await run_contracts(archive, run)
-    return _Run(run, programs, distinct, evaluations, progress, improvements, proposals, best, lineage, seed,
-                contracts)
-
-
-async def progress_points(archive: Archive, run_id: int) -> list[tuple[int, float]]:
-    """(evaluation number, best score so far) for every evaluation from the first correct one on."""
-    await _get_run(archive, run_id)
-    _, evaluations = _evaluations(await archive.report_programs(run_id))
-    return _progress(evaluations)[0]
-
+def figures(data: RunData) -> list[str]:
+    """Every figure of the report, in page order."""
+    return [_fig_best_score(data), _fig_islands(data), _fig_lineage(data), _fig_arms(data), _fig_cost(data),
+            _fig_solution(data)]  # the operators' and the cost's only where they say something
 
 
 def _figure(fig_id: str, title: str, body: str, caption: str) -> str:
@@ -123,10 +40,7 @@ def _figure(fig_id: str, title: str, body: str, caption: str) -> str:
             f'<figcaption>{caption}</figcaption></figure>')
 
 
-# figures ----------------------------------------------------------------------------
-
-
-def _fig_best_score(data: _Run) -> str:
+def _fig_best_score(data: RunData) -> str:
     points = data.progress
     target = data.run.target_score if _finite(data.run.target_score) else None
     n = len(data.evaluations)
@@ -134,7 +48,7 @@ def _fig_best_score(data: _Run) -> str:
         why = "no evaluation yet" if n == 0 else f"none of the {n} evaluations produced a correct program"
         return _figure("fig-best-score", "Best score over evaluations", _empty_svg(why),
                        f"Best score so far after each evaluation: {_e(why)}.")
-    scored = [(k, p) for k, p in enumerate(data.evaluations, start=1) if _is_scored(p)]
+    scored = [(k, p) for k, p in enumerate(data.evaluations, start=1) if is_scored(p)]
     ydom, near = score_axis([b for _, b in points], target)
     plot = _Plot(900, 380, (0, max(n, 1)), ydom)
     plot.axes("evaluations (in the order they finished)", "score", xinteger=True)
@@ -148,7 +62,7 @@ def _fig_best_score(data: _Run) -> str:
             continue
         plot.add(f'<circle class="dot" cx="{plot.x(k):.1f}" cy="{plot.y(p["combined_score"]):.1f}" r="2.6">'
                  f'{title}</circle>')
-    bad = [k for k, p in enumerate(data.evaluations, start=1) if not _is_scored(p)]
+    bad = [k for k, p in enumerate(data.evaluations, start=1) if not is_scored(p)]
     for k in bad:
         px = plot.x(k)
         plot.add(f'<line x1="{px:.1f}" y1="{plot.bottom - 7}" x2="{px:.1f}" y2="{plot.bottom}" '
@@ -193,10 +107,10 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
     return float(q1), float(q2), float(q3)
 
 
-def _fig_islands(data: _Run) -> str:
+def _fig_islands(data: RunData) -> str:
     done = [p for p in data.programs if p["status"] in ("evaluated", "failed")]
     islands = sorted({p["island"] for p in done})
-    scored = [p for p in done if _is_scored(p)]
+    scored = [p for p in done if is_scored(p)]
     if not scored:
         why = "no correct program yet"
         return _figure("fig-islands", "Scores per island", _empty_svg(why),
@@ -208,7 +122,7 @@ def _fig_islands(data: _Run) -> str:
     for i, island in enumerate(islands):
         color = PALETTE[i % len(PALETTE)]
         members = [p for p in done if p["island"] == island]
-        values = [p["combined_score"] for p in members if _is_scored(p)]
+        values = [p["combined_score"] for p in members if is_scored(p)]
         cx = plot.left + (i + 0.5) * width
         if len(values) >= 2:
             q1, q2, q3 = _quartiles(values)
@@ -222,7 +136,7 @@ def _fig_islands(data: _Run) -> str:
                      f'y2="{plot.y(q2):.1f}" stroke="{color}" stroke-width="2"/>')
         spread = min(70.0, width * 0.6)
         for p in members:
-            if not _is_scored(p):
+            if not is_scored(p):
                 continue
             jitter = ((p["id"] * 2654435761) % 1009 / 1008 - 0.5) * spread
             px, py = cx + jitter, plot.y(p["combined_score"])
@@ -242,7 +156,7 @@ def _fig_islands(data: _Run) -> str:
     return _figure("fig-islands", "Scores per island", plot.svg("scores per island"), caption)
 
 
-def _fig_lineage(data: _Run) -> str:
+def _fig_lineage(data: RunData) -> str:
     chain = data.lineage
     if not chain:
         why = "no best program yet"
@@ -251,7 +165,7 @@ def _fig_lineage(data: _Run) -> str:
     rows: list[tuple[int, dict[str, Any], float | None] | None] = []
     previous = None
     for index, p in enumerate(chain):
-        score = p["combined_score"] if _is_scored(p) else None
+        score = p["combined_score"] if is_scored(p) else None
         delta = score - previous if score is not None and previous is not None else None
         rows.append((index, p, delta))
         if score is not None:
@@ -274,9 +188,9 @@ def _fig_lineage(data: _Run) -> str:
             continue
         index, p, delta = row
         is_best = index == len(rows) - 1
-        color = BEST_COLOR if is_best else (BAD_COLOR if not _is_scored(p) else "#495057")
+        color = BEST_COLOR if is_best else (BAD_COLOR if not is_scored(p) else "#495057")
         parts.append(f'<circle cx="{node_x}" cy="{y}" r="{8 if is_best else 6}" fill="{color}"/>')
-        outcome = _score(p["combined_score"]) if _is_scored(p) else (
+        outcome = _score(p["combined_score"]) if is_scored(p) else (
             "none (failed)" if p["status"] == "failed" else "none (incorrect)")
         label = f'#{p["id"]}  gen {p["generation"]}  island {p["island"]}  score {outcome}'
         parts.append(f'<text class="node" x="{node_x + 22}" y="{y + 4}">{_e(label)}</text>')
@@ -302,7 +216,7 @@ def _fig_lineage(data: _Run) -> str:
     table.append("</tbody></table></details>")
     first, last = chain[0], chain[-1]
     total = (last["combined_score"] - first["combined_score"]
-             if _is_scored(first) and _is_scored(last) else None)
+             if is_scored(first) and is_scored(last) else None)
     caption = (f"The best program (#{last['id']}) and its {len(chain) - 1} ancestors back to the seed, oldest "
                f"first; Δ is the change of score from the nearest scored ancestor")
     if total is not None:
@@ -319,16 +233,9 @@ def _sizes():
         base *= 10
 
 
-def _arm_counts(proposals: list[tuple[int, str]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for _, arm in proposals:
-        counts[arm] = counts.get(arm, 0) + 1
-    return counts
-
-
-def _fig_arms(data: _Run) -> str:
+def _fig_arms(data: RunData) -> str:
     proposals = data.proposals
-    counts = _arm_counts(proposals)
+    counts = arm_counts(proposals)
     if len(counts) < 2:  # one arm or none: the facts say which; a chart of identical bars would say nothing
         return ""
     arms = sorted(counts, key=lambda a: (-counts[a], a))
@@ -361,7 +268,7 @@ def _fig_arms(data: _Run) -> str:
     rows = []
     for arm in arms:
         ids = [i for i, a in proposals if a == arm]
-        correct = sum(1 for i in ids if i in by_id and _is_scored(by_id[i]))
+        correct = sum(1 for i in ids if i in by_id and is_scored(by_id[i]))
         better = sum(1 for i in ids if i in data.improvements)
         legend.append(("box", colors[arm], f"{arm} ({counts[arm]})"))
         rows.append(f'<tr><td><span class="swatch" style="background:{colors[arm]}"></span>{_e(arm)}</td>'
@@ -375,7 +282,7 @@ def _fig_arms(data: _Run) -> str:
     return _figure("fig-arms", "Operators and models used", plot.svg("proposals per arm") + table, caption)
 
 
-def _fig_cost(data: _Run) -> str:
+def _fig_cost(data: RunData) -> str:
     programs = data.distinct
     if not any(_finite(p["cost_usd"]) and p["cost_usd"] > 0 for p in programs):
         return ""  # nothing was spent: the facts say so, and a flat line at $0 would say nothing more
@@ -396,7 +303,7 @@ def _fig_cost(data: _Run) -> str:
     return _figure("fig-cost", "Cumulative cost", plot.svg("cumulative cost"), caption)
 
 
-def _fig_solution(data: _Run) -> str:
+def _fig_solution(data: RunData) -> str:
     title = "Best solution"
     best = data.best
     if best is None:
@@ -409,275 +316,3 @@ def _fig_solution(data: _Run) -> str:
         return _figure("fig-solution", title, _empty_svg(why), _e(why) + ".")
     svg, caption = drawn
     return _figure("fig-solution", title, svg, _e(caption))
-
-
-# the page -------------------------------------------------------------------------
-
-_CSS = """
-:root { color-scheme: light; }
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", "Liberation Sans", sans-serif;
-       color: #212529; background: #f1f3f5; margin: 0; }
-main { max-width: 960px; margin: 0 auto; padding: 24px 20px 48px; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 18px; margin: 0 0 10px; }
-.sub { color: #495057; margin: 0 0 16px; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; background: #fff;
-           padding: 14px 18px; border-radius: 8px; margin: 0 0 20px; }
-dl.facts dt { color: #495057; } dl.facts dd { margin: 0; font-variant-numeric: tabular-nums; }
-figure, section.code { background: #fff; border-radius: 8px; padding: 16px 18px; margin: 0 0 20px; }
-.plot { overflow-x: auto; }
-svg { display: block; max-width: 100%; height: auto; }
-svg text { font-family: inherit; font-size: 12px; fill: #343a40; }
-svg text.label { font-size: 13px; }
-svg text.node { font-size: 12.5px; font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; }
-svg .grid { stroke: #e9ecef; stroke-width: 1; }
-svg .axis { stroke: #495057; stroke-width: 1; }
-svg .dot { fill: #8a8f98; fill-opacity: 0.55; }
-svg .below { fill: #8a8f98; }
-svg .empty { fill: #f8f9fa; stroke: #dee2e6; stroke-dasharray: 4 3; }
-figcaption { color: #495057; font-size: 13.5px; margin-top: 8px; }
-table.data { border-collapse: collapse; font-size: 13px; margin-top: 10px; font-variant-numeric: tabular-nums; }
-table.data th, table.data td { border-bottom: 1px solid #e9ecef; padding: 3px 10px 3px 0; text-align: left;
-                               vertical-align: top; }
-details { margin-top: 8px; font-size: 13px; } details table.data { width: 100%; }
-.swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px; border-radius: 2px; }
-pre { background: #f8f9fa; border: 1px solid #e9ecef; border-radius: 6px; padding: 12px; overflow-x: auto;
-      font: 12.5px/1.4 "DejaVu Sans Mono", "Liberation Mono", ui-monospace, monospace; margin: 0; }
-"""
-
-_HEAD_SCRIPT = """
-window.onerror = function (message, source, line, column) {
-  var box = document.getElementById("report-errors");
-  if (box) { box.textContent += message + " (line " + line + ", column " + column + ")\\n"; }
-};
-"""
-
-_TAIL_SCRIPT = """
-(function () {
-  var figures = document.querySelectorAll("figure[id^='fig-']");
-  var drawn = 0;
-  figures.forEach(function (f) { if (f.querySelector("svg") && f.querySelector("figcaption")) { drawn++; } });
-  document.body.dataset.figures = String(figures.length);
-  document.body.dataset.drawn = String(drawn);
-  document.body.dataset.ok = "1";
-})();
-"""
-
-
-def _facts(data: _Run) -> str:
-    run = data.run
-    evaluated = len(data.evaluations)
-    statuses: dict[str, int] = {}
-    for p in data.distinct:
-        statuses[p["status"]] = statuses.get(p["status"], 0) + 1
-    correct = sum(1 for p in data.evaluations if _is_scored(p))
-    best = data.best
-    best_score = best.combined_score if best else None
-    target = run.target_score
-    items = [
-        ("run", f"{run.id}"),
-        ("name", run.name),
-        ("task", run.task if run.task_path == run.task else f"{run.task} ({run.task_path})"),
-        ("status", run.status),
-        *([("why", run.status_reason)] if run.status_reason else []),
-        ("scores", describe(data.contracts)),
-        ("evaluations", f"{evaluated} ({correct} correct, {evaluated - correct} failed or incorrect"
-                        + (f", {statuses.get('pending', 0) + statuses.get('running', 0)} waiting"
-                           if statuses.get("pending") or statuses.get("running") else "") + ")"),
-        ("best score", f"{_score(best_score)}" + (f" (program {best.id}, generation {best.generation}, "
-                                                  f"island {best.island})" if best else "")),
-        ("target", "none" if target is None else _score(target)),
-    ]
-    if best_score is not None and target is not None:
-        items.append(("gap to target", _score(target - best_score)))
-    arms = _arm_counts(data.proposals)
-    items.append(("operators", ", ".join(f"{arm} ({n} proposal{'s' if n != 1 else ''})"
-                                         for arm, n in sorted(arms.items(), key=lambda a: (-a[1], a[0])))
-                  or "none yet (only the seed)"))
-    total_cost = sum(p["cost_usd"] for p in data.distinct if _finite(p["cost_usd"]))
-    items.append(("cost", f"${total_cost:.6f}" if total_cost else "none recorded"))
-    ends = [p["evaluated_at"] for p in data.distinct if p["evaluated_at"]]
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_at))
-    items.append(("started", started + (f", last evaluation {max(ends) - run.created_at:.1f} s later"
-                                        if ends else "")))
-    body = "".join(f'<dt>{_e(k)}</dt><dd id="fact-{_e(k.replace(" ", "-"))}">{_e(v)}</dd>' for k, v in items)
-    return f'<dl class="facts">{body}</dl>'
-
-
-def _code(data: _Run) -> str:
-    best = data.best
-    if best is None:
-        seed = data.seed
-        why = ""
-        if seed is not None and (seed.error or seed.text_feedback):
-            why = (f"<p>The first program (#{seed.id}) is {_e(seed.status)}"
-                   f"{'' if seed.status != 'evaluated' else ' but incorrect'}:</p>"
-                   f'<pre id="seed-error">{_e(seed.error or seed.text_feedback)}</pre>')
-        return ('<section class="code" id="best-code-section"><h2>Best program</h2>'
-                f'<p>No correct program yet.</p>{why}</section>')
-    metrics = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in best.public_metrics.items())
-    table = f'<table class="data"><tbody>{metrics}</tbody></table>' if metrics else ""
-    feedback = f"<p>{_e(best.text_feedback)}</p>" if best.text_feedback else ""
-    return (f'<section class="code" id="best-code-section"><h2>Best program: #{best.id}, score '
-            f'{_e(_score(best.combined_score))}</h2>{feedback}{table}'
-            f'<pre id="best-code"><code>{_e(best.code)}</code></pre></section>')
-
-
-async def build_report(archive: Archive, run_id: int) -> str:
-    """The whole report of a run as one self-contained HTML page (inline SVG, no network)."""
-    data = await _load(archive, run_id)
-    run = data.run
-    figures = [_fig_best_score(data), _fig_islands(data), _fig_lineage(data), _fig_arms(data), _fig_cost(data),
-               _fig_solution(data)]  # the operators' and the cost's only where they say something
-    title = f"evomcp run {run.id}: {run.name}"
-    generated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-    return (
-        "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style><script>{_HEAD_SCRIPT}</script></head>"
-        f'<body data-ok="0"><main>'
-        f"<h1>{_e(title)}</h1>"
-        f'<p class="sub">Report generated {_e(generated)} from {_e(archive.path.name)}.</p>'
-        f"{_facts(data)}{''.join(figures)}{_code(data)}"
-        f'<pre id="report-errors" hidden></pre>'
-        f"</main><script>{_TAIL_SCRIPT}</script></body></html>\n"
-    )
-
-
-# PNG ------------------------------------------------------------------------------
-
-# 5x7 glyphs, one byte per column, bit 0 at the top (the classic HD44780-style font).
-_FONT: dict[str, tuple[int, ...]] = {
-    " ": (0, 0, 0, 0, 0), "0": (0x3E, 0x51, 0x49, 0x45, 0x3E), "1": (0x00, 0x42, 0x7F, 0x40, 0x00),
-    "2": (0x42, 0x61, 0x51, 0x49, 0x46), "3": (0x21, 0x41, 0x45, 0x4B, 0x31), "4": (0x18, 0x14, 0x12, 0x7F, 0x10),
-    "5": (0x27, 0x45, 0x45, 0x45, 0x39), "6": (0x3C, 0x4A, 0x49, 0x49, 0x30), "7": (0x01, 0x71, 0x09, 0x05, 0x03),
-    "8": (0x36, 0x49, 0x49, 0x49, 0x36), "9": (0x06, 0x49, 0x49, 0x29, 0x1E), ".": (0x00, 0x60, 0x60, 0x00, 0x00),
-    "-": (0x08, 0x08, 0x08, 0x08, 0x08), "+": (0x08, 0x08, 0x3E, 0x08, 0x08), ":": (0x00, 0x36, 0x36, 0x00, 0x00),
-    "(": (0x00, 0x1C, 0x22, 0x41, 0x00), ")": (0x00, 0x41, 0x22, 0x1C, 0x00), "=": (0x14, 0x14, 0x14, 0x14, 0x14),
-    "/": (0x20, 0x10, 0x08, 0x04, 0x02), ",": (0x00, 0x50, 0x30, 0x00, 0x00),
-    "A": (0x7E, 0x11, 0x11, 0x11, 0x7E), "B": (0x7F, 0x49, 0x49, 0x49, 0x36), "C": (0x3E, 0x41, 0x41, 0x41, 0x22),
-    "D": (0x7F, 0x41, 0x41, 0x22, 0x1C), "E": (0x7F, 0x49, 0x49, 0x49, 0x41), "F": (0x7F, 0x09, 0x09, 0x09, 0x01),
-    "G": (0x3E, 0x41, 0x49, 0x49, 0x7A), "H": (0x7F, 0x08, 0x08, 0x08, 0x7F), "I": (0x00, 0x41, 0x7F, 0x41, 0x00),
-    "J": (0x20, 0x40, 0x41, 0x3F, 0x01), "K": (0x7F, 0x08, 0x14, 0x22, 0x41), "L": (0x7F, 0x40, 0x40, 0x40, 0x40),
-    "M": (0x7F, 0x02, 0x0C, 0x02, 0x7F), "N": (0x7F, 0x04, 0x08, 0x10, 0x7F), "O": (0x3E, 0x41, 0x41, 0x41, 0x3E),
-    "P": (0x7F, 0x09, 0x09, 0x09, 0x06), "Q": (0x3E, 0x41, 0x51, 0x21, 0x5E), "R": (0x7F, 0x09, 0x19, 0x29, 0x46),
-    "S": (0x46, 0x49, 0x49, 0x49, 0x31), "T": (0x01, 0x01, 0x7F, 0x01, 0x01), "U": (0x3F, 0x40, 0x40, 0x40, 0x3F),
-    "V": (0x1F, 0x20, 0x40, 0x20, 0x1F), "W": (0x3F, 0x40, 0x38, 0x40, 0x3F), "X": (0x63, 0x14, 0x08, 0x14, 0x63),
-    "Y": (0x07, 0x08, 0x70, 0x08, 0x07), "Z": (0x61, 0x51, 0x49, 0x45, 0x43),
-}
-
-_WHITE = (255, 255, 255)
-_INK = (52, 58, 64)
-_GRID = (228, 231, 235)
-_BLUE = (31, 95, 191)
-_ORANGE = (217, 72, 15)
-
-
-def _text(img: np.ndarray, x: int, y: int, text: str, color: tuple[int, int, int], scale: int = 1,
-          anchor: str = "left") -> None:
-    """Draw text with its top-left corner at (x, y) (or its right end / middle at x)."""
-    text = text.upper()
-    advance = 6 * scale
-    width = advance * len(text) - scale
-    if anchor == "right":
-        x -= width
-    elif anchor == "middle":
-        x -= width // 2
-    h, w = img.shape[:2]
-    for n, ch in enumerate(text):
-        columns = _FONT.get(ch, _FONT[" "])
-        for c, bits in enumerate(columns):
-            for r in range(7):
-                if bits >> r & 1:
-                    x0, y0 = x + n * advance + c * scale, y + r * scale
-                    if 0 <= x0 and x0 + scale <= w and 0 <= y0 and y0 + scale <= h:
-                        img[y0:y0 + scale, x0:x0 + scale] = color
-
-
-def _hline(img: np.ndarray, x0: float, x1: float, y: float, color: tuple[int, int, int], thick: int = 1) -> None:
-    h, w = img.shape[:2]
-    a, b = sorted((int(round(x0)), int(round(x1))))
-    top = int(round(y)) - thick // 2
-    img[max(top, 0):max(min(top + thick, h), 0), max(a, 0):max(min(b + 1, w), 0)] = color
-
-
-def _vline(img: np.ndarray, x: float, y0: float, y1: float, color: tuple[int, int, int], thick: int = 1) -> None:
-    h, w = img.shape[:2]
-    a, b = sorted((int(round(y0)), int(round(y1))))
-    left = int(round(x)) - thick // 2
-    img[max(a, 0):max(min(b + 1, h), 0), max(left, 0):max(min(left + thick, w), 0)] = color
-
-
-def _png(img: np.ndarray) -> bytes:
-    height, width = img.shape[:2]
-    raw = b"".join(b"\x00" + img[row].tobytes() for row in range(height))
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9))
-            + chunk(b"IEND", b""))
-
-
-def render_progress_png(points: list[tuple[int, float]], target: float | None, width: int = 640,
-                        height: int = 360) -> bytes:
-    """A PNG (RGB) of the best score over evaluations, with a dashed line at `target` if given.
-
-    `points` are (evaluation number, best score so far), as `progress_points` returns them.
-    """
-    width, height = max(int(width), 160), max(int(height), 120)
-    img = np.empty((height, width, 3), dtype=np.uint8)
-    img[:] = _WHITE
-    points = [(int(k), float(s)) for k, s in points if math.isfinite(s)]
-    target = float(target) if target is not None and math.isfinite(target) else None
-    left, right, top, bottom = 84, width - 16, 34, height - 40
-    _text(img, left, 10, "best score", _INK, scale=2)
-    _text(img, (left + right) // 2, height - 16, "evaluations", _INK, anchor="middle")
-    if not points:
-        _hline(img, left, right, bottom, _INK)
-        _vline(img, left, top, bottom, _INK)
-        _text(img, (left + right) // 2, (top + bottom) // 2 - 7, "no correct program yet", _INK, scale=2,
-              anchor="middle")
-        return _png(img)
-    (ylo, yhi), near = score_axis([s for _, s in points], target)
-    if target is not None and not near:  # far above the line: said, not drawn (it would flatten the line)
-        _text(img, left + 4, top - 22, f"target {target:.6g} above", _ORANGE)
-        target = None
-    xhi = max(max(k for k, _ in points), 1)
-    xlo = 0
-
-    def px(v: float) -> float:
-        return left + (v - xlo) / (xhi - xlo) * (right - left)
-
-    def py(v: float) -> float:
-        return bottom - (v - ylo) / (yhi - ylo) * (bottom - top)
-
-    ticks, step = _ticks(ylo, yhi, count=5)
-    for v in ticks:
-        _hline(img, left, right, py(v), _GRID)
-        _text(img, left - 6, int(py(v)) - 3, _tick_label(v, step), _INK, anchor="right")
-    xt, xstep = _ticks(xlo, xhi, count=6, integer=True)
-    for v in xt:
-        _vline(img, px(v), bottom, bottom + 4, _INK)
-        _text(img, int(px(v)), bottom + 8, _tick_label(v, xstep), _INK, anchor="middle")
-    _hline(img, left, right, bottom, _INK)
-    _vline(img, left, top, bottom, _INK)
-    if target is not None:
-        y = py(target)
-        x = float(left)
-        while x < right:
-            _hline(img, x, min(x + 7, right), y, _ORANGE, thick=2)
-            x += 12
-        _text(img, right - 2, int(y) - 11, f"target {target:.6g}", _ORANGE, anchor="right")
-    (k0, s0) = points[0]
-    x_prev, y_prev = px(k0), py(s0)
-    for k, s in points[1:]:
-        x, y = px(k), py(s)
-        _hline(img, x_prev, x, y_prev, _BLUE, thick=2)
-        _vline(img, x, y_prev, y, _BLUE, thick=2)
-        x_prev, y_prev = x, y
-    _hline(img, x_prev, px(xhi), y_prev, _BLUE, thick=2)
-    _text(img, right - 2, top - 22, f"best {points[-1][1]:.6g}", _BLUE, anchor="right")
-    return _png(img)

@@ -1,0 +1,104 @@
+"""What the report of a run shows, read from the archive in one go: the run, its programs, its evaluations in the
+order they finished, the best score after each, the proposals per arm, the best program and its lineage.
+
+Everything is read through the archive's own queries and tools/trust.py; the figures and the page only format it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...store import Archive, ProgramRecord, RunRecord
+from ...tools.trust import run_contracts
+from ..svg import finite
+
+EXTERNAL_ARM = "external agent"  # the arm of proposals that named no operator
+
+
+@dataclass
+class RunData:
+    run: RunRecord
+    programs: list[dict[str, Any]]  # every row, island copies of the seed included, id order
+    distinct: list[dict[str, Any]]  # without island copies, id order
+    evaluations: list[dict[str, Any]]  # distinct, evaluated or failed, in the order they finished
+    progress: list[tuple[int, float]]  # as progress_points
+    improvements: set[int]  # programs that raised the best score
+    proposals: list[tuple[int, str]]  # (program id, arm), in proposal order
+    best: ProgramRecord | None
+    lineage: list[dict[str, Any]]
+    seed: ProgramRecord | None  # the first program, when there is no best one to show
+    contracts: list[str]  # the evaluation contracts that scored the run (tools/trust.py)
+
+
+def is_scored(p: dict[str, Any]) -> bool:
+    return bool(p["correct"]) and finite(p["combined_score"])
+
+
+def arm_counts(proposals: list[tuple[int, str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, arm in proposals:
+        counts[arm] = counts.get(arm, 0) + 1
+    return counts
+
+
+async def _get_run(archive: Archive, run_id: int) -> RunRecord:
+    run = await archive.get_run(run_id)
+    if run is None:
+        raise ValueError(f"no run with id {run_id} in {archive.path}")
+    return run
+
+
+def _evaluations(programs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The programs without island copies of the seed, and those evaluated or failed in the order they finished."""
+    seen: set[tuple[str, float]] = set()
+    distinct = []
+    for p in programs:  # seed_islands copies the seed row as it is, creation time included
+        key = (p["code_hash"], p["created_at"])
+        if key not in seen:
+            seen.add(key)
+            distinct.append(p)
+    evaluations = sorted((p for p in distinct if p["status"] in ("evaluated", "failed")),
+                         key=lambda p: (p["evaluated_at"] or p["created_at"], p["id"]))
+    return distinct, evaluations
+
+
+def _progress(evaluations: list[dict[str, Any]]) -> tuple[list[tuple[int, float]], set[int]]:
+    """The progress points, and the ids of the programs that raised the best score."""
+    points, improvements = [], set()
+    best = None
+    for k, p in enumerate(evaluations, start=1):
+        if is_scored(p) and (best is None or p["combined_score"] > best):
+            best = p["combined_score"]
+            improvements.add(p["id"])
+        if best is not None:
+            points.append((k, best))
+    return points, improvements
+
+
+async def load(archive: Archive, run_id: int) -> RunData:
+    """Everything the report of run `run_id` shows; ValueError if the archive has no such run."""
+    run = await _get_run(archive, run_id)
+    programs = await archive.report_programs(run_id)
+    distinct, evaluations = _evaluations(programs)
+    progress, improvements = _progress(evaluations)
+    proposals = []
+    for event in await archive.run_events(run_id, "proposed"):
+        data = event["data"] if isinstance(event["data"], dict) else {}
+        if isinstance(data.get("program"), int):
+            operator = data.get("operator")
+            proposals.append((data["program"], str(operator) if operator else EXTERNAL_ARM))
+    best_row = await archive.best_program(run_id)
+    best = await archive.get_program(run_id, best_row["id"]) if best_row else None
+    lineage = await archive.lineage(run_id, best.id) if best else []
+    seed = await archive.get_program(run_id, distinct[0]["id"]) if best is None and distinct else None
+    contracts = await run_contracts(archive, run)
+    return RunData(run, programs, distinct, evaluations, progress, improvements, proposals, best, lineage, seed,
+                   contracts)
+
+
+async def progress_points(archive: Archive, run_id: int) -> list[tuple[int, float]]:
+    """(evaluation number, best score so far) for every evaluation from the first correct one on."""
+    await _get_run(archive, run_id)
+    _, evaluations = _evaluations(await archive.report_programs(run_id))
+    return _progress(evaluations)[0]
