@@ -33,7 +33,8 @@ from ..tools.models import (
 )
 from ..tools.workspace import Workspace
 from .auth import StaticTokenVerifier, auth_settings
-from .driver import DRIVER_NOTE, DriverConfig, DriverStatus, Drivers
+from ..tools import run_notes
+from .driver import DriverConfig, DriverStatus, Drivers
 from .report import progress_points, render_progress_png
 
 T = TypeVar("T")
@@ -149,13 +150,13 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
             if run.status != "running":  # the seed failed: the driver asked for never starts, and says why
                 failed = DriverStatus(state="failed", reason=f"the run is {run.status}: {run.status_reason}",
                                       config=config_driver)
-                await ws.archive.set_note(run_id, DRIVER_NOTE, failed.model_dump(mode="json"))
+                await ws.archive.set_note(run_id, run_notes.DRIVER, failed.model_dump(mode="json"))
                 return
             await drivers.start(run_id, config_driver)
 
         # the driver's settings are stored before the seed is evaluated: a server killed meanwhile resumes them
         notes = None if config_driver is None else {
-            DRIVER_NOTE: DriverStatus(state="running", config=config_driver).model_dump(mode="json")}
+            run_notes.DRIVER: DriverStatus(state="running", config=config_driver).model_dump(mode="json")}
         status = await _call(runs.start_run(ws, task, name, config, wait_s=wait_s, then=start_driver, notes=notes))
         return live(await _call(runs.get_run_status(ws, status.run.run_id))) if config_driver is not None else status
 

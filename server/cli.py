@@ -11,7 +11,6 @@ import os
 import shlex
 import signal
 import sys
-import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -490,7 +489,7 @@ async def _drive(args, console, config, run_config, ws, executor, driving: _Driv
         else:
             status = await runs.start_run(ws, args.task, config=run_config)
         driving.run_id = status.run.run_id
-        before = (await ws.population(driving.run_id)).candidates_evaluated()
+        before = await (await ws.state(driving.run_id)).candidates_evaluated()
         initial = await ws.archive.seed_score(driving.run_id)
         console.print(f"run {driving.run_id} on {status.run.task} (isolation {status.isolation}; scores "
                       f"{status.scoring}); archive {ws.archive.path}", soft_wrap=True, markup=False)

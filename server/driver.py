@@ -16,21 +16,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..store import StorageError
-from ..tools import sandbox_facts, steps
+from ..tools import patches, run_notes, sandbox_facts, steps
 from ..tools.bandit import Bandit, BanditState
 from ..tools.errors import EvoError
 from ..tools.flights import Flight
 from ..tools.models import ProposalResult
-from ..tools.perturb import perturb
+from ..tools.run_notes import DriverNote
+from ..tools.perturb import OPERATOR as PERTURB, perturb
 from ..tools.workspace import Workspace
-from .ensemble import PERTURB, Ensemble, ModelError, ModelSpec, Reply, parse_change
+from .ensemble import Ensemble, ModelError, ModelSpec, Reply
 
 log = logging.getLogger("evomcp.driver")
 
@@ -45,7 +46,6 @@ Best score so far: {best}
 
 {rows}"""
 
-DriverState = Literal["running", "stopping", "finished", "stopped", "interrupted", "failed"]
 
 
 class DriverConfig(BaseModel):
@@ -78,28 +78,10 @@ RATE_LIMIT_TRIES, RAISE_AFTER = 6, 4
 SAVE_EVERY_S = 0.25
 
 
-class DriverStatus(BaseModel):
-    state: DriverState
-    reason: str | None = None
-    baseline_evaluated: int | None = Field(None, description="evaluations the run had when driving began; "
-                                           "budgets count from here, across restarts")
-    evaluations: int = Field(0, description="candidates evaluated (evaluated or failed) since driving began, "
-                                            "from the archive: what max_evaluations counts")
-    refused: int = Field(0, description="steps that produced no candidate: proposals refused (duplicate, novelty, "
-                                        "no change) and model calls that failed")
-    failing_models: dict[str, str] = Field(default_factory=dict, description="models whose last call failed, "
-                                           "with its reason (cleared by a good call)")
-    cost_usd: float = 0.0
-    reserved_usd: float = 0.0
-    in_flight: int = 0
-    calls_limit: int | None = Field(None, description="model calls the driver keeps in flight at most, when rate "
-                                                      "limits lowered it below its concurrency")
-    arms: dict[str, dict[str, float]] = Field(default_factory=dict)
-    patch_types: dict[str, dict[str, float]] = Field(default_factory=dict)
+class DriverStatus(DriverNote):
+    """The driver's status as its note (tools/run_notes.py) holds it, with the config it drives with."""
+
     config: DriverConfig
-
-
-ARMS_NOTE, PATCH_NOTE, DRIVER_NOTE, META_NOTE = "bandit:arms", "bandit:patch_types", "driver", "meta"
 
 
 @dataclass(eq=False)
@@ -118,7 +100,7 @@ class Driver:
         self.ws = ws
         self.run_id = run_id
         self.config = config
-        self.ensemble = Ensemble(config.models)
+        self.ensemble = Ensemble(config.models, ws.archive)
         self.on_result = on_result
         self.arms = ([PERTURB] if config.perturb else []) + [m.name for m in config.models]
         if not self.arms:
@@ -154,14 +136,14 @@ class Driver:
 
     async def _load(self) -> None:
         archive = self.ws.archive
-        for note, bandit in ((ARMS_NOTE, self._arm_bandit), (PATCH_NOTE, self._patch_bandit)):
+        for note, bandit in ((run_notes.ARM_BANDIT, self._arm_bandit), (run_notes.PATCH_BANDIT, self._patch_bandit)):
             saved = await archive.get_note(self.run_id, note)
             if saved:
                 bandit.state = BanditState.model_validate(saved)
                 for arm in bandit.state.arms.values():
                     arm.pending = 0  # pulls in flight died with the previous process
         self._spent = await archive.llm_cost(self.run_id)
-        saved = await archive.get_note(self.run_id, DRIVER_NOTE)
+        saved = await archive.get_note(self.run_id, run_notes.DRIVER)
         if self._resume and saved and saved.get("baseline_evaluated") is not None:
             previous = DriverStatus.model_validate(saved)
             self.status.baseline_evaluated = previous.baseline_evaluated
@@ -169,7 +151,7 @@ class Driver:
         else:
             self.status.baseline_evaluated = await self._evaluated()
         self.status.evaluations = await self._evaluated() - self.status.baseline_evaluated
-        self._last_meta = (await archive.get_note(self.run_id, META_NOTE) or {}).get("at", 0)
+        self._last_meta = (await run_notes.meta(archive, self.run_id)).at
 
     async def _save(self) -> None:
         self._saved_at = time.monotonic()
@@ -178,13 +160,13 @@ class Driver:
         self.status.patch_types = self._patch_bandit.summary()
         self.status.cost_usd = self._spent
         self.status.reserved_usd = self._reserved
-        await self.ws.archive.set_notes(self.run_id, {ARMS_NOTE: self._arm_bandit.state.model_dump(),
-                                                      PATCH_NOTE: self._patch_bandit.state.model_dump(),
-                                                      DRIVER_NOTE: self.status.model_dump(mode="json")})
+        await self.ws.archive.set_notes(self.run_id, {run_notes.ARM_BANDIT: self._arm_bandit.state.model_dump(),
+                                                      run_notes.PATCH_BANDIT: self._patch_bandit.state.model_dump(),
+                                                      run_notes.DRIVER: self.status.model_dump(mode="json")})
 
     async def _evaluated(self) -> int:
         """Candidates of the run evaluated so far (the seed is not one): budgets count these."""
-        return (await self.ws.population(self.run_id)).candidates_evaluated()
+        return await (await self.ws.state(self.run_id)).candidates_evaluated()
 
     # budgets ----------------------------------------------------------------
 
@@ -215,7 +197,7 @@ class Driver:
                 return f"evaluation budget of {c.max_evaluations} reached"
         target = c.target_score
         if target is not None:
-            best = (await self.ws.population(self.run_id)).best_score()
+            best = await (await self.ws.state(self.run_id)).best_score()
             if best is not None and best >= target:
                 return f"target score {target!r} reached"
         return None
@@ -252,7 +234,7 @@ class Driver:
             await self._load()
             await self._save()  # the baseline is kept from the first moment: budgets count across restarts
             try:  # the briefs' sandbox facts, measured beside the first steps (a resumed driver's too)
-                await sandbox_facts.prefetch(self.ws, self.ws.task(await self.ws.run(self.run_id)))
+                await sandbox_facts.prefetch(self.ws, (await self.ws.state(self.run_id)).task())
             except EvoError:
                 pass  # a task that cannot be loaded: the first step says so
             if self.config.models:  # a second of imports, off the event loop (other runs and tools go on)
@@ -508,10 +490,9 @@ class Driver:
             return None
         try:
             async with self._calls:
-                reply = await self.ensemble.complete(arm, SYSTEM_PROMPT, prompt, self.ws.rng)
+                reply = await self.ensemble.complete(arm, SYSTEM_PROMPT, prompt, self.ws.rng, self.run_id, purpose)
         except ModelError as exc:
             self._model_failed(arm, exc)
-            await self.ws.archive.add_llm_call(self.run_id, arm, purpose, ok=False, error=str(exc)[:1000])
             raise
         finally:
             self._reserved -= reservation
@@ -525,10 +506,8 @@ class Driver:
         self._model_unreachable.pop(arm, None)
         self.status.failing_models.pop(arm, None)
         self._spent += reply.cost_usd
-        call_id = await self.ws.archive.add_llm_call(
-            self.run_id, arm, purpose, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-            cost_usd=reply.cost_usd, seconds=reply.seconds, ok=True)
-        return reply, call_id
+        assert reply.call_id is not None
+        return reply, reply.call_id
 
     def _model_failed(self, arm: str, exc: ModelError) -> None:
         """Count a failed call; the model is failing (shown at once) until its next good call."""
@@ -541,7 +520,10 @@ class Driver:
     async def _propose_reply(self, arm: str, sampled: Any, reply: Reply, call_id: int) -> ProposalResult:
         if not reply.text.strip():
             raise ModelError(f"model {arm!r} sent an empty reply")
-        patch, code, description = parse_change(reply.text)
+        try:
+            patch, code, description = patches.parse_reply(reply.text)
+        except patches.UnusableReply as exc:
+            raise ModelError(str(exc)) from None
         result = await steps.propose_candidate(
             self.ws, self.run_id, sampled.parent.id, patch=patch, code=code, patch_type=sampled.patch_type,
             description=description or None, ticket=sampled.ticket, operator=arm, cost_usd=reply.cost_usd,
@@ -564,10 +546,10 @@ class Driver:
         rows = "\n".join(
             f"- score {r['combined_score']!r} correct={r['correct']} change={r['description']!r} "
             f"error={(r['error'] or '')[:200]!r}" for r in recent)
-        best = await self.ws.archive.best_program(self.run_id)
-        task = self.ws.task(await self.ws.run(self.run_id))
-        prompt = META_PROMPT.format(task=task.description[:1500], best=repr(best["combined_score"]) if best else None,
-                                    rows=rows)
+        state = await self.ws.state(self.run_id)
+        best = await state.best_score()
+        prompt = META_PROMPT.format(task=state.task().description[:1500], best=repr(best) if best is not None
+                                    else None, rows=rows)
         try:
             call = await self._complete(model.name, prompt, "meta")
         except ModelError:  # recorded; the next round tries again
@@ -577,8 +559,8 @@ class Driver:
         reply, _ = call
         lines = reply.text.strip().splitlines()
         recommendations = "\n".join(line for line in lines if line.lstrip().startswith("- "))[:3000]
-        await self.ws.archive.set_note(self.run_id, META_NOTE, {"at": evaluated, "scratchpad": reply.text[:6000],
-                                                                "recommendations": recommendations})
+        note = run_notes.MetaNote(at=evaluated, scratchpad=reply.text[:6000], recommendations=recommendations)
+        await self.ws.archive.set_note(self.run_id, run_notes.META, note.model_dump())
 
 
 class Drivers:
@@ -597,7 +579,7 @@ class Drivers:
         except ModelError as exc:
             raise EvoError(str(exc)) from None
         if not resume:
-            await self.ws.archive.set_note(run_id, DRIVER_NOTE, driver.status.model_dump(mode="json"))
+            await self.ws.archive.set_note(run_id, run_notes.DRIVER, driver.status.model_dump(mode="json"))
         self.active[run_id] = driver
         self._tg.start_soon(self._run, driver)
         return driver
@@ -610,7 +592,7 @@ class Drivers:
             driver.status.state = "failed"
             driver.status.reason = f"{type(exc).__name__}: {exc}"
             try:
-                await self.ws.archive.set_note(driver.run_id, DRIVER_NOTE, driver.status.model_dump(mode="json"))
+                await self.ws.archive.set_note(driver.run_id, run_notes.DRIVER, driver.status.model_dump(mode="json"))
             except StorageError as again:
                 log.error("run %d: %s", driver.run_id, again)
             driver.done.set()
@@ -628,7 +610,7 @@ async def resume_driven_runs(ws: Workspace, drivers: Drivers) -> list[int]:
     """Restart the drivers of runs that were being driven when the last server process ended."""
     resumed = []
     for run in await ws.archive.list_runs():
-        note = await ws.archive.get_note(run.id, DRIVER_NOTE)
+        note = await ws.archive.get_note(run.id, run_notes.DRIVER)
         if run.status in ("running", "interrupted") and note and note.get("state") in ("running", "interrupted",
                                                                                        "stopping"):
             if run.status == "interrupted":

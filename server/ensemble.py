@@ -9,7 +9,6 @@ costed at $0 silently.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 import time
@@ -19,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..tools.perturb import OPERATOR as PERTURB
+
 if TYPE_CHECKING:
     import openai
 
-PERTURB = "perturb"
 
 
 def preload_client() -> None:
@@ -128,16 +128,19 @@ class Reply:
     cost_usd: float
     seconds: float
     temperature: float
+    call_id: int | None = None  # its row in the archive's model calls, when it was recorded
 
 
 class Ensemble:
-    """One AsyncOpenAI client per model spec."""
+    """One AsyncOpenAI client per model spec. With an archive, every call made for a run (`run_id`) is
+    recorded there, good or failed: the one place model calls are recorded."""
 
-    def __init__(self, specs: list[ModelSpec]):
+    def __init__(self, specs: list[ModelSpec], archive: Any = None):
         names = [s.name for s in specs]
         if len(set(names)) != len(names) or PERTURB in names:
             raise ModelError(f"model names must be unique and not {PERTURB!r}: {names}")
         self.specs = {s.name: s for s in specs}
+        self.archive = archive
         self._clients: dict[str, openai.AsyncOpenAI] = {}
 
     def check(self, *, budgeted: bool) -> None:
@@ -159,7 +162,48 @@ class Ensemble:
             await client.close()
         self._clients.clear()
 
-    async def complete(self, name: str, system: str, prompt: str, rng: np.random.Generator) -> Reply:
+    async def _record(self, run_id: int | None, name: str, purpose: str, reply: Reply | None = None,
+                      error: Exception | None = None) -> int | None:
+        if self.archive is None or run_id is None:
+            return None
+        if reply is None:
+            return await self.archive.add_llm_call(run_id, name, purpose, ok=False, error=str(error)[:1000])
+        return await self.archive.add_llm_call(
+            run_id, name, purpose, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+            cost_usd=reply.cost_usd, seconds=reply.seconds, ok=True)
+
+    async def complete(self, name: str, system: str, prompt: str, rng: np.random.Generator,
+                       run_id: int | None = None, purpose: str = "mutation") -> Reply:
+        """A chat completion; recorded for `run_id` (ModelError when it failed or its reply is unusable)."""
+        try:
+            reply = await self._complete(name, system, prompt, rng)
+        except ModelError as exc:
+            await self._record(run_id, name, purpose, error=exc)
+            raise
+        reply.call_id = await self._record(run_id, name, purpose, reply)
+        return reply
+
+    async def embed(self, name: str, text: str, run_id: int | None = None) -> np.ndarray:
+        """An embedding of `text`, L2-normalised; recorded for `run_id`."""
+        import openai
+
+        spec = self.specs[name]
+        started = time.monotonic()
+        try:
+            response = await self.client(name).embeddings.create(model=spec.model, input=text, encoding_format="float")
+            vector = np.asarray(response.data[0].embedding, dtype=np.float32)
+        except (openai.APIError, ValueError, IndexError, TypeError) as exc:
+            error = ModelError(f"{name}: {type(exc).__name__}: {str(exc)[:300]}")
+            await self._record(run_id, name, "embedding", error=error)
+            raise error from None
+        tokens = _count(getattr(response.usage, "prompt_tokens", 0))
+        await self._record(run_id, name, "embedding", Reply(
+            text="", prompt_tokens=tokens, completion_tokens=0, cost_usd=tokens * (spec.price_in_per_m or 0.0) / 1e6,
+            seconds=time.monotonic() - started, temperature=0.0))
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm > 0 else vector
+
+    async def _complete(self, name: str, system: str, prompt: str, rng: np.random.Generator) -> Reply:
         spec = self.specs[name]
         temperature = float(rng.choice(spec.temperatures))
         started = time.monotonic()
@@ -223,86 +267,37 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53 else 0
 
 
-_FENCE = re.compile(r"```[\w+-]*[ \t]*\n(.*?)```", re.DOTALL)
-
-
-def parse_change(text: str) -> tuple[str | None, str | None, str]:
-    """(patch, code, description) from a model's answer: SEARCH/REPLACE blocks win over a fenced program."""
-    prose = [line.strip(" #*") for line in text.split("<<<<<<< SEARCH")[0].split("```")[0].splitlines()]
-    description = next((line for line in prose if line), "")[:300]
-    if "<<<<<<< SEARCH" in text:
-        return text, None, description
-    blocks = _FENCE.findall(text)
-    if blocks:
-        return None, max(blocks, key=len), description
-    raise ModelError("the reply holds neither SEARCH/REPLACE blocks nor a fenced code block")
-
-
-JUDGE_PROMPT = """Two versions of the mutable part of a program are below. Is CANDIDATE meaningfully different
-from EXISTING in its approach or algorithm (not merely renamed, reformatted, re-commented or with
-constants nudged)? Answer YES or NO on the first line, then one sentence why.
-
-EXISTING:
-```
-{nearest}
-```
-
-CANDIDATE:
-```
-{candidate}
-```"""
-
-
 class OpenAIProviders:
-    """Embeddings and the novelty judge through OpenAI-compatible endpoints; every call goes in the archive."""
+    """Embeddings and completions a run's config asks for (its embeddings endpoint, its novelty judge), through
+    OpenAI-compatible endpoints; the calls are recorded in the archive."""
 
     def __init__(self, archive):
         self.archive = archive
-        self._clients: dict[tuple, openai.AsyncOpenAI] = {}
+        self._ensembles: dict[str, Ensemble] = {}
 
-    def _client(self, spec: ModelSpec) -> openai.AsyncOpenAI:
-        key = (spec.base_url, spec.api_key_env, spec.timeout_s)
-        if key not in self._clients:
-            self._clients[key] = spec.new_client()
-        return self._clients[key]
+    def _ensemble(self, spec: dict) -> tuple[Ensemble, str]:
+        model = ModelSpec.model_validate(spec)
+        key = model.model_dump_json()
+        if key not in self._ensembles:
+            self._ensembles[key] = Ensemble([model], self.archive)
+        return self._ensembles[key], model.name
 
     async def embed(self, run_id: int, spec: dict, text: str) -> np.ndarray:
         from ..tools.providers import ProviderError
 
-        import openai
-
-        model = ModelSpec.model_validate(spec)
-        started = time.monotonic()
+        ensemble, name = self._ensemble(spec)
         try:
-            response = await self._client(model).embeddings.create(model=model.model, input=text,
-                                                                   encoding_format="float")
-            vector = np.asarray(response.data[0].embedding, dtype=np.float32)
-        except (openai.APIError, ValueError, IndexError, TypeError) as exc:
-            await self.archive.add_llm_call(run_id, model.name, "embedding", ok=False, error=str(exc)[:500])
-            raise ProviderError(f"{model.name}: {type(exc).__name__}: {str(exc)[:300]}") from None
-        tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0)
-        await self.archive.add_llm_call(run_id, model.name, "embedding", prompt_tokens=tokens,
-                                        cost_usd=tokens * (model.price_in_per_m or 0.0) / 1e6,
-                                        seconds=time.monotonic() - started, ok=True)
-        norm = float(np.linalg.norm(vector))
-        return vector / norm if norm > 0 else vector
+            return await ensemble.embed(name, text, run_id)
+        except ModelError as exc:
+            raise ProviderError(str(exc)) from None
 
-    async def judge_novel(self, run_id: int, spec: dict, candidate: str, nearest: str) -> tuple[bool, str]:
+    async def complete(self, run_id: int, spec: dict, purpose: str, system: str, prompt: str) -> str:
         from ..tools.providers import ProviderError
 
-        model = ModelSpec.model_validate(spec)
-        ensemble = Ensemble([model])
+        ensemble, name = self._ensemble(spec)
         try:
-            reply = await ensemble.complete(model.name, "You judge code novelty tersely.",
-                                            JUDGE_PROMPT.format(candidate=candidate[:12000], nearest=nearest[:12000]),
-                                            np.random.default_rng())
+            reply = await ensemble.complete(name, system, prompt, np.random.default_rng(), run_id=run_id,
+                                            purpose=purpose)
         except ModelError as exc:
-            await self.archive.add_llm_call(run_id, model.name, "novelty_judge", ok=False, error=str(exc)[:500])
             raise ProviderError(str(exc)) from None
-        finally:
-            await ensemble.aclose()
-        await self.archive.add_llm_call(run_id, model.name, "novelty_judge", prompt_tokens=reply.prompt_tokens,
-                                        completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
-                                        seconds=reply.seconds, ok=True)
-        first = reply.text.strip().split("\n", 1)[0].strip().upper()
-        return first.startswith("YES"), reply.text.strip()[:500]
+        return reply.text

@@ -73,7 +73,7 @@ class RunProgress:
 
     async def snapshot(self, driver: Driver) -> Snapshot:
         status = driver.status
-        population = await self.ws.population(self.run_id)
+        population = await (await self.ws.state(self.run_id)).population()
         if self._first is None:
             self._first = status.evaluations
         elapsed = time.monotonic() - self.started

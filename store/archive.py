@@ -274,6 +274,7 @@ class Archive:
         cost_usd: float = 0.0,
         embedding: bytes | None = None,
         fingerprint: str | None = None,
+        operator: str | None = None,
         allow_duplicate: bool = False,
     ) -> ProgramRecord:
         """Insert a pending program; refuses exact duplicates in the run unless `allow_duplicate`.
@@ -283,15 +284,15 @@ class Archive:
         """
         created_at = time.time()
         values = (run_id, parent_id, island, generation, code, code_hash, diff, patch_type, description, cost_usd,
-                  embedding, fingerprint, created_at)
+                  embedding, fingerprint, operator, created_at)
         columns = ("run_id, parent_id, island, generation, code, code_hash, diff, patch_type, description, status,"
-                   " cost_usd, embedding, fingerprint, created_at")
+                   " cost_usd, embedding, fingerprint, operator, created_at")
         if allow_duplicate:
             cur = await self._db.execute(
-                f"INSERT INTO programs({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)", values)
+                f"INSERT INTO programs({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)", values)
         else:
             cur = await self._db.execute(
-                f"INSERT INTO programs({columns}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?"
+                f"INSERT INTO programs({columns}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?"
                 " WHERE NOT EXISTS (SELECT 1 FROM programs WHERE run_id = ? AND code_hash = ?)",
                 (*values, run_id, code_hash),
             )
@@ -303,7 +304,7 @@ class Archive:
             code_hash=code_hash, diff=diff, patch_type=patch_type, description=description, status="pending",
             correct=None, combined_score=None, public_metrics={}, private_metrics={}, text_feedback=None, error=None,
             stdout_tail=None, stderr_tail=None, eval_seconds=None, cost_usd=cost_usd, created_at=created_at,
-            evaluated_at=None, fingerprint=fingerprint)
+            evaluated_at=None, fingerprint=fingerprint, operator=operator)
 
     async def find_by_hash(self, run_id: int, code_hash: str) -> int | None:
         row = await self._row(
@@ -518,7 +519,7 @@ class Archive:
         used to seed every island."""
         columns = ("run_id, parent_id, generation, code, code_hash, diff, patch_type, description, status, correct,"
                    " combined_score, public_metrics, private_metrics, text_feedback, error, stdout_tail, stderr_tail,"
-                   " eval_seconds, cost_usd, embedding, fingerprint, created_at, evaluated_at")
+                   " eval_seconds, cost_usd, embedding, fingerprint, operator, created_at, evaluated_at")
         await self._db.execute(
             f"INSERT INTO programs(island, {columns}) SELECT i.value, {columns} FROM programs, json_each(?) AS i"
             f" WHERE programs.id = ? ORDER BY i.key",

@@ -48,6 +48,7 @@ class ProgramRecord(BaseModel):
     created_at: float
     evaluated_at: float | None
     fingerprint: str | None = None  # of the canonical form; None for programs stored before fingerprints
+    operator: str | None = None  # the model or offline operator its proposal named; None: the seed, or an agent
 
 
 class EvaluationResult(BaseModel):

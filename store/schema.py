@@ -97,6 +97,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN status_reason TEXT;
     """,
+    # 4 -> 5: the operator (model or offline operator) a program's proposal named; filled in from the
+    # proposals' events for programs stored before
+    """
+    ALTER TABLE programs ADD COLUMN operator TEXT;
+    UPDATE programs SET operator = proposed.operator
+    FROM (SELECT json_extract(data, '$.program') AS program_id, json_extract(data, '$.operator') AS operator
+          FROM events WHERE kind = 'proposed' AND json_valid(data)) AS proposed
+    WHERE programs.id = proposed.program_id AND proposed.operator IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -7,6 +7,7 @@ from conftest import DATA, GROW_RADII as GROW, rings_patch
 from evomcp.tools import runs, selection, steps
 from evomcp.tools.errors import EvoError
 from evomcp.tools.novelty import embed
+from evomcp.tools.tickets import Tickets
 
 
 
@@ -49,11 +50,13 @@ async def test_in_flight_samples_spread_over_parents(ws):
 
 
 async def test_tickets_expire(ws):
-    run_id = await start(ws, num_islands=1, ticket_ttl_s=0.05)
+    now = [1000.0]
+    ws.tickets = Tickets(clock=lambda: now[0])  # the workspace's tickets on a clock this test moves
+    run_id = await start(ws, num_islands=1, ticket_ttl_s=60)
     await steps.sample_parent(ws, run_id)
-    import anyio
-
-    await anyio.sleep(0.1)
+    now[0] += 59
+    assert (await runs.get_run_status(ws, run_id)).tickets_outstanding == 1
+    now[0] += 2
     assert (await runs.get_run_status(ws, run_id)).tickets_outstanding == 0
 
 
@@ -198,7 +201,7 @@ async def test_in_memory_population_matches_the_archive(ws):
     seed = (await runs.get_run_status(ws, run_id)).best
     await Driver(ws, run_id, DriverConfig(max_evaluations=40, concurrency=2)).run()
     pending = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.3, 0.5), evaluate_now=False)
-    live = await ws.population(run_id)
+    live = await (await ws.state(run_id)).population()
     fresh = Population.from_rows(await ws.archive.population_rows(run_id))
     assert live.counts() == fresh.counts() == await ws.archive.counts_by_status(run_id)
     assert live.island_stats() == fresh.island_stats()
@@ -210,6 +213,9 @@ async def test_in_memory_population_matches_the_archive(ws):
         assert dict(zip(a[0].tolist(), a[2].tolist())) == {r["id"]: r["children"] for r in rows}
         assert live.top_ids(5, island) == [r["id"] for r in await ws.archive.top_k(run_id, 5, island=island)]
     assert pending.program.status == "pending"
+    named = {e["data"]["program"]: e["data"]["operator"] for e in await ws.archive.run_events(run_id, "proposed")}
+    recorded = await ws.archive.get_programs(run_id, sorted(named))
+    assert {p.id: p.operator for p in recorded} == named and len(set(named.values())) > 1  # the arms and None
 
 
 async def test_brief_is_bounded_and_shows_no_copy_of_the_parent(ws):

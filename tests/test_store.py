@@ -50,6 +50,29 @@ async def test_an_archive_of_the_first_schema_is_migrated_and_keeps_its_runs(db_
     con.close()
 
 
+async def test_programs_of_an_older_archive_get_the_operator_their_proposals_named(db_path):
+    """Schema 5 records a program's operator on its row; the migration fills it in from the proposals' events."""
+    con = sqlite3.connect(db_path)
+    con.executescript("BEGIN;\n" + "\n".join(MIGRATIONS[:4]) + "\nPRAGMA user_version=4;\nCOMMIT;")
+    con.execute("INSERT INTO runs(name, task, task_path, config, status, created_at, updated_at)"
+                " VALUES ('old', 't', 't', '{}', 'running', 0, 0)")
+    for pid, parent in ((1, None), (2, 1), (3, 1), (4, 1)):
+        con.execute("INSERT INTO programs(id, run_id, parent_id, generation, code, code_hash, patch_type, status,"
+                    " created_at) VALUES (?, 1, ?, 0, ?, ?, 'full', 'pending', 0)", (pid, parent, f"x={pid}", str(pid)))
+    for data in ('{"program": 2, "parent": 1, "operator": "model-a"}', '{"program": 3, "parent": 1, "operator": null}',
+                 'not json', '{"program": 4, "parent": 1, "operator": "perturb"}'):
+        con.execute("INSERT INTO events(run_id, ts, kind, data) VALUES (1, 0, 'proposed', ?)", (data,))
+    con.commit()
+    con.close()
+    archive = await Archive.open(db_path)
+    programs = await archive.get_programs(1, [1, 2, 3, 4])
+    assert [p.operator for p in programs] == [None, "model-a", None, "perturb"]
+    new = await archive.insert_program(run_id=1, parent_id=1, island=0, generation=1, code="x=5", code_hash="5",
+                                       diff=None, patch_type="diff", description=None, operator="model-b")
+    assert new.operator == "model-b" == (await archive.get_program(1, new.id)).operator
+    await archive.close()
+
+
 async def test_newer_schema_is_refused(db_path):
     con = sqlite3.connect(db_path)
     con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")

@@ -6,35 +6,18 @@ import math
 
 import numpy as np
 
-from ..store import RunRecord
+from . import run_notes
 from .models import ProgramSummary, RunConfig
+from .run_state import RunState
 from .workspace import Workspace
 
-MIGRATION_NOTE = "migrated_at_evaluation"
-
-
-async def seed_islands(ws: Workspace, run: RunRecord) -> list[int]:
-    """Copy the evaluated seed onto every island that does not hold it yet (all at once); the islands seeded.
-
-    Also what resuming a run repairs: a process killed between the seed's record and its copies left
-    islands without it."""
-    seed_id, status, seeded, rows = await ws.archive.seed_placement(run.id)
-    missing = [i for i in range(RunConfig.model_validate(run.config).num_islands) if i not in seeded]
-    if seed_id is None or status != "evaluated" or not missing or rows > 1:  # copies made once (migration may
-        return []                                                            # have moved them since): done
-    await ws.archive.copy_program(seed_id, missing)
-    ws.forget_population(run.id)  # reloaded with the copies on next use
-    ws.novelty.forget(run.id)
-    return missing
-
-
-async def settle_seed(ws: Workspace, run: RunRecord, seed: ProgramSummary) -> None:
+async def settle_seed(ws: Workspace, state: RunState, seed: ProgramSummary) -> None:
     """Once the seed is recorded: a failed seed stops its run; a good one is copied onto every island."""
     if seed.status == "failed":
-        await ws.archive.set_run_status(run.id, "failed", "the seed failed its evaluation")
-        await ws.archive.add_event(run.id, "run_stopped", {"reason": "seed failed"})
+        await ws.archive.set_run_status(state.run_id, "failed", "the seed failed its evaluation")
+        await ws.archive.add_event(state.run_id, "run_stopped", {"reason": "seed failed"})
         return
-    await seed_islands(ws, run)
+    await state.place_seed()
 
 
 def choose_island(ws: Workspace, run_id: int, config: RunConfig) -> int:
@@ -45,18 +28,19 @@ def choose_island(ws: Workspace, run_id: int, config: RunConfig) -> int:
     return int(ws.rng.choice(candidates))
 
 
-async def migrate_if_due(ws: Workspace, run: RunRecord, config: RunConfig, evaluated: int) -> list[int]:
+async def migrate_if_due(ws: Workspace, state: RunState, evaluated: int) -> list[int]:
     """Every `migration_interval` evaluations, move the best share of each island to the next one.
 
     An island's best program never leaves it. Returns the ids that moved.
     """
+    config, run_id = state.config, state.run_id
     if config.num_islands < 2 or config.migration_interval <= 0:
         return []
-    last = await ws.archive.get_note(run.id, MIGRATION_NOTE) or 0
+    last = await ws.archive.get_note(run_id, run_notes.MIGRATION) or 0
     if evaluated - last < config.migration_interval:
         return []
-    await ws.archive.set_note(run.id, MIGRATION_NOTE, evaluated)
-    population = await ws.population(run.id)
+    await ws.archive.set_note(run_id, run_notes.MIGRATION, evaluated)
+    population = await state.population()
     moves: dict[int, list[int]] = {}
     for island in range(config.num_islands):
         pool = population.top_ids(config.archive_size, island)
@@ -65,10 +49,8 @@ async def migrate_if_due(ws: Workspace, run: RunRecord, config: RunConfig, evalu
     moved = []
     for destination, ids in moves.items():
         if ids:
-            await ws.archive.move_programs(ids, destination)
-            population.move(ids, destination)
+            await state.move(ids, destination)
             moved += ids
     if moved:
-        ws.novelty.forget(run.id)  # rows changed islands: rebuild the matrices on next use
-        await ws.archive.add_event(run.id, "migration", {"moved": moves, "at_evaluation": evaluated})
+        await ws.archive.add_event(run_id, "migration", {"moved": moves, "at_evaluation": evaluated})
     return moved

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .perturb import OPERATOR as PERTURB
 from .selection import Strategy
 from .trust import SCORING_HELP, Scoring
 
@@ -33,7 +34,7 @@ class RunConfig(BaseModel):
     novelty_threshold: float = Field(0.995, gt=0, le=1, description="with novelty_judge: cosine similarity of "
                                      "the embeddings above which the judge is asked; similarity alone refuses "
                                      "nothing")
-    novelty_exempt: list[str] = Field(["perturb"], description="operators whose changes skip the novelty check "
+    novelty_exempt: list[str] = Field([PERTURB], description="operators whose changes skip the novelty check "
                                       "(perturb tunes constants: near-copies are its purpose)")
     embeddings: dict[str, Any] | None = Field(
         None, description="embed with an OpenAI-compatible endpoint instead of the offline embedder: "

@@ -91,36 +91,27 @@ class _Island:
         return self.ids[i], float(sims[i])
 
 
-class NoveltyIndex:
-    """In-memory per-run, per-island embedding matrices, rebuilt from the archive on first use."""
+class EmbeddingIndex:
+    """A run's per-island embedding matrices (tools/run_state.py holds one and keeps it in step)."""
 
     def __init__(self, window: int = WINDOW) -> None:
         self.window = window
-        self._runs: dict[int, dict[int, _Island]] = {}
+        self._islands: dict[int, _Island] = {}
 
-    def loaded(self, run_id: int) -> bool:
-        return run_id in self._runs
-
-    def load(self, run_id: int, rows: list[tuple[int, int, bytes]]) -> None:
+    def load(self, rows: list[tuple[int, int, bytes]]) -> None:
         """Rows of (id, island, embedding), oldest first."""
-        islands: dict[int, _Island] = {}
         for program_id, island, blob in rows:
             vector = np.frombuffer(blob, dtype=np.float32)
-            target = islands.setdefault(island, _Island(self.window))
+            target = self._islands.setdefault(island, _Island(self.window))
             if target.added and vector.shape[0] != target.matrix.shape[1]:
                 continue  # another embedder's dimension: not comparable
             target.add(program_id, vector)
-        self._runs[run_id] = islands
 
-    def forget(self, run_id: int) -> None:
-        self._runs.pop(run_id, None)
+    def add(self, island: int, program_id: int, vector: np.ndarray) -> None:
+        self._islands.setdefault(island, _Island(self.window)).add(program_id, vector)
 
-    def add(self, run_id: int, island: int, program_id: int, vector: np.ndarray) -> None:
-        if run_id in self._runs:
-            self._runs[run_id].setdefault(island, _Island(self.window)).add(program_id, vector)
-
-    def nearest(self, run_id: int, island: int, vector: np.ndarray) -> tuple[int | None, float]:
-        return self._runs.get(run_id, {}).get(island, _Island()).nearest(vector)
+    def nearest(self, island: int, vector: np.ndarray) -> tuple[int | None, float]:
+        return self._islands.get(island, _Island()).nearest(vector)
 
 
 WOULD_PASS = ("What would pass: a change of what the program does (another constant, another move, a fix), "
@@ -182,11 +173,33 @@ async def check(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRe
     return result
 
 
+JUDGE_PROMPT = """Two versions of the mutable part of a program are below. Is CANDIDATE meaningfully different
+from EXISTING in its approach or algorithm (not merely renamed, reformatted, re-commented or with
+constants nudged)? Answer YES or NO on the first line, then one sentence why.
+
+EXISTING:
+```
+{nearest}
+```
+
+CANDIDATE:
+```
+{candidate}
+```"""
+
+
+async def _ask_judge(ws: Workspace, run_id: int, spec: dict, candidate: str, nearest: str) -> tuple[bool, str]:
+    """Whether the judge finds `candidate` meaningfully different from `nearest` (its first line says YES), and
+    why."""
+    text = await ws.providers.complete(run_id, spec, "novelty_judge", "You judge code novelty tersely.",
+                                       JUDGE_PROMPT.format(candidate=candidate[:12000], nearest=nearest[:12000]))
+    first = text.strip().split("\n", 1)[0].strip().upper()
+    return first.startswith("YES"), text.strip()[:500]
+
+
 async def _judge(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRecord, code: str,
                  vector: np.ndarray, override: str | None, result: NoveltyCheck) -> NoveltyCheck:
-    if not ws.novelty.loaded(run_id):
-        ws.novelty.load(run_id, await ws.archive.embeddings(run_id, per_island=ws.novelty.window))
-    nearest, similarity = ws.novelty.nearest(run_id, parent.island, vector)
+    nearest, similarity = await (await ws.state(run_id)).nearest(parent.island, vector)
     result.nearest_id, result.similarity = nearest, similarity
     if nearest is None or similarity <= config.novelty_threshold:
         return result
@@ -195,8 +208,8 @@ async def _judge(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramR
         result.note = f"closest to program {nearest}, which has no valid score: the judge was not asked"
         return result
     try:
-        novel, verdict = await ws.providers.judge_novel(run_id, config.novelty_judge, markers.mutable_code(code),
-                                                        markers.mutable_code(twin.code))
+        novel, verdict = await _ask_judge(ws, run_id, config.novelty_judge, markers.mutable_code(code),
+                                          markers.mutable_code(twin.code))
     except ProviderError as exc:
         result.note = f"the novelty judge failed ({exc}); accepted, as no program of the run is the same"
         return result

@@ -185,3 +185,22 @@ def unified_diff(parent: str, child: str) -> str:
     return "".join(
         difflib.unified_diff(parent.splitlines(keepends=True), child.splitlines(keepends=True), "parent", "child")
     )
+
+
+class UnusableReply(ValueError):
+    """A model's answer that holds no change."""
+
+
+_FENCE = re.compile(r"```[\w+-]*[ \t]*\n(.*?)```", re.DOTALL)
+
+
+def parse_reply(text: str) -> tuple[str | None, str | None, str]:
+    """(patch, code, description) from a model's answer: SEARCH/REPLACE blocks win over a fenced program."""
+    prose = [line.strip(" #*") for line in text.split("<<<<<<< SEARCH")[0].split("```")[0].splitlines()]
+    description = next((line for line in prose if line), "")[:300]
+    if "<<<<<<< SEARCH" in text:
+        return text, None, description
+    blocks = _FENCE.findall(text)
+    if blocks:
+        return None, max(blocks, key=len), description
+    raise UnusableReply("the reply holds neither SEARCH/REPLACE blocks nor a fenced code block")

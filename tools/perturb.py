@@ -13,6 +13,8 @@ import numpy as np
 
 from . import lexing, markers
 
+OPERATOR = "perturb"  # the name proposals, arms and novelty exemptions know this operator by
+
 SCALES = (0.003, 0.02, 0.1)
 
 

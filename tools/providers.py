@@ -19,9 +19,8 @@ class Providers(Protocol):
     async def embed(self, run_id: int, spec: dict[str, Any], text: str) -> np.ndarray:
         """An L2-normalised float32 embedding of `text` from the endpoint `spec` describes."""
 
-    async def judge_novel(self, run_id: int, spec: dict[str, Any], candidate: str,
-                          nearest: str) -> tuple[bool, str]:
-        """Whether `candidate` is meaningfully different from `nearest`, and the judge's reason."""
+    async def complete(self, run_id: int, spec: dict[str, Any], purpose: str, system: str, prompt: str) -> str:
+        """The text of a chat completion from the model `spec` describes (recorded for the run as `purpose`)."""
 
 
 class NoProviders:
@@ -30,6 +29,6 @@ class NoProviders:
     async def embed(self, run_id: int, spec: dict[str, Any], text: str) -> np.ndarray:
         raise ProviderError("this workspace has no model providers; embeddings endpoints need the evomcp server")
 
-    async def judge_novel(self, run_id: int, spec: dict[str, Any], candidate: str,
-                          nearest: str) -> tuple[bool, str]:
-        raise ProviderError("this workspace has no model providers; a novelty judge needs the evomcp server")
+    async def complete(self, run_id: int, spec: dict[str, Any], purpose: str, system: str, prompt: str) -> str:
+        raise ProviderError(f"this workspace has no model providers; a {purpose.replace('_', ' ')} needs the "
+                            f"evomcp server")

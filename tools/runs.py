@@ -11,9 +11,8 @@ from pydantic import ValidationError
 from ..evaluators.sandbox import isolation_rank
 from ..evaluators.task import BUILTIN_TASKS, TaskError, resolve_task
 from ..store import RunRecord
-from . import canonical, markers, sandbox_facts
+from . import canonical, markers, run_notes, sandbox_facts
 from .errors import EvoError, one_line
-from .islands import seed_islands
 from .models import IslandStatus, ProposalResult, RunConfig, RunInfo, RunList, RunStatus, TaskInfo, TaskList
 from .task_notes import task_notes
 from .steps import check_syntax, code_hash, embed_code, settle, start_evaluation, summary
@@ -92,11 +91,10 @@ async def start_run(ws: Workspace, task: str, name: str | None = None, config: d
     except EvoError as exc:
         await ws.archive.set_run_status(run.id, "failed", str(exc))
         raise
-    seed = await ws.archive.insert_program(
-        run_id=run.id, parent_id=None, island=0, generation=0, code=resolved.initial_code,
-        code_hash=code_hash(resolved.initial_code), diff=None, patch_type="seed", description="initial program",
-        embedding=seed_vector.tobytes(), fingerprint=canonical.fingerprint(resolved.initial_code, resolved.language),
-    )
+    seed = await ws.state_of(run).add_program(
+        parent=None, island=0, code=resolved.initial_code, code_hash=code_hash(resolved.initial_code),
+        patch_type="seed", description="initial program", embedding=seed_vector,
+        fingerprint=canonical.fingerprint(resolved.initial_code, resolved.language))
     await ws.archive.add_event(run.id, "run_started", {"task": resolved.name, "seed": seed.id})
 
     async def seeded(result: ProposalResult) -> None:
@@ -123,11 +121,12 @@ async def list_runs(ws: Workspace) -> RunList:
 
 async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
     run = await ws.run(run_id)
-    population = await ws.population(run_id)
+    state = ws.state_of(run)
+    population = await state.population()
     counts = population.counts()
-    best = await ws.archive.best_program(run_id)
+    best = await state.best_program()
     tickets = sum(ws.tickets.in_flight(run_id).values())
-    best_score = best["combined_score"] if best else None
+    best_score = best.combined_score if best else None
     models = await ws.archive.llm_call_stats(run_id)
     contracts = await run_contracts(ws.archive, run)
     return RunStatus(
@@ -143,9 +142,9 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         gap_to_target=None if best_score is None or run.target_score is None else run.target_score - best_score,
         isolation=await ws.executor.isolation() or await ws.archive.last_isolation(run_id) or "not measured",
         novelty_rejections=await ws.archive.count_events(run_id, "novelty_rejected"),
-        cost_usd=sum(stats["cost_usd"] for stats in models.values()),
+        cost_usd=await state.cost_usd(),
         models=models,
-        driver=await ws.archive.get_note(run_id, "driver"),
+        driver=await run_notes.driver(ws.archive, run_id),
         islands={i: IslandStatus(**stats) for i, stats in population.island_stats().items()},
         scoring=scoring(contracts),
         scoring_detail=describe(contracts),
@@ -185,9 +184,10 @@ async def resume_run(ws: Workspace, run_id: int) -> RunStatus:
     if run.status != "running":
         await ws.archive.set_run_status(run_id, "running")
         await ws.archive.add_event(run_id, "run_resumed", {"was": run.status})
+    state = ws.state_of(run)
     if not ws.evaluations.of_run(run_id):  # read back what SQLite holds: a write that failed left nothing
-        ws.forget_population(run_id)
-    repaired = await seed_islands(ws, run)
+        await state.reload()
+    repaired = await state.place_seed()
     if repaired:
         await ws.archive.add_event(run_id, "islands_seeded", {"islands": repaired, "why": "resumed after a stop "
                                                               "between the seed's record and its island copies"})

@@ -12,12 +12,13 @@ import numpy as np
 
 from ..evaluators import languages
 from ..store import DuplicateProgram, EvaluationResult, ProgramRecord, RunRecord
-from . import canonical, markers, novelty, patches, selection
+from . import canonical, markers, novelty, patches, run_notes, selection
 from .brief import INSPIRATION_CHARS, build_brief
 from .errors import EvoError
 from .flights import Flight, Then, wait
 from .islands import choose_island, migrate_if_due, settle_seed
 from .providers import ProviderError
+from .run_state import RunState
 from .models import ParentView, PatchType, ProgramSummary, ProposalResult, RunConfig, SampledParent
 from .sandbox_facts import sandbox_facts
 from .trust import record_contract
@@ -75,7 +76,7 @@ async def _inspirations(ws: Workspace, run_id: int, config: RunConfig, island: i
     """The island's best, then elites of the whole run (the top ones and a random one), in score order."""
     if config.num_inspirations == 0:
         return []
-    population = await ws.population(run_id)
+    population = await (await ws.state(run_id)).population()
     island_best = population.top_ids(1, island)
     elites = population.top_ids(config.archive_size)
     ordered = [i for i in dict.fromkeys(island_best + elites) if i != parent.id]
@@ -120,7 +121,7 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
         island = choose_island(ws, run_id, config)
     elif not 0 <= island < config.num_islands:
         raise EvoError(f"run {run_id} has islands 0 to {config.num_islands - 1}; island {island} does not exist")
-    population = await ws.population(run_id)
+    population = await ws.state_of(run).population()
     ids, scores, children, generations = population.pool(island)
     mode = "improve"
     if len(ids):
@@ -147,7 +148,7 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
         task_name=task.name, description=task.description, language=task.language, parent=parent,
         best_score=best_score, parent_delta_base=population.score_of(parent.parent_id), inspirations=inspirations,
         failures=await ws.archive.recent_failures(run_id, parent.id), mode=mode, patch_type=patch_type,
-        recommendations=((await ws.archive.get_note(run_id, "meta")) or {}).get("recommendations"),
+        recommendations=(await run_notes.meta(ws.archive, run_id)).recommendations,
         evaluation_s=task.timeout_s, wait_s=wait_s, island_failures=await ws.archive.island_failures(run_id, island),
         sandbox=facts, isolation=await ws.executor.isolation(), run_id=run_id, ticket=ticket,
         toolchain=languages.describe(task),
@@ -234,23 +235,17 @@ async def propose_candidate(
                                             novelty_override)
     except EvoError as exc:
         raise EvoError(_with_notes(str(exc), applied.notes)) from None
-    population = await ws.population(run_id)
-    best_before = population.best_score()
+    state = ws.state_of(run)
+    best_before = await state.best_score()
     if evaluate_now:
         ws.evaluations.check_room()  # before storing: a refusal then leaves nothing behind
     try:
-        program = await ws.archive.insert_program(
-            run_id=run_id, parent_id=parent.id, island=parent.island, generation=parent.generation + 1,
-            code=child_code, code_hash=digest, diff=patches.unified_diff(parent.code, child_code),
-            patch_type=kind, description=description, embedding=None if vector is None else vector.tobytes(),
-            cost_usd=cost_usd,
-            fingerprint=fingerprint,
-        )
+        program = await state.add_program(
+            parent=parent, island=parent.island, code=child_code, code_hash=digest,
+            diff=patches.unified_diff(parent.code, child_code), patch_type=kind, description=description,
+            embedding=vector, cost_usd=cost_usd, fingerprint=fingerprint, operator=operator)
     except DuplicateProgram as dup:
         raise EvoError(await novelty.exact_duplicate(ws, run_id, dup.twin_id)) from None
-    population.add(program.id, parent.id, program.island, program.generation)
-    if vector is not None:
-        ws.novelty.add(run_id, program.island, program.id, vector)
     ws.tickets.redeem(ticket, run_id, parent.id, program.id)
     notes = applied.notes + ticket_notes
     with anyio.CancelScope(shield=True):  # stored: its evaluation starts whatever happens to this call
@@ -330,7 +325,7 @@ async def start_evaluation(ws: Workspace, run: RunRecord, program: ProgramRecord
     """Start evaluating a program of the run in the workspace, where it runs to its end and is recorded; `then`
     gets the result once it is recorded."""
     if best_before is None:
-        best_before = (await ws.population(run.id)).best_score()
+        best_before = await ws.state_of(run).best_score()
     task = ws.task(run)
     flight = Flight(run.id, program.id, task.timeout_s, best_before, list(notes or []), then=then)
     return await ws.evaluations.start(flight, lambda f: _record(ws, run, program, f))
@@ -345,7 +340,7 @@ async def settle(ws: Workspace, flight: Flight, wait_s: float | None, progress: 
             raise flight.error
         if flight.result is not None:
             return flight.result
-    population = await ws.population(flight.run_id)
+    population = await (await ws.state(flight.run_id)).population()
     program = await ws.program(flight.run_id, flight.program_id)
     result = _result(flight.run_id, summary(program), population.score_of(program.parent_id), flight.best_before,
                      flight.notes)
@@ -361,13 +356,13 @@ async def settle(ws: Workspace, flight: Flight, wait_s: float | None, progress: 
 async def _record(ws: Workspace, run: RunRecord, program: ProgramRecord, flight: Flight) -> ProposalResult:
     """Evaluate the program and store its result (a flight's body: it runs in the workspace, not in a call)."""
     run_id, program_id = run.id, program.id
-    task = ws.task(run)
+    state = ws.state_of(run)
+    task = state.task()
     saved = False
     try:  # from the first checkpoint on: a stop that comes early is recorded too
-        population = await ws.population(run_id)
+        population = await state.population()
         await record_contract(ws.archive, ws.contracts_recorded, run, task)
-        await ws.archive.set_program_status(program_id, "running")
-        population.set_status(program_id, "running")
+        await state.mark(program_id, "running")
         report = await ws.executor.evaluate(task, program.code)
         result = EvaluationResult(
             status="failed" if report.failed else "evaluated",
@@ -382,37 +377,34 @@ async def _record(ws: Workspace, run: RunRecord, program: ProgramRecord, flight:
             eval_seconds=report.seconds,
         )
         with anyio.CancelScope(shield=True):  # a finished evaluation is never lost to a cancellation
-            evaluated_at = await ws.archive.save_result(program_id, result)
-            population.set_result(program_id, result.status, result.correct, result.combined_score)
+            evaluated_at = await state.record_result(program_id, result)
             saved = True
     finally:
         if not saved:
             with anyio.CancelScope(shield=True):
-                await _cut_short(ws, run_id, program_id, flight)
+                await _cut_short(ws, state, program_id, flight)
     with anyio.CancelScope(shield=True):  # recorded: the bookkeeping that follows is part of it
         await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": report.combined_score,
                                                          "correct": report.correct, "isolation": report.isolation})
-        moved = await migrate_if_due(ws, run, ws.config(run), population.evaluations())
+        moved = await migrate_if_due(ws, state, population.evaluations())
         # as saved (read back only when a migration just moved it to another island)
         recorded = await ws.program(run_id, program_id) if program_id in moved else \
             program.model_copy(update={**result.model_dump(), "evaluated_at": evaluated_at})
         out = _result(run_id, summary(recorded), population.score_of(program.parent_id),
                       flight.best_before, flight.notes, recorded.text_feedback)
         if program.patch_type == "seed":
-            await settle_seed(ws, run, out.program)
+            await settle_seed(ws, state, out.program)
     return out
 
 
-async def _cut_short(ws: Workspace, run_id: int, program_id: int, flight: Flight) -> None:
+async def _cut_short(ws: Workspace, state: RunState, program_id: int, flight: Flight) -> None:
     """A stopped evaluation is recorded as failed with the reason; one cut short otherwise (the server closing,
     an error) leaves its program pending, to be evaluated again."""
-    population = await ws.population(run_id)
     if flight.stop_reason is None:
-        await ws.archive.set_program_status(program_id, "pending")
-        population.set_status(program_id, "pending")
+        await state.mark(program_id, "pending")
         return
     error = f"evaluation stopped after {flight.elapsed:.1f} s: {flight.stop_reason}"
-    await ws.archive.save_result(program_id, EvaluationResult(status="failed", correct=False, combined_score=None,
-                                                              error=error, eval_seconds=flight.elapsed))
-    population.set_result(program_id, "failed", False, None)
-    await ws.archive.add_event(run_id, "evaluation_stopped", {"program": program_id, "reason": flight.stop_reason})
+    await state.record_result(program_id, EvaluationResult(status="failed", correct=False, combined_score=None,
+                                                           error=error, eval_seconds=flight.elapsed))
+    await ws.archive.add_event(state.run_id, "evaluation_stopped", {"program": program_id,
+                                                                    "reason": flight.stop_reason})

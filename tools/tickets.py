@@ -15,6 +15,7 @@ import hmac
 import secrets
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import EvoError
@@ -33,7 +34,8 @@ class Ticket:
 
 
 class Tickets:
-    def __init__(self, key: bytes = b"") -> None:
+    def __init__(self, key: bytes = b"", clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock  # what expiry is measured on (tests move their own)
         self._key = key  # tokens are signed with it: see the module's docstring
         self._open: dict[str, Ticket] = {}
         self._closed: OrderedDict[str, Ticket] = OrderedDict()
@@ -41,7 +43,7 @@ class Tickets:
     def issue(self, run_id: int, parent_id: int, island: int, ttl_s: float) -> str:
         self._expire()
         token = self._sign(run_id, parent_id, secrets.token_hex(4))
-        self._open[token] = Ticket(run_id, parent_id, island, time.monotonic() + ttl_s)
+        self._open[token] = Ticket(run_id, parent_id, island, self._clock() + ttl_s)
         return token
 
     def check(self, token: str | None, run_id: int, parent_id: int, island: int) -> list[str]:
@@ -106,7 +108,7 @@ class Tickets:
             self._closed.popitem(last=False)
 
     def _expire(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         for token in [t for t, v in self._open.items() if v.expires_at < now]:
             ticket = self._open.pop(token)
             ticket.closed = "expired"

@@ -62,7 +62,7 @@ async def _finished(ws: Workspace, run_id: int, program: ProgramRecord) -> Propo
     if flight is not None and isinstance(flight.result, ProposalResult):
         return flight.result
     # finished before this process knew it, or cut short: compared with the run as it is now
-    population = await ws.population(run_id)
+    population = await (await ws.state(run_id)).population()
     best = population.best_score()
     result = _result(run_id, summary(program), population.score_of(program.parent_id), best, [])
     score = result.program.combined_score if result.program.correct else None

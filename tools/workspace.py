@@ -13,13 +13,12 @@ import anyio
 import numpy as np
 
 from ..evaluators.executor import Executor, LocalExecutor, ReadOnlyExecutor
-from ..evaluators.task import Task, TaskError, resolve_task
+from ..evaluators.task import Task
 from ..store import Archive, ProgramRecord, RunRecord
 from .errors import EvoError
 from .flights import Evaluations
 from .models import RunConfig, SandboxFacts
-from .novelty import NoveltyIndex
-from .population import Population
+from .run_state import RunState
 from .providers import NoProviders, Providers
 from .tickets import Tickets
 
@@ -29,25 +28,23 @@ class Workspace:
     archive: Archive
     executor: Executor
     tickets: Tickets = field(default_factory=Tickets)
-    novelty: NoveltyIndex = field(default_factory=NoveltyIndex)
     max_runs: int = 1000
     providers: Providers = field(default_factory=NoProviders)
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     evaluations: Evaluations = field(default_factory=Evaluations)  # in flight, outliving the calls that started them
-    _tasks: dict[int, Task] = field(default_factory=dict)
     contracts_recorded: set[int] = field(default_factory=set)  # runs whose scoring contract this process noted
-    _populations: dict[int, Population] = field(default_factory=dict)
+    _states: dict[int, RunState] = field(default_factory=dict)  # the runs this process has used
     sandbox_facts: dict[tuple, tuple[float | None, SandboxFacts]] = field(default_factory=dict)  # sandbox_facts.py
     sandbox_facts_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
-    async def population(self, run_id: int) -> Population:
-        """The run's in-memory index, loaded from the archive on first use."""
-        if run_id not in self._populations:
-            self._populations[run_id] = Population.from_rows(await self.archive.population_rows(run_id))
-        return self._populations[run_id]
+    def state_of(self, run: RunRecord) -> RunState:
+        """The run's state in this process (tools/run_state.py): its config, task and indexes."""
+        if run.id not in self._states:
+            self._states[run.id] = RunState(self.archive, run)
+        return self._states[run.id]
 
-    def forget_population(self, run_id: int) -> None:
-        self._populations.pop(run_id, None)
+    async def state(self, run_id: int) -> RunState:
+        return self._states[run_id] if run_id in self._states else self.state_of(await self.run(run_id))
 
     async def run(self, run_id: int) -> RunRecord:
         run = await self.archive.get_run(run_id) if 0 < run_id < 2**63 else None
@@ -74,17 +71,10 @@ class Workspace:
         return program
 
     def config(self, run: RunRecord) -> RunConfig:
-        return RunConfig.model_validate(run.config)
+        return self.state_of(run).config
 
     def task(self, run: RunRecord) -> Task:
-        if run.id not in self._tasks:
-            try:
-                task = resolve_task(run.task_path)
-            except TaskError as exc:
-                raise EvoError(f"run {run.id}: its task cannot be loaded any more: {exc}") from None
-            timeout = self.config(run).timeout_s
-            self._tasks[run.id] = task.model_copy(update={"timeout_s": timeout}) if timeout else task
-        return self._tasks[run.id]
+        return self.state_of(run).task()
 
 
 def _ticket_key(db: Path) -> bytes:

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from ...store import ProgramRecord, RunRecord, readers
+from ...tools import run_notes
 from ...tools.trust import all_contracts, describe, run_contracts, scoring
 from ...tools.workspace import Workspace
 from ..drawings import draw_solution
@@ -27,7 +28,6 @@ SLOW_EVERY = 0.5  # seconds between recomputations of a changing run's scans, at
 SLOW_FACTOR = 10  # ... and at least this many times what the last one took
 MAX_DOTS = 3000  # scores sent with a run's first live answer (thinned evenly beyond this)
 CHILDREN_SHOWN = 200
-ARMS_NOTE, PATCH_NOTE, DRIVER_NOTE = "bandit:arms", "bandit:patch_types", "driver"  # server/driver.py's notes
 
 
 class NotFound(Exception):
@@ -94,7 +94,7 @@ async def runs_list(ws: Workspace) -> list[dict[str, Any]]:
     archive = ws.archive
     runs = await archive.list_runs()
     contracts = await all_contracts(archive, runs)
-    drivers = await archive.notes_of_runs(DRIVER_NOTE)
+    drivers = await archive.notes_of_runs(run_notes.DRIVER)
     out = []
     for run in runs:
         best = await archive.best_program(run.id)
@@ -174,10 +174,10 @@ async def state(ws: Workspace, run: RunRecord) -> dict[str, Any]:
     best = await archive.best_program(run.id)
     counts, candidates = await readers.tally(archive, run.id)
     contracts = await run_contracts(archive, run)
-    driver = await archive.get_note(run.id, DRIVER_NOTE)
+    driver = await archive.get_note(run.id, run_notes.DRIVER)
     models = await archive.llm_call_stats(run.id)
-    arms = await archive.get_note(run.id, ARMS_NOTE) or {}
-    patches = await archive.get_note(run.id, PATCH_NOTE) or {}
+    arms = await archive.get_note(run.id, run_notes.ARM_BANDIT) or {}
+    patches = await archive.get_note(run.id, run_notes.PATCH_BANDIT) or {}
     islands = [{**row, "best": finite(row["best"])} for row in
                await CACHE.get(ws, run.id, "islands", lambda _: readers.islands(archive, run.id))]
     operators = await CACHE.get(ws, run.id, "operators", lambda _: readers.operators(archive, run.id))

@@ -1,0 +1,74 @@
+"""RunState: the one writer of a run's programs keeps SQLite and its in-memory indexes in step."""
+
+import anyio
+
+from conftest import rings_patch
+from evomcp.tools import novelty, runs, steps
+from evomcp.tools.population import Population
+
+
+async def fresh(ws, run_id) -> Population:
+    return Population.from_rows(await ws.archive.population_rows(run_id))
+
+
+def same(live: Population, loaded: Population, islands: int) -> None:
+    assert live.counts() == loaded.counts()
+    assert live.island_stats() == loaded.island_stats()
+    assert live.candidates_evaluated() == loaded.candidates_evaluated()
+    for island in range(islands):
+        a, b = live.pool(island), loaded.pool(island)
+        assert [x.tolist() for x in a] == [x.tolist() for x in b]
+
+
+async def test_first_uses_at_once_load_one_index(ws):
+    run_id = (await runs.start_run(ws, "circle_packing_26", config={"novelty": False})).run.run_id
+    state = await ws.state(run_id)
+    await state.reload()
+    loaded = []
+
+    async def use():
+        loaded.append(await state.population())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(use)
+    assert all(p is loaded[0] for p in loaded)  # one object: a write to it is never dropped by a second load
+
+
+async def test_stopped_and_resumed_runs_keep_the_index_equal_to_the_archive(ws):
+    """A stop that cuts an evaluation short (recorded failed), a resume (read back) and the seed's island
+    copies: after each, the live index is what a fresh load of the file gives."""
+    run_id = (await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 3})).run.run_id
+    state = await ws.state(run_id)
+    seed = (await runs.get_run_status(ws, run_id)).best
+    same(await state.population(), await fresh(ws, run_id), 3)
+    slow = rings_patch(0.25, 0.45).replace("=======\n", "=======\n    __import__('time').sleep(30)\n")
+    stored = await steps.propose_candidate(ws, run_id, seed.id, patch=slow, wait_s=0.5)
+    assert stored.program.status == "running"
+    await runs.stop_run(ws, run_id)
+    stopped = await ws.program(run_id, stored.program.id)
+    assert stopped.status == "failed" and "stopped" in stopped.error
+    same(await state.population(), await fresh(ws, run_id), 3)
+    await runs.resume_run(ws, run_id)
+    for k in range(4):
+        await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.21 + 0.001 * k, 0.43))
+    same(await state.population(), await fresh(ws, run_id), 3)
+    assert await state.best_score() == (await fresh(ws, run_id)).best_score()
+
+
+async def test_the_judges_embeddings_follow_writes_and_migrations(ws):
+    run_id = (await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 2})).run.run_id
+    state = await ws.state(run_id)
+    seed = (await runs.get_run_status(ws, run_id)).best
+    nearest, similarity = await state.nearest(0, novelty.embed((await ws.program(run_id, seed.id)).code))
+    assert nearest == seed.id and similarity > 0.999  # loaded from the archive on first use
+    code = "# EVOLVE-BLOCK-START\nvalues = [1, 2, 3]\n# EVOLVE-BLOCK-END\n"
+    vector = novelty.embed(code)
+    program = await state.add_program(parent=await ws.program(run_id, seed.id), island=0, code=code,
+                                      code_hash="h-test", patch_type="full", description=None, embedding=vector)
+    nearest, similarity = await state.nearest(0, vector)
+    assert nearest == program.id and similarity > 0.999  # indexed on write, without a reload
+    await state.move([program.id], 1)
+    assert (await state.nearest(1, vector))[0] == program.id  # moved with its row
+    assert (await state.nearest(0, vector))[0] != program.id
+    same(await state.population(), await fresh(ws, run_id), 2)

@@ -1,0 +1,143 @@
+"""One run's state in this process, and the only way to write its programs and results.
+
+SQLite is the source of truth. Beside it each open run keeps two in-memory indexes: the
+population (tools/population.py: what selection, counts and elites read) and, for runs with a
+novelty judge, the islands' newest embeddings (tools/novelty.py). Every write here goes to the
+archive first and then to both indexes, so the two never disagree with the file; the answers the
+tools and the driver need (best score, counts, cost) come from here too. One server process
+writes an archive file at a time.
+"""
+
+from __future__ import annotations
+
+import anyio
+import numpy as np
+
+from ..evaluators.task import Task, TaskError, resolve_task
+from ..store import Archive, EvaluationResult, ProgramRecord, RunRecord
+from .errors import EvoError
+from .models import RunConfig
+from .novelty import WINDOW, EmbeddingIndex
+from .population import Population
+
+
+class RunState:
+    """A run's config, task and indexes. Built from its record; the indexes load on first use."""
+
+    def __init__(self, archive: Archive, run: RunRecord, window: int = WINDOW) -> None:
+        self.archive = archive
+        self.run_id = run.id
+        self.config = RunConfig.model_validate(run.config)  # a run's config never changes
+        self._task_path = run.task_path
+        self._task: Task | None = None
+        self._window = window
+        self._population: Population | None = None
+        self._embeddings: EmbeddingIndex | None = None
+        self._loading = anyio.Lock()  # two first uses at once load once (a second load would drop the first's writes)
+
+    # what the run holds -----------------------------------------------------------
+
+    def task(self) -> Task:
+        """The run's task, with the run's own time limit if it set one."""
+        if self._task is None:
+            try:
+                task = resolve_task(self._task_path)
+            except TaskError as exc:
+                raise EvoError(f"run {self.run_id}: its task cannot be loaded any more: {exc}") from None
+            timeout = self.config.timeout_s
+            self._task = task.model_copy(update={"timeout_s": timeout}) if timeout else task
+        return self._task
+
+    async def population(self) -> Population:
+        """The population index (read it; write through this object's methods)."""
+        if self._population is None:
+            async with self._loading:
+                if self._population is None:
+                    self._population = Population.from_rows(await self.archive.population_rows(self.run_id))
+        return self._population
+
+    async def reload(self) -> None:
+        """Read the indexes back from the archive on next use (after a write that may have failed half-way)."""
+        async with self._loading:
+            self._population = None
+            self._embeddings = None
+
+    async def nearest(self, island: int, vector: np.ndarray) -> tuple[int | None, float]:
+        """The island's program nearest to an embedding among its newest ones, and the cosine similarity."""
+        if self._embeddings is None:
+            async with self._loading:
+                if self._embeddings is None:
+                    index = EmbeddingIndex(self._window)
+                    index.load(await self.archive.embeddings(self.run_id, per_island=self._window))
+                    self._embeddings = index
+        return self._embeddings.nearest(island, vector)
+
+    # answers -----------------------------------------------------------------------
+
+    async def best_score(self) -> float | None:
+        return (await self.population()).best_score()
+
+    async def best_program(self) -> ProgramRecord | None:
+        top = (await self.population()).top_ids(1)
+        return await self.archive.get_program(self.run_id, top[0]) if top else None
+
+    async def candidates_evaluated(self) -> int:
+        """Evaluations finished of candidates (programs with a parent): what evaluation budgets count."""
+        return (await self.population()).candidates_evaluated()
+
+    async def cost_usd(self) -> float:
+        """Spent on model calls for this run, failed and refused proposals included (the calls are the record)."""
+        return await self.archive.llm_cost(self.run_id)
+
+    # writes --------------------------------------------------------------------------
+
+    async def add_program(self, *, parent: ProgramRecord | None, island: int, code: str, code_hash: str,
+                          patch_type: str, description: str | None, diff: str | None = None,
+                          embedding: np.ndarray | None = None, fingerprint: str | None = None, cost_usd: float = 0.0,
+                          operator: str | None = None) -> ProgramRecord:
+        """Store a pending program (an exact duplicate raises store.DuplicateProgram) and index it."""
+        population = await self.population()
+        program = await self.archive.insert_program(
+            run_id=self.run_id, parent_id=None if parent is None else parent.id, island=island,
+            generation=0 if parent is None else parent.generation + 1, code=code, code_hash=code_hash, diff=diff,
+            patch_type=patch_type, description=description,
+            embedding=None if embedding is None else embedding.tobytes(), fingerprint=fingerprint,
+            cost_usd=cost_usd, operator=operator)
+        population.add(program.id, program.parent_id, program.island, program.generation)
+        if embedding is not None and self._embeddings is not None:
+            self._embeddings.add(program.island, program.id, embedding)
+        return program
+
+    async def mark(self, program_id: int, status: str) -> None:
+        """A program's status without a result: `running` when its evaluation starts, `pending` again when it
+        was cut short."""
+        population = await self.population()
+        await self.archive.set_program_status(program_id, status)  # type: ignore[arg-type]
+        population.set_status(program_id, status)
+
+    async def record_result(self, program_id: int, result: EvaluationResult) -> float:
+        """Write an evaluation's result; returns the time it records as `evaluated_at`."""
+        population = await self.population()
+        evaluated_at = await self.archive.save_result(program_id, result)
+        population.set_result(program_id, result.status, result.correct, result.combined_score)
+        return evaluated_at
+
+    async def move(self, program_ids: list[int], island: int) -> None:
+        """Programs that migrate to another island."""
+        population = await self.population()
+        await self.archive.move_programs(program_ids, island)
+        population.move(program_ids, island)
+        self._embeddings = None  # rows changed islands: the matrices are rebuilt on next use
+
+    async def place_seed(self) -> list[int]:
+        """Copy the evaluated seed onto every island that does not hold it yet (all at once); the islands seeded.
+
+        Also what resuming a run repairs: a process killed between the seed's record and its copies left
+        islands without it."""
+        seed_id, status, seeded, rows = await self.archive.seed_placement(self.run_id)
+        missing = [i for i in range(self.config.num_islands) if i not in seeded]
+        if seed_id is None or status != "evaluated" or not missing or rows > 1:  # copies made once (migration
+            return []                                                            # may have moved them since)
+        await self.archive.copy_program(seed_id, missing)
+        await self.reload()  # read back with the copies
+        return missing
