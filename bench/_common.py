@@ -1,58 +1,23 @@
-"""Helpers shared by the bench scripts: a server on a free port, CPU ticks and RSS from /proc.
+"""What the bench scripts share beyond evomcp.testing: CPU ticks and RSS, and servers started the bench's way.
 
-The scripts run as `.venv/bin/python bench/x.py`, so this file's folder is on sys.path and
-`import _common` finds it. tests/conftest.py keeps its own copies of the server helpers: the bench
-scripts import nothing from tests/ but the fake OpenAI server (tests/fake_openai.py).
+The scripts run as `.venv/bin/python bench/x.py`, so this file's folder is on sys.path and `import _common`
+finds it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from evomcp.testing import procs, servers
 
 TICK = os.sysconf("SC_CLK_TCK")
 
-
-# ---------------------------------------------------------------- an `evomcp serve --http` subprocess
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Returns once 127.0.0.1:port accepts connections; exits the bench if `proc` dies or never listens."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"evomcp serve --http exited early (exit code {proc.returncode})")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"evomcp serve --http did not start listening on port {port} within {timeout:g} s")
-
-
-def serve_http(db: Path, port: int, *extra: str, env: dict[str, str] | None = None,
-               stderr=subprocess.DEVNULL) -> subprocess.Popen:
-    """`evomcp serve --http --port PORT --db DB *extra` (log level WARNING), listening once this returns."""
-    proc = subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--port", str(port), "--db", str(db),
-                             *extra], stdout=subprocess.DEVNULL, stderr=stderr,
-                            env={**os.environ, "EVOMCP_LOG_LEVEL": "WARNING", **(env or {})})
-    try:
-        wait_for_port(port, proc)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return proc
+# evomcp.testing.servers as the bench starts servers: up to 60 s to listen (the machine may be loaded), and a
+# server that does not start ends the bench with the reason rather than a traceback
+serve_http = functools.partial(servers.serve_http, timeout=60.0, error=SystemExit)
+wait_for_port = functools.partial(servers.wait_for_port, timeout=60.0, error=SystemExit)
 
 
 # ---------------------------------------------------------------- CPU and memory from /proc
@@ -76,7 +41,7 @@ def process_ticks(pid: int | str | None, reaped: bool) -> float:
     if pid is None:
         return 0.0
     try:
-        rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        rest = procs.stat_fields(pid)
     except OSError:
         return 0.0
     utime, stime, cutime, cstime = (float(v) for v in rest[11:15])
@@ -96,9 +61,7 @@ def rss_mb(pid: int | str | None = "self") -> float | None:
     if pid is None:
         return None
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        value = procs.status(pid).get("VmRSS")
     except OSError:
         return None
-    return None
+    return None if value is None else int(value.split()[0]) / 1024

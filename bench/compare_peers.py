@@ -16,7 +16,8 @@ What it does, in one run:
    `evaluator_openevolve.py` with the same function returning OpenEvolve's metric dict, and
    `evaluate_shinka.py`, the script ShinkaEvolve calls as
    `evaluate_shinka.py --program_path P --results_dir D` (writes metrics.json and correct.json).
-3. Starts ONE fake OpenAI-compatible server on 127.0.0.1 (tests/fake_openai.py, with TCP_NODELAY
+   These, the peers' drivers and the measuring wrapper are the files of bench/peers/.
+3. Starts ONE fake OpenAI-compatible server on 127.0.0.1 (evomcp.testing.fake_openai, with TCP_NODELAY
    on its sockets, see below) that answers at once. Its reply is a valid change in the format the
    prompt asks for: it finds the current program in the prompt, nudges one float literal inside
    the EVOLVE-BLOCK by 0.2-3 % and answers with a SEARCH/REPLACE block for that line (evomcp diff
@@ -88,175 +89,47 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-import fake_openai  # noqa: E402
-from fake_openai import FakeOpenAI  # noqa: E402
+from _common import TICK, machine_ticks, own_ticks  # bench/_common.py, next to this script
+from evomcp.testing import fake_openai, procs
+from evomcp.testing.fake_openai import FakeOpenAI
 
 # The fake server sends headers and body in two writes; with Nagle's algorithm on, the client's delayed ACK
 # then stalls every reply by about 40 ms on loopback. An instant model must not: TCP_NODELAY on its sockets
 # (socketserver's own switch, set here for this process only).
 fake_openai._Handler.disable_nagle_algorithm = True
 
-N_CIRCLES = 26
-EVAL_TIMEOUT_S = 60
-
 # --------------------------------------------------------------------------- the shared task
 
-SEED = '''\
-"""Circle packing: 26 disjoint circles in the unit square, maximise the sum of radii."""
-
-import numpy as np
-
-N_CIRCLES = 26
-
-
-# EVOLVE-BLOCK-START
-def place_centers(n):
-    """A middle circle, two rings around it, and the rest on an outer ring."""
-    centers = [(0.5, 0.5)]
-    rings = [(8, 0.23), (16, 0.41)]
-    rings.append((n - 1 - sum(k for k, _ in rings), 0.47))
-    for count, radius in rings:
-        for k in range(count):
-            angle = 6.283185 * k / count + 0.15
-            centers.append((0.5 + radius * np.cos(angle), 0.5 + radius * np.sin(angle)))
-    return np.clip(np.array(centers[:n], dtype=float), 0.03, 0.97)
+# The programs the bench writes out are files of bench/peers/. scorer.py is the scoring routine every evaluator
+# shares: an evaluator's first line imports from it, and the bench writes scorer.py's text in place of that line,
+# so that each evaluator is one file, as the frameworks expect.
+PEERS = Path(__file__).resolve().parent / "peers"
+SEED = (PEERS / "initial.py").read_text()
+SCORER = (PEERS / "scorer.py").read_text()
+TASK_TOML = (PEERS / "task.toml").read_text()
+DESCRIPTION = tomllib.loads(TASK_TOML)["description"]
+EVAL_TIMEOUT_S = tomllib.loads(TASK_TOML)["timeout_s"]
 
 
-def fit_radii(centers):
-    """Each radius as large as the walls allow, then overlapping pairs shrink in proportion."""
-    n = len(centers)
-    radii = np.min(np.hstack([centers, 1 - centers]), axis=1)
-    for i in range(n):
-        for j in range(i + 1, n):
-            gap = np.sqrt(np.sum((centers[i] - centers[j]) ** 2))
-            if radii[i] + radii[j] > gap:
-                shrink = gap / (radii[i] + radii[j])
-                radii[i] *= shrink
-                radii[j] *= shrink
-    return radii * (1 - 1e-6)
-# EVOLVE-BLOCK-END
-
-
-def run_packing():
-    centers = place_centers(N_CIRCLES)
-    return centers, fit_radii(centers)
-'''
-
-SCORER = f'''
-import importlib.util
-import itertools
-import os
-import sys
-import time
-
-import numpy as np
-
-N_CIRCLES = {N_CIRCLES}
-_loaded = itertools.count()
-
-
-def log_evaluation(started, correct):
-    """One line per evaluation (start, end on the monotonic clock, validity) where the bench asks: counts them."""
-    path = os.environ.get("BENCH_EVAL_LOG")
-    if path:
-        try:
-            with open(path, "a") as f:
-                f.write(f"{{started!r}} {{time.monotonic()!r}} {{int(correct)}}\\n")
-        except OSError:
-            pass
-
-
-def score_program(program_path):
-    """(combined_score, correct, error) of the candidate: run it, check it at zero tolerance."""
-    try:
-        spec = importlib.util.spec_from_file_location(f"candidate_{{next(_loaded)}}", program_path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        centers, radii = module.run_packing()
-        centers = np.asarray(centers, dtype=float)
-        radii = np.asarray(radii, dtype=float)
-        if centers.shape != (N_CIRCLES, 2) or radii.shape != (N_CIRCLES,):
-            return 0.0, False, f"shapes {{centers.shape}} and {{radii.shape}}"
-        if not (np.isfinite(centers).all() and np.isfinite(radii).all()) or (radii < 0).any():
-            return 0.0, False, "non-finite or negative values"
-        x, y = centers[:, 0], centers[:, 1]
-        if ((radii > x) | (radii > 1 - x) | (radii > y) | (radii > 1 - y)).any():
-            return 0.0, False, "a circle leaves the unit square"
-        gaps = np.sqrt(((centers[:, None, :] - centers[None, :, :]) ** 2).sum(axis=-1))
-        upper = np.triu_indices(N_CIRCLES, 1)
-        if ((radii[:, None] + radii[None, :])[upper] > gaps[upper]).any():
-            return 0.0, False, "two circles overlap"
-        return float(radii.sum()), True, None
-    except Exception as exc:  # the candidate's fault: scored as invalid
-        return 0.0, False, f"{{type(exc).__name__}}: {{exc}}"
-'''
-
-EVOMCP_EVALUATE = SCORER + '''
-
-def evaluate(program_path):
-    started = time.monotonic()
-    score, correct, error = score_program(program_path)
-    log_evaluation(started, correct)
-    result = {"combined_score": score, "correct": correct}
-    if error:
-        result["error"] = error
-    return result
-'''
-
-OPENEVOLVE_EVALUATE = SCORER + '''
-
-def evaluate(program_path):
-    started = time.monotonic()
-    score, correct, error = score_program(program_path)
-    log_evaluation(started, correct)
-    return {"combined_score": score, "validity": 1.0 if correct else 0.0}
-'''
-
-SHINKA_EVALUATE = SCORER + '''
-
-def main():
-    import argparse
-    import json
-    import os
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--program_path", required=True)
-    parser.add_argument("--results_dir", required=True)
-    args = parser.parse_args()
-    started = time.monotonic()
-    score, correct, error = score_program(args.program_path)
-    log_evaluation(started, correct)
-    os.makedirs(args.results_dir, exist_ok=True)
-    with open(os.path.join(args.results_dir, "metrics.json"), "w") as f:
-        json.dump({"combined_score": score, "public": {"sum_of_radii": score}, "private": {}}, f)
-    with open(os.path.join(args.results_dir, "correct.json"), "w") as f:
-        json.dump({"correct": correct, "error": error}, f)
-
-
-if __name__ == "__main__":
-    main()
-'''
-
-DESCRIPTION = (f"Pack {N_CIRCLES} disjoint circles in the unit square so that the sum of their radii is as large "
-               f"as possible. run_packing() returns (centers of shape ({N_CIRCLES}, 2), radii of shape "
-               f"({N_CIRCLES},)); the checker has zero tolerance. combined_score is the sum of radii.")
+def with_scorer(name: str) -> str:
+    """bench/peers/NAME with its first line (`from scorer import ...`) replaced by scorer.py's text."""
+    first, rest = (PEERS / name).read_text().split("\n", 1)
+    if not first.startswith("from scorer import "):
+        raise RuntimeError(f"{PEERS / name} does not start by importing from scorer.py")
+    return SCORER + rest
 
 
 def write_task(root: Path) -> Path:
     task = root / "task"
     task.mkdir(parents=True)
     (task / "initial.py").write_text(SEED)
-    (task / "evaluate.py").write_text(EVOMCP_EVALUATE)
-    (task / "evaluator_openevolve.py").write_text(OPENEVOLVE_EVALUATE)
-    (task / "evaluate_shinka.py").write_text(SHINKA_EVALUATE)
-    (task / "task.toml").write_text(f'name = "circle_packing_{N_CIRCLES}_bench"\n'
-                                    f'description = """{DESCRIPTION}"""\n'
-                                    f"timeout_s = {EVAL_TIMEOUT_S}\n")
+    for name in ("evaluate.py", "evaluator_openevolve.py", "evaluate_shinka.py"):
+        (task / name).write_text(with_scorer(name))
+    (task / "task.toml").write_text(TASK_TOML)
     return task
 
 
@@ -444,203 +317,35 @@ def ensure_peer(peer: Peer, peers_dir: Path) -> None:
     print(f"[setup] {peer.label} {have} installed", flush=True)
 
 
-# --------------------------------------------------------------------------- drivers of the peers
-
-SHINKA_DRIVER = r'''
-import json, sqlite3, sys
-from pathlib import Path
-
-from shinka.core import EvolutionConfig, ShinkaEvolveRunner
-from shinka.database import DatabaseConfig
-from shinka.launch import LocalJobConfig
-
-a = json.loads(sys.argv[1])
-evo = EvolutionConfig(
-    task_sys_msg=a["description"],
-    patch_types=["diff", "full", "cross"],
-    patch_type_probs=[0.6, 0.3, 0.1],
-    num_generations=a["candidates"] + 1,  # generation 0 is the seed
-    language="python",
-    llm_models=["local/fake@" + a["base_url"]],
-    llm_kwargs={"temperatures": [0.0, 0.5, 1.0], "max_tokens": 4096},
-    meta_rec_interval=None,
-    meta_llm_models=None,
-    novelty_llm_models=None,
-    embedding_model=None,
-    init_program_path=a["initial"],
-    results_dir=a["results_dir"],
-)
-t = int(a["timeout_s"])
-job = LocalJobConfig(eval_program_path=a["evaluate"], time="%02d:%02d:%02d" % (t // 3600, t // 60 % 60, t % 60))
-db = DatabaseConfig(num_islands=1, archive_size=40)  # the runner puts programs.sqlite in results_dir
-runner = ShinkaEvolveRunner(evo, job, db, verbose=False, max_evaluation_jobs=a["slots"],
-                            max_proposal_jobs=a["slots"], max_db_workers=2)
-runner.run()
-
-# what it settled on after clamping to the machine's cores, and what its archive holds
-summary = {"max_evaluation_jobs": runner.max_evaluation_jobs, "max_proposal_jobs": runner.max_proposal_jobs}
-con = sqlite3.connect(Path(a["results_dir"]) / "programs.sqlite")
-rows = con.execute("SELECT generation, correct, combined_score FROM programs").fetchall()
-con.close()
-children = [r for r in rows if r[0] and r[0] > 0]
-summary.update(candidates=len(children), correct=sum(1 for r in children if r[1]),
-               best=max((r[2] for r in rows if r[1] and r[2] is not None), default=None))
-Path(a["summary"]).write_text(json.dumps(summary))
-'''
-
-OPENEVOLVE_DRIVER = r'''
-import asyncio, json, sys
-from pathlib import Path
-
-import yaml
-from openevolve import OpenEvolve
-from openevolve.config import load_config
-
-a = json.loads(sys.argv[1])
-config = {
-    "max_iterations": a["candidates"],
-    "log_level": "WARNING",
-    "random_seed": 42,
-    "diff_based_evolution": True,
-    "llm": {"api_base": a["base_url"], "api_key": "none", "models": [{"name": "fake", "weight": 1.0}],
-            "temperature": 0.7, "max_tokens": 4096, "timeout": 60, "retries": 3, "retry_delay": 5},
-    "prompt": {"system_message": a["description"]},
-    "database": {"num_islands": 1, "in_memory": True, "embedding_model": None},
-    "evaluator": {"timeout": a["timeout_s"], "cascade_evaluation": False, "parallel_evaluations": a["slots"],
-                  "use_llm_feedback": False},
-}
-path = Path(a["results_dir"]) / "config.yaml"
-path.parent.mkdir(parents=True, exist_ok=True)
-path.write_text(yaml.safe_dump(config))
-oe = OpenEvolve(a["initial"], a["evaluate"], load_config(str(path)), output_dir=a["results_dir"])
-best = asyncio.run(oe.run(iterations=a["candidates"]))
-programs = list(oe.database.programs.values())
-children = [p for p in programs if p.parent_id]
-Path(a["summary"]).write_text(json.dumps({
-    "candidates": len(children),
-    "correct": sum(1 for p in children if p.metrics.get("validity") == 1.0),
-    "best": best.metrics.get("combined_score") if best else None,
-}))
-'''
-
-# The measuring wrapper: a child subreaper that runs the framework, reaps every descendant (orphans
-# included) and reports the CPU time and peak RSS of the whole tree.
-WRAPPER = r'''
-import ctypes, json, os, resource, signal, subprocess, sys, time
-
-PR_SET_CHILD_SUBREAPER = 36
-ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-out, log, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
-
-
-def children():
-    found = []
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children") as f:
-                found += [int(p) for p in f.read().split()]
-        except OSError:
-            pass
-    return found
-
-
-started = time.monotonic()
-with open(log, "wb") as f:
-    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    rc = proc.wait()
-wall = time.monotonic() - started
-orphans, deadline = 0, time.monotonic() + 15
-while True:
-    try:
-        pid, _ = os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        break
-    if pid:
-        orphans += 1
-        continue
-    if time.monotonic() > deadline:
-        for pid in children():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    time.sleep(0.05)
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-with open(out, "w") as f:
-    json.dump({"rc": rc, "wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "user": ru.ru_utime, "sys": ru.ru_stime,
-               "maxrss_mb": ru.ru_maxrss / 1024, "orphans": orphans}, f)
-'''
-
-EVAL_LOOP = SCORER + r'''
-
-def main():
-    import json
-    import time
-
-    sys.dont_write_bytecode = True  # every framework evaluates a new file: compile it every time
-    out, rounds, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-    score_program(paths[0])  # warm: numpy's lazy parts, the import machinery
-    walls = {path: [] for path in paths}
-    cpus = {path: [] for path in paths}
-    valid = []
-    for _ in range(rounds):
-        for path in paths:
-            w, c = time.perf_counter(), time.process_time()
-            score, correct, _ = score_program(path)
-            walls[path].append(time.perf_counter() - w)
-            cpus[path].append(time.process_time() - c)
-            valid.append(correct)
-
-    def typical(times):  # each program's fastest round (a shared machine slows some), median over programs
-        best = sorted(min(t) for t in times.values())
-        return best[len(best) // 2]
-
-    everything = [t for ts in walls.values() for t in ts]
-    with open(out, "w") as f:
-        json.dump({"wall": typical(walls), "cpu": typical(cpus), "mean_wall": sum(everything) / len(everything),
-                   "n": len(everything), "valid": sum(valid) / len(valid)}, f)
-
-
-if __name__ == "__main__":
-    main()
-'''
-
-
 # --------------------------------------------------------------------------- measuring a run
 
 def tree_sample(root: int) -> tuple[float, float]:
     """(summed RSS in MB, CPU seconds) of the wrapper's descendants: user+system time of each live process
     plus what it reaped, and what the wrapper itself reaped (its own time is not counted)."""
     rss = cpu = 0.0
-    stack, tick, page = [root], os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    stack, page = [root], os.sysconf("SC_PAGE_SIZE")
     while stack:
         pid = stack.pop()
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            fields = procs.stat_fields(pid)
             utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
-            cpu += (cutime + cstime if pid == root else utime + stime + cutime + cstime) / tick
+            cpu += (cutime + cstime if pid == root else utime + stime + cutime + cstime) / TICK
             if pid != root:
                 rss += int(fields[21]) * page / 2**20
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    stack += [int(p) for p in f.read().split()]
         except (OSError, ValueError, IndexError):
             continue
+        stack += procs.children(pid)
     return rss, cpu
 
 
 def machine_busy_s() -> float:
-    """CPU seconds all cores of the machine spent busy since boot (/proc/stat: all but idle and iowait)."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds all cores of the machine spent busy since boot."""
+    return machine_ticks()[1] / TICK
 
 
 def own_cpu_s() -> float:
     """CPU seconds of this process (the fake server's threads and the sampler) and of what it reaped."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return own_ticks() / TICK
 
 
 def at(samples: list[tuple[float, float]], t: float) -> float:
@@ -710,7 +415,7 @@ def measure(cmd: list[str], workdir: Path, name: str, model: InstantModel, timeo
     the peak tree RSS, the CPU samples, the times of the model calls and the evaluations logged."""
     wrapper = workdir / "wrapper.py"
     if not wrapper.exists():
-        wrapper.write_text(WRAPPER)
+        wrapper.write_text((PEERS / "wrapper.py").read_text())
     report, log, evals = (workdir / f"{name}.rusage.json", workdir / f"{name}.log", workdir / f"{name}.evals")
     model.reset(workdir / "prompts" / name if model.keep_prompts else None)
     busy0, own0 = machine_busy_s(), own_cpu_s()
@@ -846,7 +551,7 @@ def eval_cost(python: Path, work: Path, label: str, samples: int, rounds: int) -
     fastest of --eval-rounds passes, median over the programs."""
     loop = work / "eval_loop.py"
     if not loop.exists():
-        loop.write_text(EVAL_LOOP)
+        loop.write_text(with_scorer("eval_loop.py"))
         rng, code, programs = random.Random(7), SEED, work / "eval_programs"
         programs.mkdir()
         for i in range(samples):
@@ -1002,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
                     if peer.skipped:
                         continue
                     evaluate = task / ("evaluate_shinka.py" if peer.key == "shinka" else "evaluator_openevolve.py")
-                    src = SHINKA_DRIVER if peer.key == "shinka" else OPENEVOLVE_DRIVER
+                    src = (PEERS / f"drive_{peer.key}.py").read_text()
                     jobs.append((peer.label, lambda peer=peer, evaluate=evaluate, src=src, k=k, tag=tag: run_peer(
                         peer, src, evaluate, task, work, fake.base_url, args.candidates, k, model, args.run_timeout,
                         tag)))

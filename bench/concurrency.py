@@ -21,7 +21,8 @@ import anyio
 import numpy as np
 from mcp import Client
 
-from _common import free_port, serve_http  # bench/_common.py, next to this script
+from _common import serve_http  # bench/_common.py, next to this script
+from evomcp.testing.servers import free_port
 from evomcp.tools.perturb import perturb
 
 

@@ -14,7 +14,6 @@ violation.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import signal
 import sqlite3
@@ -27,7 +26,9 @@ from pathlib import Path
 import anyio
 from mcp import Client
 
-from _common import free_port, serve_http  # bench/_common.py, next to this script
+from _common import serve_http  # bench/_common.py, next to this script
+from evomcp.testing import procs
+from evomcp.testing.servers import free_port
 
 
 def snapshot(db: Path) -> dict[int, tuple]:
@@ -58,22 +59,6 @@ def kill_during_seed(db: Path, proc: subprocess.Popen) -> bool:
             return hit
         time.sleep(0.005)
     return False
-
-
-def still_alive(pids: list[int], wait_s: float = 3.0) -> list[int]:
-    """Which of `pids` still run after up to `wait_s` seconds (zombies, dead but not yet reaped, do not count)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        left = []
-        for pid in pids:
-            try:
-                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    left.append(pid)
-            except OSError:
-                pass
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.05)
 
 
 def final_checks(db: Path, budget: int, concurrency: int, killed: list[int]) -> list[str]:
@@ -113,11 +98,11 @@ def run_mode(args: argparse.Namespace, rng: random.Random) -> None:
         time.sleep(rng.uniform(0.5, 2.0))
         if proc.poll() is not None:
             break  # the budget was reached
-        ours = survivors(proc.pid)
+        ours = procs.descendants(proc.pid, zombies=True)  # its sandbox template, children and scorer
         proc.kill()
         tracebacks += "Traceback" in proc.communicate()[1]
         killed.append(proc.pid)
-        if still_alive(ours):
+        if procs.survivors(ours, 3.0):
             violations.append(f"kill {kill + 1}: sandbox processes outlived `evomcp run` by 3 s")
         rows = snapshot(db)
         violations += [f"kill {kill + 1}: program {i} evaluated again" for i, at in evaluated.items()
@@ -150,24 +135,6 @@ async def main() -> None:
         await serve_mode(args, rng)
 
 
-def survivors(pid: int) -> list[int]:
-    """The processes below `pid` (its sandbox template, children and scorer)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 async def serve_mode(args: argparse.Namespace, rng: random.Random) -> None:
     db, port = Path(tempfile.mkdtemp()) / "crash.db", free_port()
     url = f"http://127.0.0.1:{port}/mcp"
@@ -193,11 +160,11 @@ async def serve_mode(args: argparse.Namespace, rng: random.Random) -> None:
             page = (await client.call_tool("get_archive", {"run_id": run_id, "limit": 200,
                                                            "order": "newest"})).structured_content
         seen |= {p["id"] for p in page["programs"]}
-        ours = survivors(proc.pid)
+        ours = procs.descendants(proc.pid, zombies=True)  # its sandbox template, children and scorer
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed.append(proc.pid)
-        if still_alive(ours):
+        if procs.survivors(ours, 3.0):
             violations.append(f"kill {kill + 1}: sandbox processes outlived the server by 3 s")
         rows = snapshot(db)
         violations += [f"kill {kill + 1}: program {i} lost" for i in seen if i not in rows]

@@ -35,7 +35,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from _common import cpu_shares, free_port, machine_ticks, own_ticks, process_ticks, serve_http  # bench/_common.py
+from _common import cpu_shares, machine_ticks, own_ticks, process_ticks, serve_http  # bench/_common.py
+from evomcp.testing import procs
+from evomcp.testing.servers import free_port
 from evomcp.tools.perturb import perturb
 
 TARGET_P50_MS = 3.0
@@ -51,8 +53,7 @@ def http_transport(url: str, token: str):
 def cpu_ticks() -> tuple[float, float, float]:
     """Machine (total, busy) ticks and this benchmark's: this process and its live children (the servers)."""
     own = own_ticks(reaped=False)
-    for path in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
-        own += sum(process_ticks(pid, reaped=False) for pid in path.read_text().split())
+    own += sum(process_ticks(pid, reaped=False) for pid in procs.children())
     return (*machine_ticks(), own)
 
 

@@ -21,18 +21,13 @@ import json
 import multiprocessing
 import pstats
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import compare_peers  # noqa: E402 - the peers bench's task and instant model
-from fake_openai import FakeOpenAI  # noqa: E402
-
-from evomcp.server import cli  # noqa: E402
+import compare_peers  # bench/compare_peers.py, next to this script: the peers bench's task and instant model
+from evomcp.server import cli
+from evomcp.testing.fake_openai import FakeOpenAI
 
 
 def cpu_ms(before: resource.struct_rusage, after: resource.struct_rusage, n: int) -> float:

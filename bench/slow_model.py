@@ -3,7 +3,7 @@
     .venv/bin/python bench/slow_model.py                        # 1 s per call, --concurrency 32, 2 slots, 300 candidates
     .venv/bin/python bench/slow_model.py --rate-limit 8         # the endpoint answers 429 above 8 calls in flight
 
-The fake OpenAI-compatible server (tests/fake_openai.py) answers every call after `--delay` seconds with a
+The fake OpenAI-compatible server (evomcp.testing.fake_openai) answers every call after `--delay` seconds with a
 valid one-literal change (bench/compare_peers.py's instant model, on the same circle-packing task); with
 `--rate-limit N` it answers HTTP 429 with `Retry-After: --retry-after` to any call that would make more than N
 in flight. `evomcp run TASK --concurrency C --slots S --budget N` drives the run as a subprocess.
@@ -28,11 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import compare_peers  # noqa: E402 - the peers bench's task and instant model
-from fake_openai import FakeOpenAI, HTTPError  # noqa: E402
+import compare_peers  # bench/compare_peers.py, next to this script: the peers bench's task and instant model
+from evomcp.testing.fake_openai import FakeOpenAI, HTTPError
 
 
 class SlowModel:

@@ -34,6 +34,7 @@ import anyio
 import numpy as np
 
 from _common import cpu_shares, machine_ticks, own_ticks, process_ticks, rss_mb  # bench/_common.py
+from evomcp.testing import procs
 from evomcp.tools import runs, steps
 from evomcp.tools.errors import EvoError
 from evomcp.tools.perturb import perturb
@@ -45,28 +46,11 @@ OPERATOR = {"operator": "perturb"} if "operator" in inspect.signature(steps.prop
 MAX_REFUSALS_IN_A_ROW = 500
 
 
-def children_of(pid: int | None) -> list[int]:
-    if pid is None:
-        return []
-    found = []
-    for path in glob.glob(f"/proc/{pid}/task/*/children"):
-        try:
-            found += [int(p) for p in Path(path).read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
 def running_candidates(pid: int | None) -> list[int]:
     """The template's children that run a candidate: not the spare it keeps prepared (`evomcp-spare`)."""
-    found = []
-    for child in children_of(pid):
-        try:
-            if Path(f"/proc/{child}/comm").read_text().strip() != "evomcp-spare":
-                found.append(child)
-        except OSError:
-            pass
-    return found
+    if pid is None:
+        return []
+    return [child for child in procs.children(pid) if procs.comm(child) not in ("", "evomcp-spare")]
 
 
 def open_fds() -> int:

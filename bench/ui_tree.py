@@ -9,7 +9,7 @@ lineages run deep; 10% failures; two islands with migrations), starts a real `ev
 
 - the tree API's answer (`/ui/api/runs/1/tree`): bytes, and seconds cold (on a first server, without a
   browser: it reads and indexes the run on first use) and warm (the index is kept, updated as the run changes);
-- the tree page's time to render in headless Chromium (tests/browser.py, the DevTools protocol on a pipe) on
+- the tree page's time to render in headless Chromium (evomcp.testing.browser, the DevTools protocol on a pipe) on
   a second server: from the start of navigation to the end of drawing the tree (the page records
   `performance.now()`), on the first visit (cold) and the median of `--repeat` later visits (warm);
 - the same for the run page's first live render, and the size of its first live answer.
@@ -33,13 +33,11 @@ import anyio
 import httpx
 import numpy as np
 
-from _common import free_port, wait_for_port  # bench/_common.py, next to this script
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from browser import Browser, chromium  # noqa: E402  (tests/browser.py: CDP over a pipe, standard library only)
-
-from evomcp.evaluators.task import resolve_task  # noqa: E402
-from evomcp.store import Archive  # noqa: E402
+from _common import wait_for_port  # bench/_common.py, next to this script
+from evomcp.evaluators.task import resolve_task
+from evomcp.store import Archive
+from evomcp.testing.browser import Browser, chromium  # CDP over a pipe, standard library only
+from evomcp.testing.servers import free_port
 
 COLUMNS = ("id, run_id, parent_id, island, generation, code, code_hash, patch_type, description, status, correct,"
            " combined_score, public_metrics, private_metrics, cost_usd, created_at, evaluated_at")

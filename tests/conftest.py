@@ -1,11 +1,4 @@
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -47,73 +40,6 @@ def db_path(tmp_path):
 async def ws(db_path):
     async with open_workspace(db_path, slots=2) as workspace:
         yield workspace
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def mcp_url(port: int) -> str:
-    return f"http://127.0.0.1:{port}/mcp"
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            output = proc.stderr.read().decode() if proc.stderr else f"exit code {proc.returncode}"
-            raise AssertionError(f"server exited early: {output}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("server did not start listening")
-
-
-def start_http_server(db: Path, port: int, *extra: str) -> subprocess.Popen:
-    """`evomcp serve --http --no-auth` on 127.0.0.1:`port` as a subprocess, listening once this returns.
-
-    Its output goes to /dev/null: a long run would otherwise fill a pipe nobody reads and block the server."""
-    proc = subprocess.Popen([sys.executable, "-m", "evomcp", "serve", "--http", "--no-auth", "--port", str(port),
-                             "--db", str(db), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "EVOMCP_LOG_LEVEL": "WARNING"})
-    try:
-        wait_for_port(port, proc)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    return proc
-
-
-def stop_server(proc: subprocess.Popen, timeout: float = 30) -> int:
-    """SIGTERM, the graceful stop; returns the exit code."""
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=timeout)
-
-
-def stop_or_kill(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 10) -> None:
-    """Ask the server to stop with `sig`; SIGKILL it if it has not within `timeout` seconds."""
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@contextmanager
-def running_http_server(db: Path, port: int, *extra: str) -> Iterator[subprocess.Popen]:
-    """start_http_server, stopped on leaving unless the test already stopped or killed it."""
-    proc = start_http_server(db, port, *extra)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            stop_or_kill(proc, signal.SIGTERM, timeout=30)
 
 
 async def start_driven_run(url: str, **arguments) -> int:

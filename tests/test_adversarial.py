@@ -17,10 +17,10 @@ import textwrap
 import pytest
 
 from conftest import rings_patch
+from evomcp.testing import procs
 from evomcp.tools import runs, steps
 from evomcp.tools.errors import EvoError
 from evomcp.tools.workspace import open_workspace
-from test_executor import leftovers
 
 SECRET = "sk-adversarial-test-secret-0123456789"
 
@@ -75,7 +75,7 @@ async def propose(ws, run_id, seed, body):
 async def assert_healthy(ws, run_id, seed):
     """The server still works: a normal change evaluates, the archive passes its integrity check."""
     assert await ws.archive.integrity_check() == "ok"
-    assert await leftovers(ws.executor) == set()
+    assert await procs.leftovers(lambda: ws.executor.helper_pids) == set()
     ok = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.43))
     assert ok.program.correct, ok.program.error
     return ok

@@ -10,7 +10,7 @@ import sys
 import time
 
 from evomcp.evaluators.task import BUILTIN_TASKS
-from fake_openai import FakeOpenAI
+from evomcp.testing.fake_openai import FakeOpenAI
 
 from test_driver import good_model
 

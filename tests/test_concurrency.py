@@ -6,7 +6,8 @@ import anyio
 import numpy as np
 from mcp import Client
 
-from conftest import driver_finished, free_port, mcp_url, poll_run_status, running_http_server, start_driven_run
+from conftest import driver_finished, poll_run_status, start_driven_run
+from evomcp.testing.servers import free_port, mcp_url, running_http_server
 from evomcp.tools.perturb import perturb
 
 AGENTS, CYCLES = 4, 10
@@ -33,7 +34,7 @@ async def agent(url, run_id, seed, told):
 async def test_agents_and_driver_share_a_run(tmp_path):
     db, port = tmp_path / "many.db", free_port()
     url = mcp_url(port)
-    with running_http_server(db, port):
+    with running_http_server(db, port, "--no-auth"):
         run_id = await start_driven_run(url, task="circle_packing_26", config={"num_islands": 3},  # novelty on
                                         driver={"max_evaluations": 40, "concurrency": 2})
         told: list[int] = []

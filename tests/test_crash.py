@@ -5,14 +5,14 @@ server, and the run still reaches its budget."""
 import random
 import signal
 import sqlite3
-import subprocess
 import time
 
 import anyio
 from mcp import Client
 
-from conftest import (driver_finished, free_port, mcp_url, poll_run_status, start_driven_run, start_http_server,
-                      stop_server)
+from conftest import driver_finished, poll_run_status, start_driven_run
+from evomcp.testing import procs
+from evomcp.testing.servers import free_port, mcp_url, serve_http, stop_server
 
 KILLS = 10
 BUDGET = 120
@@ -20,17 +20,7 @@ BUDGET = 120
 
 def sandbox_processes(server_pid: int) -> list[int]:
     """Live sandbox processes of one server (its template and the candidates it forked)."""
-    out = subprocess.run(["pgrep", "-f", f"evaluators/child.py --owner {server_pid} "], capture_output=True,
-                         text=True)
-    pids = []
-    for pid in out.stdout.split():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    pids.append(int(pid))
-        except OSError:
-            pass
-    return pids
+    return procs.by_cmdline(f"evaluators/child.py --owner {server_pid} ")
 
 
 def snapshot(db):
@@ -62,7 +52,7 @@ async def test_ten_kills_during_one_run(tmp_path):
     rng = random.Random(11)
     db, port = tmp_path / "crash.db", free_port()
     url = mcp_url(port)
-    proc = start_http_server(db, port)
+    proc = serve_http(db, port, "--no-auth")
     run_id = await start_driven_run(url, task="circle_packing_26",
                                     driver={"perturb": True, "max_evaluations": BUDGET, "concurrency": 2})
     seen: dict[int, str] = {}
@@ -82,7 +72,7 @@ async def test_ten_kills_during_one_run(tmp_path):
         for program_id, evaluated_at in evaluated_before.items():  # and was not evaluated again
             assert rows[program_id][3] == evaluated_at
         evaluated_before.update({i: r[3] for i, r in rows.items() if r[2] in ("evaluated", "failed")})
-        proc = start_http_server(db, port, "--resume-drivers")
+        proc = serve_http(db, port, "--no-auth", "--resume-drivers")
     try:
         status = await poll_run_status(url, run_id, driver_finished, interval=0.3, timeout=180)
     finally:

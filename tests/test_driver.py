@@ -1,4 +1,4 @@
-"""The built-in driver against a real OpenAI-compatible HTTP server on 127.0.0.1 (tests/fake_openai.py),
+"""The built-in driver against a real OpenAI-compatible HTTP server on 127.0.0.1 (evomcp.testing.fake_openai),
 through the real `openai` client and the MCP surface."""
 
 import re
@@ -8,11 +8,11 @@ import time
 import anyio
 import numpy as np
 import pytest
-from fake_openai import Empty, FakeOpenAI, HTTPError, Invalid, Malformed, Reply, Timeout
 from mcp import Client
 
 from evomcp.server.app import build_server
 from evomcp.server.driver import Driver, DriverConfig, Drivers
+from evomcp.testing.fake_openai import Empty, FakeOpenAI, HTTPError, Invalid, Malformed, Reply, Timeout
 from evomcp.tools import runs
 from evomcp.tools.perturb import perturb
 from evomcp.tools.workspace import open_workspace

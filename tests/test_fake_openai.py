@@ -8,7 +8,7 @@ import time
 import openai
 import pytest
 
-from fake_openai import Empty, FakeOpenAI, HTTPError, Invalid, Malformed, Recorded, Reply, Timeout
+from evomcp.testing.fake_openai import Empty, FakeOpenAI, HTTPError, Invalid, Malformed, Recorded, Reply, Timeout
 
 KEY = "sk-fake-test"
 MSG = [{"role": "user", "content": "score 0.123456789012 please improve"}]

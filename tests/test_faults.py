@@ -14,12 +14,14 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
-from fake_openai import FakeOpenAI, HTTPError
 from mcp.client import Client
 
+from evomcp.testing import procs
+from evomcp.testing.fake_openai import FakeOpenAI, HTTPError
+from evomcp.testing.servers import free_port, mcp_url, running_http_server
 from evomcp.tools.perturb import perturb
 
-from conftest import free_port, mcp_url, poll_run_status, running_http_server, start_driven_run
+from conftest import poll_run_status, start_driven_run
 from test_cli import candidates_in, evomcp, resume_command
 
 SLOW_TASK = {  # a task directory whose evaluations take a second: a kill lands inside the seed's
@@ -132,7 +134,7 @@ async def test_a_full_disk_fails_the_driven_run_not_the_server_and_resume_run_co
     with small_disk(tmp_path / "disk", "512k") as disk:
         db, port = disk / "s.db", free_port()
         url = mcp_url(port)
-        with running_http_server(db, port) as proc:
+        with running_http_server(db, port, "--no-auth") as proc:
             run_id = await start_driven_run(url, task="circle_packing_26", config={"num_islands": 2},
                                             driver={"max_evaluations": 40, "concurrency": 2})
             status = await poll_run_status(url, run_id, lambda s: s["driver"]["state"] != "running",
@@ -186,34 +188,6 @@ def test_a_read_only_archive_is_one_line_for_run_resume_and_serve(tmp_path):
 # --- kill -9 ------------------------------------------------------------------------------------------------
 
 
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pids: set[int]) -> set[int]:
-    left = set()
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                left.add(pid)
-        except OSError:
-            pass
-    return left
-
-
 def test_kill_9_during_the_seed_then_resume_seeds_every_island_and_leaves_nothing_behind(tmp_path):
     task = write_task(tmp_path / "slow_task", SLOW_TASK)
     db = tmp_path / "k.db"
@@ -221,13 +195,10 @@ def test_kill_9_during_the_seed_then_resume_seeds_every_island_and_leaves_nothin
                              "--config", '{"num_islands": 2}', "--db", str(db)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seed_running(db)
-    ours = descendants(proc.pid)
+    ours = procs.descendants(proc.pid, zombies=True)
     proc.kill()
     _, err = proc.communicate(timeout=10)
-    deadline = time.monotonic() + 5
-    while alive(ours) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(ours), "processes of the killed run lived on"
+    assert not procs.survivors(ours, 5), "processes of the killed run lived on"
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     resumed = evomcp("run", str(task), "--resume", "1", "--budget", "4", "--concurrency", "2", "--db", str(db))
     assert resumed.returncode == 0, resumed.stderr
@@ -246,14 +217,11 @@ def test_kill_9_mid_run_leaves_no_process_and_no_traceback(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "evomcp", "run", "circle_packing_26", "--budget", "500",
                              "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     candidates_in(str(db), 10, proc)
-    ours = descendants(proc.pid)
+    ours = procs.descendants(proc.pid, zombies=True)
     assert len(ours) >= 2  # the sandbox template and the scorer at least
     proc.kill()
     _, err = proc.communicate(timeout=10)
-    deadline = time.monotonic() + 3
-    while alive(ours) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(ours)
+    assert not procs.survivors(ours, 3)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
@@ -299,7 +267,7 @@ def test_a_refused_key_ends_the_run_at_once_unless_the_offline_operator_was_aske
 async def test_a_server_driver_whose_models_fail_says_so_in_the_status(tmp_path):
     db, port = tmp_path / "d.db", free_port()
     url = mcp_url(port)
-    with running_http_server(db, port):
+    with running_http_server(db, port, "--no-auth"):
         run_id = await start_driven_run(url, task="circle_packing_26", driver={
             "models": [{"name": "dead", "model": "m", "base_url": f"http://127.0.0.1:{free_port()}/v1",
                         "api_key_env": None, "max_retries": 0}], "max_evaluations": 100, "concurrency": 2})
@@ -373,7 +341,7 @@ async def test_a_server_killed_during_the_seed_resumes_the_driver_it_was_asked_f
     task = write_task(tmp_path / "slow_task", SLOW_TASK)
     db, port = tmp_path / "seed.db", free_port()
     url = mcp_url(port)
-    with running_http_server(db, port) as proc:
+    with running_http_server(db, port, "--no-auth") as proc:
         run_id = await start_driven_run(url, task=str(task), wait_s=0, config={"num_islands": 2},
                                         driver={"max_evaluations": 3, "concurrency": 2})
         con = sqlite3.connect(db)
@@ -381,7 +349,7 @@ async def test_a_server_killed_during_the_seed_resumes_the_driver_it_was_asked_f
         con.close()
         proc.kill()
         proc.wait()
-    with running_http_server(db, port, "--resume-drivers"):
+    with running_http_server(db, port, "--no-auth", "--resume-drivers"):
         status = await poll_run_status(url, run_id, lambda s: s["driver"]["state"] != "running"
                                        and s["in_flight"] == 0, interval=0.2, timeout=120)
     assert status["driver"]["state"] == "finished", status["driver"]

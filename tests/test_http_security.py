@@ -10,7 +10,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from conftest import free_port, wait_for_port
+from evomcp.testing.servers import free_port, wait_for_port
 from test_transports import TOKEN, authed
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",

@@ -18,9 +18,10 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from conftest import DATA, free_port, mcp_url, start_http_server, stop_or_kill
+from conftest import DATA
 from evomcp.server.app import build_server
 from evomcp.server.driver import Drivers
+from evomcp.testing.servers import free_port, mcp_url, serve_http, stop_or_kill
 from evomcp.tools.workspace import open_workspace
 
 MODES = ["auto", "legacy"]
@@ -313,7 +314,7 @@ anyio.run(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
 
 async def _http_case(task: str, db: Path) -> None:
     port = free_port()
-    proc = await anyio.to_thread.run_sync(start_http_server, db, port)  # meanwhile the stdio server starts
+    proc = await anyio.to_thread.run_sync(serve_http, db, port, "--no-auth")  # meanwhile the stdio server starts
     try:
         await _over_http(task, mcp_url(port))
     finally:
@@ -335,7 +336,10 @@ async def _over_http(task: str, url: str) -> None:
         with anyio.fail_after(30):
             while b"calling" not in line:
                 line += await proc.stdout.receive()
-        await anyio.sleep(1.5)
+        async with Client(url) as watcher:  # until the server evaluates what the call proposed
+            with anyio.fail_after(30):
+                while len((await call_ok(watcher, "get_run_status", {"run_id": run_id}))["evaluating"]) < 2:
+                    await anyio.sleep(0.05)
         proc.kill()
     assert b"returned" not in line
     async with Client(url) as client:  # a new connection, as after a host's restart

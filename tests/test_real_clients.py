@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, rings_patch, stop_or_kill, wait_for_port
+from conftest import rings_patch
+from evomcp.testing.servers import free_port, stop_or_kill, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ".ci/install-clients.sh"

@@ -4,10 +4,9 @@ import json
 import signal
 import sqlite3
 
-from fake_openai import FakeOpenAI
-
-from conftest import (driver_finished, free_port, mcp_url, poll_run_status, running_http_server, start_driven_run,
-                      stop_server)
+from conftest import driver_finished, poll_run_status, start_driven_run
+from evomcp.testing.fake_openai import FakeOpenAI
+from evomcp.testing.servers import free_port, mcp_url, running_http_server, stop_server
 from test_driver import good_model, model
 
 
@@ -27,7 +26,7 @@ async def test_sigkill_mid_run_then_resume(tmp_path):
     url = mcp_url(port)
     with FakeOpenAI() as fake:
         fake.add_model("m", good_model(5))
-        with running_http_server(db, port) as proc:
+        with running_http_server(db, port, "--no-auth") as proc:
             run_id = await start_driven_run(url, task="circle_packing_26",
                                             config={"novelty": False, "num_islands": 2},
                                             # the model alone: every step after the restart asks it, so its
@@ -43,7 +42,7 @@ async def test_sigkill_mid_run_then_resume(tmp_path):
         pulls_before = sum(a["pulls"] for a in json.loads(notes_before["bandit:arms"])["arms"].values())
         calls_before = len(fake.calls("m"))
 
-        with running_http_server(db, port, "--resume-drivers"):
+        with running_http_server(db, port, "--no-auth", "--resume-drivers"):
             status = await poll_run_status(
                 url, run_id, lambda status: status["driver"]["state"] not in ("running", "stopping", "interrupted"),
                 interval=0.2, timeout=120)
@@ -72,7 +71,7 @@ async def test_sigkill_mid_run_then_resume(tmp_path):
 async def test_sigterm_marks_the_run_interrupted_and_it_resumes(tmp_path):
     db, port = tmp_path / "term.db", free_port()
     url = mcp_url(port)
-    with running_http_server(db, port) as proc:
+    with running_http_server(db, port, "--no-auth") as proc:
         run_id = await start_driven_run(url, task="circle_packing_26",
                                         driver={"max_evaluations": 40, "concurrency": 2})
         await poll_run_status(url, run_id, lambda status: status["evaluations_finished"] >= 8, interval=0.1, timeout=60)
@@ -82,7 +81,7 @@ async def test_sigterm_marks_the_run_interrupted_and_it_resumes(tmp_path):
     # candidates cut short went back to pending (nothing half-written); the resumed driver evaluates them first
     assert con.execute("SELECT COUNT(*) FROM programs WHERE status = 'running'").fetchone()[0] == 0
     con.close()
-    with running_http_server(db, port, "--resume-drivers"):
+    with running_http_server(db, port, "--no-auth", "--resume-drivers"):
         status = await poll_run_status(url, run_id, driver_finished, interval=0.2, timeout=120)
     assert status["run"]["status"] == "running" and 40 <= status["candidates_evaluated"] <= 40 + 2
     assert status["counts"].get("pending", 0) == 0

@@ -8,7 +8,8 @@ import sys
 import pytest
 from mcp import Client, StdioServerParameters
 
-from conftest import free_port, mcp_url, rings_patch, stop_or_kill, wait_for_port
+from conftest import rings_patch
+from evomcp.testing.servers import free_port, mcp_url, stop_or_kill, wait_for_port
 
 
 STEPS = [(0.23, 0.43), (0.24, 0.44), (0.25, 0.45), (0.26, 0.455), (0.27, 0.46), (0.28, 0.465), (0.2, 0.4),
@@ -126,7 +127,7 @@ async def test_user_written_example_task(tmp_path):
 
 
 def test_autonomous_run_example_against_an_endpoint(tmp_path):
-    from fake_openai import FakeOpenAI
+    from evomcp.testing.fake_openai import FakeOpenAI
 
     from test_driver import good_model
 

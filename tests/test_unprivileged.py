@@ -374,6 +374,8 @@ def nobody_dirs():
 REAPER = r"""
 import ctypes, json, os, signal, subprocess, sys, time
 
+from evomcp.testing.procs import cmdline, descendants
+
 report, timeout, argv = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 child = subprocess.Popen(argv)
@@ -405,24 +407,6 @@ while code is None:
         time.sleep(0.2)
 
 
-def below():
-    children = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = set(), list(children.get(os.getpid(), []))
-    while todo:
-        pid = todo.pop()
-        found.add(pid)
-        todo += children.get(pid, [])
-    return found
-
-
 def reap():
     try:
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
@@ -432,17 +416,19 @@ def reap():
 
 
 deadline, left = time.monotonic() + 5, {}
-while (pids := below()) and time.monotonic() < deadline:  # the dying may take a moment
+while (pids := descendants()) and time.monotonic() < deadline:  # the dying may take a moment
     reap()
     time.sleep(0.05)
 for _ in range(100):  # a fork bomb keeps making more
-    pids = below()
+    pids = descendants()
     if not pids:
         break
     for pid in pids:
+        line = cmdline(pid)
+        if line is None:  # gone meanwhile
+            continue
+        left.setdefault(pid, line)
         try:
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                left.setdefault(pid, f.read().replace(b"\0", b" ").decode(errors="replace").strip())
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass

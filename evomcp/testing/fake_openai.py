@@ -1,4 +1,4 @@
-"""A real OpenAI-compatible HTTP server for tests, with scripted replies and injected faults.
+"""A real OpenAI-compatible HTTP server for tests and benchmarks, with scripted replies and injected faults.
 
 Runs a ``ThreadingHTTPServer`` on 127.0.0.1 in a background thread, so it keeps answering
 while the test's asyncio loop is busy.  Drive it with the real ``openai`` client::
