@@ -13,7 +13,9 @@ import time
 import numpy as np
 from numba import njit
 
-from evomcp.evaluators import kernels
+from evomcp.evaluators.tasks.circle_packing import kernel as circle_kernel
+from evomcp.evaluators.tasks.heilbronn_triangle import kernel as triangle_kernel
+from evomcp.evaluators.tasks.min_max_distance import kernel as distance_kernel
 
 
 def valid_packing(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -44,12 +46,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     cases = []
     for n in (26, 1000):
-        cases.append(("check_circles", n, kernels.check_circles, kernels.check_circles_numpy, valid_packing(n, rng)))
+        cases.append(("check_circles", n, circle_kernel.check_circles, circle_kernel.check_circles_numpy, valid_packing(n, rng)))
     for n in (11, 60):
-        cases.append(("min_triangle_area", n, kernels.min_triangle_area, kernels.min_triangle_area_numpy,
+        cases.append(("min_triangle_area", n, triangle_kernel.min_triangle_area, triangle_kernel.min_triangle_area_numpy,
                       (rng.random((n, 2)),)))
     for n in (16, 1000):
-        cases.append(("distance_extremes", n, kernels.distance_extremes, kernels.distance_extremes_numpy,
+        cases.append(("distance_extremes", n, distance_kernel.distance_extremes, distance_kernel.distance_extremes_numpy,
                       (rng.random((n, 2)),)))
 
     print("first call: the cached kernel's first call in this process (cache load, or compile if no cache);")
@@ -65,7 +67,7 @@ def main() -> None:
             first = f"{first_call_us(fast, *args) / 1e3:.1f}"
             compile_ms = f"{first_call_us(njit(nogil=True)(fast.py_func), *args) / 1e3:.0f}"
         assert np.allclose(fast(*args), slow(*args), rtol=1e-12), name
-        assert name != "check_circles" or fast(*args)[0] == kernels.OK  # valid: the whole loop ran
+        assert name != "check_circles" or fast(*args)[0] == circle_kernel.OK  # valid: the whole loop ran
         numba_us = median_us(fast, *args)
         numpy_us = median_us(slow, *args)
         print(f"{name:18} {n:>5} {first:>14} {compile_ms:>11} {numba_us:>10.2f} {numpy_us:>10.1f} "

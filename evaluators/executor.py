@@ -26,17 +26,7 @@ from .languages import build_spec, check_spec
 from .scorer import Scorer
 from .task import SCORE_FUNCTION, Task
 from .task_imports import install_command
-from .verdict import Verdict
-
-
-class EvaluationReport(Verdict):
-    """A verdict plus what the sandbox saw while producing it."""
-
-    failed: bool = False
-    stdout_tail: str = ""
-    stderr_tail: str = ""
-    seconds: float = 0.0
-    isolation: str = "none"
+from ..results import EvaluationResult, Verdict
 
 
 def _failure_reason(outcome: ChildOutcome, limits: Limits) -> str:
@@ -100,7 +90,7 @@ def verdict_from_metrics(metrics: dict[str, Any], correct: Any = None, error: An
     if score is None:
         reason = f"{source} returned no finite number under 'combined_score'"
         return Verdict(correct=False, error=str(error or reason), text_feedback=metrics.get("text_feedback"),
-                       public=metrics.get("public") or {})
+                       public_metrics=metrics.get("public") or {})
     public = metrics.get("public") if isinstance(metrics.get("public"), dict) else {}
     private = metrics.get("private") if isinstance(metrics.get("private"), dict) else {}
     extra = {k: v for k, v in metrics.items()
@@ -109,8 +99,8 @@ def verdict_from_metrics(metrics: dict[str, Any], correct: Any = None, error: An
     return Verdict(
         correct=bool(correct),
         combined_score=score,
-        public={**extra, **public},
-        private=private,
+        public_metrics={**extra, **public},
+        private_metrics=private,
         text_feedback=None if feedback is None else str(feedback)[:8000],
         error=None if not error else str(error)[:4000],
     )
@@ -129,7 +119,7 @@ def job_for(task: Task, code: str, limits: Limits) -> dict[str, Any]:
                                                              "stage_timeout_s": task.timeout_s}
     return {
         "cascade": cascade,
-        "kind": "entry" if task.kind in ("builtin", "split") else task.kind,
+        "kind": task.job_kind,
         "entry": task.entry,
         "code": code,
         "suffix": task.file_suffix,
@@ -231,7 +221,7 @@ class Executor(ABC):
         stages = task.cascade_stages if task.cascade_thresholds is not None else 1
         return Limits(timeout_s=task.timeout_s * stages, address_space_bytes=task.memory_mb * 1024**2)
 
-    async def evaluate(self, task: Task, code: str, slot: bool = True) -> EvaluationReport:
+    async def evaluate(self, task: Task, code: str, slot: bool = True) -> EvaluationResult:
         """Evaluate a program in one of the slots (`slot=False`: beside them, for the server's own probes)."""
         if not slot:
             return await self._evaluate(task, code)
@@ -242,20 +232,21 @@ class Executor(ABC):
             finally:
                 self.in_flight -= 1
 
-    async def _evaluate(self, task: Task, code: str) -> EvaluationReport:
+    async def _evaluate(self, task: Task, code: str) -> EvaluationResult:
         started = time.monotonic()
         limits = self.limits_for(task)
         try:
             outcome = await self._run(job_for(task, code, limits), task)
         except SandboxError as exc:
-            return EvaluationReport(correct=False, failed=True, seconds=time.monotonic() - started, error=str(exc))
+            return EvaluationResult(correct=False, status="failed", eval_seconds=time.monotonic() - started,
+                                    error=str(exc))
         verdict, failed = await self._judge(task, outcome, limits)
-        return EvaluationReport(
+        return EvaluationResult(
             **verdict.model_dump(),
-            failed=failed,
-            stdout_tail=outcome.stdout_tail,
-            stderr_tail=outcome.stderr_tail,
-            seconds=time.monotonic() - started,
+            status="failed" if failed else "evaluated",
+            stdout_tail=outcome.stdout_tail or None,
+            stderr_tail=outcome.stderr_tail or None,
+            eval_seconds=time.monotonic() - started,
             isolation=self._isolation or outcome.isolation,  # the probe's word: a result file is the candidate's
         )
 
@@ -377,7 +368,7 @@ class LocalExecutor(Executor):
         return self._fork.pid
 
     async def _run(self, job: dict[str, Any], task: Task | None) -> ChildOutcome:
-        task_dir = Path(task.source) if task is not None and task.kind != "builtin" else None
+        task_dir = Path(task.source) if task is not None and task.has_folder else None
         try:
             return await run_job(self._fork, job, task_dir)
         except ForkServerError as exc:

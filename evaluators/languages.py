@@ -128,7 +128,7 @@ def commands(name: str, meta: dict[str, Any] | None = None) -> dict[str, Any]:
 def build_spec(task: Any) -> dict[str, Any] | None:
     """What the sandboxed child does before it runs a non-Python candidate: the build steps, then the run
     command whose stdout is the program's data. None for a Python task, and for one without commands."""
-    if is_python(task.language) or task.kind not in ("builtin", "split") or not task.run_cmd:
+    if is_python(task.language) or task.job_kind != "entry" or not task.run_cmd:
         return None
     return {"steps": [task.build_cmd] if task.build_cmd else [], "run": task.run_cmd, "binary": "program"}
 
@@ -146,10 +146,10 @@ def describe(task: Any) -> str | None:
         return None
     lang, suffix = get(task.language), task.file_suffix
     parts = [f"the program is {lang.label}"]
-    if task.build_cmd and task.kind in ("builtin", "split"):
+    if task.build_cmd and task.job_kind == "entry":
         parts.append(f"built in the sandbox with `{_show(task.build_cmd, suffix)}` (the build counts against the "
                      f"time limit)")
-    if task.run_cmd and task.kind in ("builtin", "split"):
+    if task.run_cmd and task.job_kind == "entry":
         parts.append(f"run as `{_show(task.run_cmd, suffix)}`; what it prints on stdout is its result")
     if task.check_cmd:
         parts.append(f"a change that does not pass `{_show(task.check_cmd, suffix)}` is refused with the "

@@ -153,7 +153,7 @@ class RemoteExecutor(Executor):
         await self.start()
         job = {**job, "protocol": PROTOCOL, "isolate": self.isolate, "hide": self._hide}
         bundle = None
-        if task is not None and task.kind != "builtin":
+        if task is not None and task.has_folder:
             try:
                 bundle = await self._bundles.get(task.source)
             except (BundleError, OSError) as exc:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .channel import JsonLineChannel
 from .sandbox import base_environment
-from .verdict import Verdict
+from ..results import Verdict
 
 
 def numba_cache_dir() -> str:

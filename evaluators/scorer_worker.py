@@ -13,23 +13,17 @@ import os
 import signal
 import sys
 
-import numpy as np
-
-from . import kernels
-from .task import BUILTIN_TASKS
-from .verdict import Verdict
+from .tasks import BUILTIN_TASKS
+from ..results import Verdict
 
 PR_SET_PDEATHSIG = 1
 
 
 def _warm_up() -> None:
-    """Compile or load every kernel, so the first real request is fast."""
-    points = np.random.default_rng(0).random((4, 2))
-    kernels.check_circles(points, np.full(4, 0.01))
-    for name in ("min_triangle_area", "distance_extremes"):
-        kernel = getattr(kernels, name, None)
-        if kernel is not None:
-            kernel(points)
+    """Compile or load every task's kernel, so the first real request is fast."""
+    for task in BUILTIN_TASKS.values():
+        if task.warm_up is not None:
+            task.warm_up()
 
 
 def _score(request: dict) -> Verdict:

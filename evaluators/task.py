@@ -29,9 +29,8 @@ from __future__ import annotations
 import ast
 import keyword
 import tomllib
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -39,9 +38,8 @@ from . import languages
 from .peer_settings import PeerSettings, read_openevolve, read_shinka, wrap_in_markers
 from .sandbox import links_leading_out
 from .task_imports import missing_imports
-from .verdict import Verdict
+from .tasks import BUILTIN_TASKS, BuiltinTask  # noqa: F401 - the registry, re-exported
 
-TASKS_DIR = Path(__file__).with_name("tasks")
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_MB = 4096
 
@@ -102,195 +100,19 @@ class Task(BaseModel):
         return self.kind in TRUSTED_KINDS
 
     @property
+    def job_kind(self) -> Literal["entry", "evaluate_fn", "script"]:
+        """What a sandboxed child runs for this task (the child knows jobs, not tasks): the candidate's entry
+        function, which returns data scored outside it, or the task's evaluate.py (a function or a script)."""
+        return "entry" if self.trusted_scores else self.kind  # type: ignore[return-value]
+
+    @property
+    def has_folder(self) -> bool:
+        """Whether the task is a folder the sandbox copies (every task but a built-in one)."""
+        return self.kind != "builtin"
+
+    @property
     def file_suffix(self) -> str:
         return self.suffix or languages.get(self.language).suffix
-
-
-class BuiltinTask(BaseModel):
-    name: str
-    summary: str
-    description: str
-    seed_file: str
-    seed_replacements: dict[str, str] = {}
-    entry: str
-    target_score: float
-    timeout_s: float = 30.0
-    language: str = "python"
-    scorer: Callable[[Any], Verdict]
-
-    def task(self) -> Task:
-        code = (TASKS_DIR / self.seed_file).read_text()
-        for old, new in self.seed_replacements.items():
-            code = code.replace(old, new)
-        commands = languages.commands(self.language)
-        return Task(
-            name=self.name,
-            description=self.description,
-            source=self.name,
-            kind="builtin",
-            language=self.language,
-            check_cmd=commands["check"],
-            build_cmd=commands["build"],
-            run_cmd=commands["run"],
-            initial_code=code,
-            timeout_s=self.timeout_s,
-            target_score=self.target_score,
-            entry=self.entry,
-        )
-
-
-def _circle_packing(n: int, best: float) -> BuiltinTask:
-    from .scoring import score_circle_packing
-
-    return BuiltinTask(
-        name=f"circle_packing_{n}",
-        summary=f"pack {n} disjoint circles in the unit square, maximise the sum of radii (best known {best})",
-        description=(
-            f"Pack {n} disjoint circles inside the unit square [0,1]x[0,1] so that the sum of their radii is "
-            f"as large as possible. The program must define run_packing() returning (centers, radii): centers "
-            f"an array of shape ({n}, 2), radii an array of shape ({n},). The checker has zero tolerance: every "
-            f"circle must satisfy r <= x <= 1 - r and r <= y <= 1 - r, and every pair r_i + r_j <= |c_i - c_j|. "
-            f"combined_score is the sum of radii of a valid packing; an invalid one scores nothing. The best "
-            f"known sum is {best}. Good packings are irregular: mixed circle sizes, larger circles near the "
-            f"middle or corners, smaller ones filling gaps; numeric optimisation of centers and radii (for "
-            f"example a penalty method or a linear program for radii given centers) helps. numpy and scipy "
-            f"may be used if installed; the program must finish within the time limit."
-        ),
-        seed_file="circle_packing/initial.py",
-        seed_replacements={"N_CIRCLES = 26": f"N_CIRCLES = {n}"},
-        entry="run_packing",
-        target_score=best,
-        scorer=partial(score_circle_packing, n=n),
-    )
-
-
-def _heilbronn_triangle(n: int, best: float) -> BuiltinTask:
-    from .scoring import TRIANGLE_SIDE, TRIANGLE_TOLERANCE, score_heilbronn_triangle
-
-    return BuiltinTask(
-        name=f"heilbronn_triangle_{n}",
-        summary=f"place {n} points in a unit-area equilateral triangle, maximise the smallest triangle "
-                f"area (best known {best})",
-        description=(
-            f"Heilbronn problem for triangles. Place {n} points in the equilateral triangle with vertices "
-            f"(0, 0), (s, 0) and (s/2, s*sqrt(3)/2), where s = 2 / 3**0.25 = {TRIANGLE_SIDE!r} so that its "
-            f"area is 1, maximising the smallest area of any triangle formed by three of the points. The "
-            f"program must define run_heilbronn() returning an array of shape ({n}, 2) of (x, y) points. "
-            f"Checks: finite numbers of the exact shape; every point inside the triangle, i.e. y >= 0, "
-            f"y <= sqrt(3)*x and y <= sqrt(3)*(s - x), each with a tolerance of {TRIANGLE_TOLERANCE} in "
-            f"distance to the edge. combined_score is the smallest area over all {n * (n - 1) * (n - 2) // 6} "
-            f"triples divided by the triangle's area (higher is better; three collinear or coincident points "
-            f"score 0). The best known value is {best} (AlphaEvolve, 2025). Hints: optimal configurations use "
-            f"the boundary (several points on the edges and at or near the vertices) and are not symmetric "
-            f"grids, which have collinear triples; maximise the minimum area by local search, random restarts "
-            f"or a smooth surrogate (e.g. a soft-min of areas) with the points projected back into the "
-            f"triangle. numpy is available, scipy may not be; the program must finish within the time limit."
-        ),
-        seed_file="heilbronn_triangle/initial.py",
-        seed_replacements={"N_POINTS = 11": f"N_POINTS = {n}"},
-        entry="run_heilbronn",
-        target_score=best,
-        scorer=partial(score_heilbronn_triangle, n=n),
-    )
-
-
-def _min_max_distance(n: int, best: float) -> BuiltinTask:
-    from .scoring import COORDINATE_LIMIT, score_min_max_distance
-
-    return BuiltinTask(
-        name=f"min_max_distance_{n}",
-        summary=f"place {n} points in the plane, minimise (max distance / min distance)^2 "
-                f"(best known {best}; score = best / ratio^2)",
-        description=(
-            f"Place {n} points in the plane so that the ratio of the largest to the smallest pairwise distance "
-            f"is as small as possible. The program must define run_points() returning an array of shape "
-            f"({n}, 2). Checks: finite numbers of the exact shape, every coordinate within "
-            f"+-{COORDINATE_LIMIT:,.0f}, no two points coinciding. The ratio is scale- and rotation-invariant. "
-            f"combined_score = {best} / (max distance / min distance)^2, so higher is better and 1.0 "
-            f"matches the best known ratio^2 = {best} (AlphaEvolve, 2025). Hints: good configurations look like pieces of a triangular (hexagonal) lattice "
-            f"bounded by a near-circle, then relaxed; minimise the max distance subject to all distances >= 1 "
-            f"with a penalty method or a smooth max (log-sum-exp) and many random restarts. numpy is available, "
-            f"scipy may not be; the program must finish within the time limit."
-        ),
-        seed_file="min_max_distance/initial.py",
-        seed_replacements={"N_POINTS = 16": f"N_POINTS = {n}"},
-        entry="run_points",
-        target_score=1.0,
-        scorer=partial(score_min_max_distance, n=n, dim=2, best=best),
-    )
-
-
-def _autocorrelation_first(best: float, max_steps: int = 600) -> BuiltinTask:
-    from .scoring import score_autocorrelation_first
-
-    return BuiltinTask(
-        name="autocorrelation_first",
-        summary=f"non-negative step function on [-1/4, 1/4] minimising max(f*f) / (integral f)^2 "
-                f"(best known upper bound {best}; score = {best} / bound)",
-        description=(
-            f"First autocorrelation inequality: find a non-negative function f on [-1/4, 1/4] making "
-            f"C = max_t (f*f)(t) / (integral of f)^2 as small as possible, where (f*f)(t) = integral of "
-            f"f(x) f(t - x) dx is the autoconvolution. f is a step function: the program must define "
-            f"run_autocorrelation() returning heights, an array of shape (n,) with 1 <= n <= {max_steps}, and "
-            f"f = heights[i] on [-1/4 + i*h, -1/4 + (i+1)*h) with h = 1/(2n). Checks: finite numbers, a 1-D "
-            f"array of allowed length, every height >= 0 and not all zero. C is computed exactly: f*f is "
-            f"piecewise linear with knots at t = -1/2 + m*h, so C = 2n * max(np.convolve(heights, heights)) "
-            f"/ sum(heights)^2 (invariant under scaling the heights). combined_score = {best} / C, so higher is "
-            f"better and 1.0 matches the best known upper bound C <= {best} (AlphaEvolve, 2025, mathematical "
-            f"discoveries, first autocorrelation inequality; the previous best was 1.5098). A constant f "
-            f"gives C = 2. Hints: good functions are irregular and asymmetric, with narrow spikes and "
-            f"possibly stretches of zero; optimise the heights directly (e.g. gradient descent on a soft-max of the "
-            f"autoconvolution, or subgradient steps on its maximum, projecting onto heights >= 0), start from "
-            f"a coarse solution and upsample it to more steps. numpy is available, scipy may not be; the "
-            f"program must finish within the time limit."
-        ),
-        seed_file="autocorrelation_first/initial.py",
-        entry="run_autocorrelation",
-        target_score=1.0,
-        scorer=partial(score_autocorrelation_first, max_steps=max_steps, best=best),
-    )
-
-
-def _tsp_berlin52() -> BuiltinTask:
-    from .scoring import BERLIN52, BERLIN52_OPTIMUM, score_tsp_tour
-
-    return BuiltinTask(
-        name="tsp_berlin52",
-        summary=f"C++: a travelling-salesman heuristic for TSPLIB's berlin52 (optimum {BERLIN52_OPTIMUM}; "
-                f"score = {BERLIN52_OPTIMUM} / tour length)",
-        description=(
-            f"Travelling salesman, in C++: find a short closed tour through the {len(BERLIN52)} cities of berlin52 "
-            f"from TSPLIB (52 locations in Berlin; G. Reinelt, TSPLIB, ORSA Journal on Computing 3(4), 1991), whose "
-            f"optimal tour is {BERLIN52_OPTIMUM} long. The program is C++17 (g++ -O2; the standard library only); "
-            f"it is built and run in the sandbox and must print the tour on stdout: the {len(BERLIN52)} city "
-            f"indices 0 to {len(BERLIN52) - 1}, each exactly once, separated by whitespace, and nothing else "
-            f"(diagnostics go to stderr). Distances are TSPLIB's EUC_2D: the Euclidean distance rounded to the "
-            f"nearest integer, as dist() computes it. A trusted scorer checks the tour and measures it itself; "
-            f"combined_score = {BERLIN52_OPTIMUM} / length, so 1.0 is an optimal tour. The seed builds a "
-            f"nearest-neighbour tour and improves it by simulated annealing over 2-opt moves. Hints: more and "
-            f"better-tuned annealing, Or-opt moves (move a segment of 1 to 3 cities), 2-opt to a local optimum "
-            f"with neighbour lists, random restarts or Or-3opt perturbations (iterated local search) within the "
-            f"time limit (build and run together)."
-        ),
-        seed_file="tsp_berlin52/initial.cpp",
-        entry="main",
-        target_score=1.0,
-        language="cpp",
-        scorer=score_tsp_tour,
-    )
-
-
-BUILTIN_TASKS: dict[str, BuiltinTask] = {
-    t.name: t
-    for t in (
-        _circle_packing(26, 2.6359830849),
-        _circle_packing(32, 2.9395727712),
-        _heilbronn_triangle(11, 0.036529889880030156),
-        _min_max_distance(16, 12.88926611203463),
-        _autocorrelation_first(1.5053),
-        _tsp_berlin52(),
-    )
-}
 
 
 def _entry_value(node: ast.stmt) -> ast.expr | None:

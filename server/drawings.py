@@ -1,5 +1,5 @@
-"""Drawings of a task's solution from a program's private metrics: circle packings, point sets in a triangle
-or the plane, step functions. Shared by the static report and the web view; each returns (svg, caption) or None
+"""Drawings of a built-in task's solution from a program's private metrics: circle packings, point sets in a
+triangle or the plane, step functions; which one a task gets is named in its definition (evaluators/tasks/). Shared by the static report and the web view; each returns (svg, caption) or None
 where the metrics hold nothing it can draw."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluators.scoring import TRIANGLE_SIDE  # the unit-area equilateral triangle of heilbronn_*
+from ..evaluators.tasks import BUILTIN_TASKS
+from ..evaluators.tasks.heilbronn_triangle import TRIANGLE_SIDE  # its unit-area equilateral triangle
 from .svg import PALETTE, TARGET_COLOR, Plot, fmt_score, svg
 
 __all__ = ["draw_solution"]
@@ -133,17 +134,17 @@ def _draw_steps(private: dict[str, Any], whose: str) -> tuple[str, str] | None:
     return plot.svg("step function"), f"{whose} step function f with {n} steps on [-1/4, 1/4]."
 
 
-
-
 def draw_solution(task: str, private: dict[str, Any], public: dict[str, Any],
                   whose: str = "The best program's") -> tuple[str, str] | None:
-    """The drawing of a built-in task's solution (by the task's name), or None."""
-    if task.startswith("circle_packing"):
+    """The drawing of a built-in task's solution (the kind its definition names), or None."""
+    builtin = BUILTIN_TASKS.get(task)
+    drawing = builtin.drawing if builtin is not None else None
+    if drawing == "circles":
         return _draw_circles(private, whose)
-    if task.startswith("heilbronn_triangle"):
+    if drawing == "points_in_triangle":
         return _draw_heilbronn(private, public, whose)
-    if task.startswith("min_max_distance"):
+    if drawing == "points":
         return _draw_points(private, public, whose)
-    if task.startswith("autocorrelation"):
+    if drawing == "step_function":
         return _draw_steps(private, whose)
     return None

@@ -151,7 +151,7 @@ class Driver:
         else:
             self.status.baseline_evaluated = await self._evaluated()
         self.status.evaluations = await self._evaluated() - self.status.baseline_evaluated
-        self._last_meta = (await run_notes.meta(archive, self.run_id)).at
+        self._last_meta = (await (await self.ws.state(self.run_id)).meta()).at
 
     async def _save(self) -> None:
         self._saved_at = time.monotonic()
@@ -560,7 +560,7 @@ class Driver:
         lines = reply.text.strip().splitlines()
         recommendations = "\n".join(line for line in lines if line.lstrip().startswith("- "))[:3000]
         note = run_notes.MetaNote(at=evaluated, scratchpad=reply.text[:6000], recommendations=recommendations)
-        await self.ws.archive.set_note(self.run_id, run_notes.META, note.model_dump())
+        await (await self.ws.state(self.run_id)).set_meta(note)
 
 
 class Drivers:

@@ -648,7 +648,7 @@ class Archive:
         """Every program of a run without code or metrics, in id (creation) order."""
         rows = await self._rows(
             "SELECT id, parent_id, island, generation, status, correct, combined_score, cost_usd, created_at,"
-            " evaluated_at, patch_type, description, code_hash FROM programs WHERE run_id = ? ORDER BY id",
+            " evaluated_at, patch_type, description, code_hash, operator FROM programs WHERE run_id = ? ORDER BY id",
             (run_id,),
         )
         programs = []

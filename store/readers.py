@@ -149,9 +149,8 @@ async def operators(archive: Archive, run_id: int) -> dict[str, dict[str, Any]]:
         return out.setdefault(name or "external agent", {"proposals": 0, "correct": 0, "failed_steps": 0,
                                                          "last_failure": None, "disabled": None})
     for row in await _rows(archive, """
-            SELECT json_extract(e.data, '$.operator') AS op, COUNT(*) AS n, COALESCE(SUM(p.correct = 1), 0) AS ok
-            FROM events e LEFT JOIN programs p ON p.id = json_extract(e.data, '$.program')
-            WHERE e.run_id = ? AND e.kind = 'proposed' GROUP BY op""", (run_id,)):
+            SELECT operator AS op, COUNT(*) AS n, COALESCE(SUM(correct = 1), 0) AS ok FROM programs
+            WHERE run_id = ? AND parent_id IS NOT NULL GROUP BY op""", (run_id,)):
         entry = arm(row["op"])
         entry["proposals"] += row["n"]
         entry["correct"] += row["ok"]
@@ -171,9 +170,8 @@ async def operators(archive: Archive, run_id: int) -> dict[str, dict[str, Any]]:
 
 @_reader
 async def origin(archive: Archive, run_id: int, program_id: int) -> dict[str, Any]:
-    """Who made a program: the operator its proposal named, the model calls linked to it (model, cost, tokens)."""
-    rows = await _rows(archive, "SELECT json_extract(data, '$.operator') FROM events WHERE run_id = ? AND"
-                                " kind = 'proposed' AND json_extract(data, '$.program') = ? LIMIT 1",
+    """Who made a program: the operator its proposal named (none: the seed, or an agent that named none), the model calls linked to it (model, cost, tokens)."""
+    rows = await _rows(archive, "SELECT operator FROM programs WHERE run_id = ? AND id = ? AND parent_id IS NOT NULL",
                        (run_id, program_id))
     calls = await _rows(archive, "SELECT model, purpose, cost_usd, prompt_tokens, completion_tokens, seconds FROM"
                                  " llm_calls WHERE run_id = ? AND program_id = ? ORDER BY id", (run_id, program_id))

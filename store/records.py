@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from ..results import EvaluationResult  # noqa: F401 - what save_result writes, re-exported
+
 RunStatus = Literal["running", "stopped", "interrupted", "finished", "failed"]
 ProgramStatus = Literal["pending", "running", "evaluated", "failed"]
 
@@ -49,18 +51,3 @@ class ProgramRecord(BaseModel):
     evaluated_at: float | None
     fingerprint: str | None = None  # of the canonical form; None for programs stored before fingerprints
     operator: str | None = None  # the model or offline operator its proposal named; None: the seed, or an agent
-
-
-class EvaluationResult(BaseModel):
-    """What an evaluation wrote onto a program."""
-
-    status: Literal["evaluated", "failed"]
-    correct: bool
-    combined_score: float | None
-    public_metrics: dict[str, Any] = {}
-    private_metrics: dict[str, Any] = {}
-    text_feedback: str | None = None
-    error: str | None = None
-    stdout_tail: str | None = None
-    stderr_tail: str | None = None
-    eval_seconds: float | None = None

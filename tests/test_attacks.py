@@ -45,11 +45,11 @@ import pytest
 from conftest import DATA
 from evomcp.evaluators import bundles
 from evomcp.evaluators.task import BUILTIN_TASKS
+from evomcp.testing import procs
 from evomcp.tools import runs, steps
 from evomcp.tools.errors import EvoError
 from evomcp.tools.workspace import open_workspace
 from test_adversarial import propose, sandbox  # noqa: F401 - sandbox: the fixture, one run per level
-from test_executor import leftovers
 
 # canaries: none of them may ever reach a candidate or the archive
 SECRET = "sk-attacks-canary-api-key-5f1e2d90"
@@ -76,9 +76,9 @@ def _package_dir(name: str) -> Path:
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 PACKAGE_DIRS = {name: _package_dir(name) for name in
                 ("evomcp", "evomcp.evaluators", "evomcp.tools", "evomcp.store", "evomcp.server")}
-KERNELS = Path(importlib.util.find_spec("evomcp.evaluators.kernels").origin)
+KERNELS = Path(importlib.util.find_spec("evomcp.evaluators.tasks.circle_packing.kernel").origin)
 PACKAGE_CACHE = KERNELS.parent / "__pycache__"  # numba's default cache of the scorer's kernels, and bytecode
-SCORING = Path(importlib.util.find_spec("evomcp.evaluators.scoring").origin)
+SCORING = Path(importlib.util.find_spec("evomcp.evaluators.tasks.circle_packing").origin)  # its scorer
 SCORING_PYC = Path(importlib.util.cache_from_source(str(SCORING)))
 
 # Bytecode for every module of the packages, so that importing one during a test writes nothing there
@@ -140,25 +140,7 @@ def refused(value) -> bool:
 
 def marked(prefix: str = MARK_PREFIX) -> dict[int, str]:
     """Live processes whose name starts with `prefix`, described for a failure message."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/comm") as f:
-                comm = f.read().strip()
-            if not comm.startswith(prefix):
-                continue
-            with open(f"/proc/{entry}/stat") as f:
-                state, parent = f.read().rsplit(")", 1)[1].split()[:2]
-            if state == "Z":
-                continue
-            with open(f"/proc/{entry}/cgroup") as f:
-                groups = [line.strip() for line in f if ":pids:" in line or line.startswith("0::")]
-        except (OSError, ValueError):
-            continue
-        found[int(entry)] = f"pid {entry} {comm} (state {state}, parent {parent}, cgroup {', '.join(groups) or '?'})"
-    return found
+    return {pid: procs.describe(pid) for pid in procs.named(prefix)}
 
 
 async def marked_after(seconds: float, prefix: str = MARK_PREFIX) -> dict[int, str]:
@@ -183,18 +165,6 @@ def kill_marked(prefix: str = MARK_PREFIX) -> None:
         threading.Event().wait(0.05)
 
 
-def describe_pids(pids) -> str:
-    out = []
-    for pid in sorted(pids):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
-        except OSError:
-            cmdline = "?"
-        out.append(f"{pid} ({cmdline})")
-    return ", ".join(out)
-
-
 def describe_exception(exc: BaseException) -> str:
     """An exception for a failure message; the leaves of an exception group, not the group."""
     if isinstance(exc, BaseExceptionGroup):
@@ -203,13 +173,7 @@ def describe_exception(exc: BaseException) -> str:
 
 
 def status_fields(pid: int | str, keys=("Uid", "Gid", "CapEff", "NoNewPrivs", "Seccomp")) -> dict[str, list[str]]:
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in keys:
-                fields[key] = value.split()
-    return fields
+    return {key: value.split() for key, value in procs.status(pid).items() if key in keys}
 
 
 @contextmanager
@@ -217,8 +181,7 @@ def address_space_cap(extra: int = 4 * 1024**3):
     """Cap this process's address space a few GB above what it uses, so that a server reading an endless
     file (/dev/zero) fails with MemoryError instead of taking the machine's memory."""
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/status") as f:
-        used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    used = int(procs.status("self")["VmSize"].split()[0]) * 1024
     cap = used + extra if hard == resource.RLIM_INFINITY else min(used + extra, hard)
     resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     try:
@@ -572,9 +535,9 @@ class Arena:
     async def aftermath(self, restart: bool = False) -> list[str]:
         """What must hold after any attack; returns what does not."""
         problems = []
-        left = await leftovers(self.ws.executor) - self.helpers
+        left = await procs.leftovers(lambda: self.ws.executor.helper_pids) - self.helpers
         if left:
-            problems.append("processes left behind by the evaluation: " + describe_pids(left))
+            problems.append("processes left behind by the evaluation: " + procs.describe(*sorted(left)))
         alive = await marked_after(3.0, self.mark)
         if alive:
             problems.append("processes of the attack alive after its evaluation: " + "; ".join(alive.values()))
@@ -770,7 +733,7 @@ def scorer_caches() -> list[str]:
 
 
 async def test_persistence_scorer_caches(arena):
-    """The scorer's numba cache indexes (pickles) and its bytecode in evaluators/__pycache__ are out of reach."""
+    """The scorer's numba cache indexes (pickles) and its bytecode in the task's __pycache__ are out of reach."""
     with anyio.fail_after(BUDGET_S):
         await arena.start()
         caches = scorer_caches()
@@ -794,7 +757,7 @@ async def test_persistence_scorer_caches(arena):
         if nbi_marker.exists():
             got_out.append("a newly started scorer unpickled the candidate's numba index (its payload ran)")
         if pyc_marker.exists():
-            got_out.append("a newly started scorer ran the candidate's bytecode for scoring.py")
+            got_out.append("a newly started scorer ran the candidate's bytecode for the circle packing scorer")
     verdict(got_out, problems)
 
 

@@ -8,17 +8,16 @@ import anyio
 import numpy as np
 import pytest
 
-from evomcp.evaluators import kernels
 from evomcp.evaluators.executor import LocalExecutor
-from evomcp.evaluators.scoring import (
+from evomcp.evaluators.tasks.autocorrelation_first import autocorrelation_bound, score_autocorrelation_first
+from evomcp.evaluators.tasks.circle_packing import kernel as circle_kernel, score_circle_packing
+from evomcp.evaluators.tasks.heilbronn_triangle import (
     TRIANGLE_SIDE,
-    autocorrelation_bound,
-    score_autocorrelation_first,
-    score_circle_packing,
+    kernel as triangle_kernel,
     score_heilbronn_triangle,
-    score_min_max_distance,
     triangle_edge_distances,
 )
+from evomcp.evaluators.tasks.min_max_distance import kernel as distance_kernel, score_min_max_distance
 from evomcp.evaluators.task import BUILTIN_TASKS, resolve_task
 
 MIN_MAX_BEST = 12.88926611203463
@@ -142,7 +141,7 @@ async def test_builtin_task_end_to_end(name):
     assert 0 < low < seed.combined_score < high < task.target_score
     assert improved.correct, improved.error
     assert improved.combined_score > seed.combined_score
-    assert seed.private and seed.public
+    assert seed.private_metrics and seed.public_metrics
     for report, (body, needle) in zip(bad, invalid):
         assert not report.correct and not report.failed, (body, report.error)
         assert report.error.startswith("invalid: ") and needle in report.error, (body, report.error)
@@ -170,9 +169,9 @@ def test_heilbronn_exact_on_regular_polygon():
     expected = radius**2 * np.sin(theta) * (1 - np.cos(theta))  # three consecutive vertices; the area is 1
     verdict = score_heilbronn_triangle(points, n=11)
     assert verdict.correct and verdict.combined_score == pytest.approx(expected, rel=1e-12)
-    i, j, k = verdict.public["smallest_triangle"]
+    i, j, k = verdict.public_metrics["smallest_triangle"]
     assert any({i, j, k} == {m % n, (m + 1) % n, (m + 2) % n} for m in range(n))
-    assert verdict.private["points"] == points.tolist()
+    assert verdict.private_metrics["points"] == points.tolist()
 
 
 def test_heilbronn_boundary_tolerance_and_collinear():
@@ -197,15 +196,15 @@ def test_heilbronn_boundary_tolerance_and_collinear():
 def test_heilbronn_single_small_triangle():
     """Triangle vertices plus the centroid: the smallest of the three equal pieces is 1/3."""
     vertices = [[0, 0], [TRIANGLE_SIDE, 0], [TRIANGLE_SIDE / 2, HEIGHT]]
-    assert kernels.min_triangle_area(np.array(vertices, float))[0] == pytest.approx(1.0, rel=1e-14)
+    assert triangle_kernel.min_triangle_area(np.array(vertices, float))[0] == pytest.approx(1.0, rel=1e-14)
     with_centroid = np.array(vertices + [[TRIANGLE_SIDE / 2, HEIGHT / 3]], float)
-    assert kernels.min_triangle_area(with_centroid)[0] == pytest.approx(1 / 3, rel=1e-12)
+    assert triangle_kernel.min_triangle_area(with_centroid)[0] == pytest.approx(1 / 3, rel=1e-12)
 
 
 def test_min_max_exact_values():
     grid = np.array([(i, j) for i in range(4) for j in range(4)], float)
     verdict = score_min_max_distance(grid, n=16, dim=2, best=MIN_MAX_BEST)
-    assert verdict.correct and verdict.public["ratio_squared"] == 18.0
+    assert verdict.correct and verdict.public_metrics["ratio_squared"] == 18.0
     assert verdict.combined_score == pytest.approx(MIN_MAX_BEST / 18)
     rotated_scaled = 7.5 * grid @ np.array([[0.6, 0.8], [-0.8, 0.6]]) + 3
     assert score_min_max_distance(rotated_scaled, n=16, dim=2, best=MIN_MAX_BEST).combined_score == pytest.approx(
@@ -224,7 +223,7 @@ def test_autocorrelation_exact_values():
     assert autocorrelation_bound(np.array([1.0, 2.0]))[0] == pytest.approx(16 / 9, rel=1e-14)
     verdict = score_autocorrelation_first(np.ones(10) * 3.0, max_steps=600, best=AUTOCORRELATION_BEST)
     assert verdict.correct and verdict.combined_score == pytest.approx(AUTOCORRELATION_BEST / 2)
-    assert verdict.public["argmax_t"] == 0.0 and verdict.public["n_steps"] == 10
+    assert verdict.public_metrics["argmax_t"] == 0.0 and verdict.public_metrics["n_steps"] == 10
 
 
 def test_autocorrelation_bound_is_exact_for_step_functions():
@@ -291,11 +290,11 @@ def test_min_triangle_area_kernel_matches_references():
     for n in (3, 4, 11, 25):
         for _ in range(5):
             points = rng.random((n, 2))
-            got = kernels.min_triangle_area(points)
-            ref = kernels.min_triangle_area_numpy(points)
+            got = triangle_kernel.min_triangle_area(points)
+            ref = triangle_kernel.min_triangle_area_numpy(points)
             assert got[1:] == ref[1:] and got[0] == pytest.approx(ref[0], rel=1e-12, abs=1e-300)
             assert got[0] == pytest.approx(brute_min_triangle(points)[0], rel=1e-12)
-    assert kernels.min_triangle_area(np.zeros((2, 2)))[0] == np.inf
+    assert triangle_kernel.min_triangle_area(np.zeros((2, 2)))[0] == np.inf
 
 
 def test_distance_extremes_kernel_matches_references():
@@ -303,8 +302,8 @@ def test_distance_extremes_kernel_matches_references():
     for n in (2, 5, 16, 60):
         for dim in (1, 2, 3):
             points = rng.normal(size=(n, dim))
-            got = kernels.distance_extremes(points)
-            ref = kernels.distance_extremes_numpy(points)
+            got = distance_kernel.distance_extremes(points)
+            ref = distance_kernel.distance_extremes_numpy(points)
             assert got[1:3] == ref[1:3] and got[4:] == ref[4:]
             assert got[0] == pytest.approx(ref[0], rel=1e-12) and got[3] == pytest.approx(ref[3], rel=1e-12)
             d2 = ((points[:, None] - points[None]) ** 2).sum(-1)
@@ -318,6 +317,6 @@ def test_check_circles_kernel_matches_numpy():
         n = int(rng.integers(2, 40))
         centers = rng.random((n, 2))
         radii = rng.random(n) * rng.choice([0.01, 0.05, 0.2])
-        got = kernels.check_circles(centers, radii)
-        ref = kernels.check_circles_numpy(centers, radii)
+        got = circle_kernel.check_circles(centers, radii)
+        ref = circle_kernel.check_circles_numpy(centers, radii)
         assert got == ref

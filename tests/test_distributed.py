@@ -31,6 +31,7 @@ from evomcp.evaluators import bundles
 from evomcp.evaluators.executor import LocalExecutor
 from evomcp.evaluators.task import resolve_task
 from evomcp.server.driver import Driver, DriverConfig
+from evomcp.testing import procs
 from evomcp.tools import runs, steps
 from evomcp.tools.workspace import open_workspace
 
@@ -71,62 +72,25 @@ def sleeper(seconds: float) -> str:
 # ---------------------------------------------------------------- processes on this machine
 
 
-def _proc() -> dict[int, tuple[int, str, str]]:
-    """pid -> (parent pid, state, command line) of every process."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                rest = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        out[int(entry)] = (int(rest[1]), rest[0], cmdline)
-    return out
-
-
-def _descends(procs: dict, pid: int) -> bool:
-    """Whether pid descends from this process (the clusters of these tests do; other people's processes do not)."""
-    while pid in procs and pid > 1:
-        pid = procs[pid][0]
-        if pid == os.getpid():
-            return True
-    return False
-
-
 def our_descendants() -> dict[int, str]:
-    procs = _proc()
-    return {pid: cmd for pid, (_, state, cmd) in procs.items() if state != "Z" and _descends(procs, pid)}
+    """Live processes below this one: pid -> command line."""
+    table = procs.table(with_cmdline=True)
+    return {pid: table[pid].cmdline for pid in procs.descendants(procs=table)}
 
 
 def remote_templates() -> dict[int, tuple[int, list[int]]]:
-    """Warm templates run by cluster workers (not by this process): pid -> (worker pid, live children)."""
-    procs = _proc()
-    sandbox = {pid for pid, (_, _, cmd) in procs.items() if "child.py" in cmd and " --serve" in cmd}
+    """Warm templates run by cluster workers (not by this process): pid -> (worker pid, live children that run
+    a candidate; a spare child waiting for one does not)."""
+    table = procs.table(with_cmdline=True)
+    ours = procs.descendants(zombies=True, procs=table)  # the clusters of these tests; other people's processes not
+    sandbox = {pid for pid, p in table.items() if "child.py" in p.cmdline and " --serve" in p.cmdline}
     # forked children keep the template's command line: a template is one whose parent is not in the sandbox
-    workers = {pid for pid, (_, state, cmd) in procs.items() if state != "Z" and cmd}  # alive, not exiting
-    templates = {pid: procs[pid][0] for pid in sandbox
-                 if procs[pid][0] not in sandbox and procs[pid][0] in workers and procs[pid][0] != os.getpid()
-                 and _descends(procs, pid)}
-    return {pid: (ppid, _running_candidates(procs, pid)) for pid, ppid in templates.items()}
-
-
-def _running_candidates(procs: dict, template: int) -> list[int]:
-    """Live processes under `template` that run a candidate (a spare child waiting for one does not)."""
-    found = []
-    for pid, (parent, state, _) in procs.items():
-        while parent in procs and parent > 1 and parent != template:
-            parent = procs[parent][0]
-        if parent == template and state != "Z":
-            try:
-                if Path(f"/proc/{pid}/comm").read_text().strip() == "evomcp-cand":
-                    found.append(pid)
-            except OSError:
-                pass
-    return found
+    workers = {pid for pid, p in table.items() if p.state != "Z" and p.cmdline}  # alive, not exiting
+    templates = {pid: table[pid].ppid for pid in sandbox
+                 if table[pid].ppid not in sandbox and table[pid].ppid in workers and table[pid].ppid != os.getpid()
+                 and pid in ours}
+    return {pid: (ppid, procs.named("evomcp-cand", among=procs.descendants(pid, procs=table)))
+            for pid, ppid in templates.items()}
 
 
 async def kill_busy_worker(exclude: set[int], timeout: float = 60) -> int:
@@ -136,7 +100,7 @@ async def kill_busy_worker(exclude: set[int], timeout: float = 60) -> int:
             for template, (worker, children) in remote_templates().items():
                 if children and template not in exclude:
                     os.kill(worker, signal.SIGKILL)
-                    while any(_proc().get(pid, (0, "Z"))[1] != "Z" for pid in (template, *children)):
+                    while procs.alive([template, *children]):
                         await anyio.sleep(0.05)  # the old tree goes first
                     return template
             await anyio.sleep(0.05)
@@ -302,7 +266,7 @@ async def test_no_secrets_on_the_workers(remote):
     """)
     report = await remote.evaluate(CIRCLES, code)
     assert report.failed and report.error.startswith("RuntimeError: (None, ")
-    assert "sk-must-not-reach-workers" not in report.error + report.stdout_tail + report.stderr_tail
+    assert "sk-must-not-reach-workers" not in report.error + (report.stdout_tail or "") + (report.stderr_tail or "")
     workers = {worker for worker, _ in remote_templates().values()}
     assert workers
     for worker in workers:  # the worker processes of a cluster evomcp started never got the key
@@ -326,7 +290,7 @@ async def test_task_directories_are_shipped_once_by_content(remote, task_dir, tm
             here, there = await local.evaluate(task, code), await remote.evaluate(task, code)
             assert (there.correct, there.combined_score, there.failed) == (here.correct, here.combined_score,
                                                                           here.failed)
-            assert there.public == here.public and there.error == here.error
+            assert there.public_metrics == here.public_metrics and there.error == here.error
     assert remote._bundles.packed == packed + 1  # packed once, shipped to each worker at most once
     assert (bundles.cache_root() / digest).is_dir()
     # an edited task directory is another digest: shipped again, never served stale

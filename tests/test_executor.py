@@ -1,7 +1,6 @@
 """The sandboxed executor on real child processes: contracts, failures, secrets, clean-up."""
 
 import os
-import time
 import textwrap
 
 import anyio
@@ -9,6 +8,7 @@ import pytest
 
 from evomcp.evaluators.executor import LocalExecutor
 from evomcp.evaluators.task import resolve_task
+from evomcp.testing import procs
 
 from conftest import DATA
 
@@ -19,41 +19,9 @@ def candidate(body: str) -> str:
     return "# EVOLVE-BLOCK-START\n" + textwrap.dedent(body) + "# EVOLVE-BLOCK-END\n"
 
 
-def own_descendants() -> set[int]:
-    """Every live process whose ancestry leads back to this test process."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-                state = stat.rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except OSError:
-                pass
-    me, found = os.getpid(), set()
-    for pid in parents:
-        p = pid
-        while p in parents and p > 1:
-            p = parents[p]
-            if p == me:
-                found.add(pid)
-                break
-    return found
-
-
 async def leftovers(executor, seconds: float = 2.0) -> set[int]:
-    """Our descendants that are not the executor's helpers, once the dying have gone.
-
-    A child is killed as soon as its result is in, so it may take a moment to leave the table.
-    """
-    deadline = time.monotonic() + seconds
-    while True:
-        extra = own_descendants() - executor.helper_pids
-        if not extra or time.monotonic() > deadline:
-            return extra
-        await anyio.sleep(0.02)
+    """Our descendants that are not the executor's helpers, once the dying have gone."""
+    return await procs.leftovers(lambda: executor.helper_pids, seconds)
 
 
 @pytest.fixture
@@ -66,7 +34,7 @@ async def test_builtin_seed_scores(executor):
     report = await executor.evaluate(CIRCLES, CIRCLES.initial_code)
     assert report.correct and not report.failed
     assert 1.0 < report.combined_score < 2.0
-    assert report.public["n"] == 26
+    assert report.public_metrics["n"] == 26
 
 
 async def test_secrets_never_reach_the_candidate(executor, monkeypatch):
@@ -81,7 +49,7 @@ async def test_secrets_never_reach_the_candidate(executor, monkeypatch):
     report = await executor.evaluate(CIRCLES, code)
     assert report.failed
     assert "[None, None]" in report.error
-    assert "secret" not in report.stdout_tail + report.stderr_tail + report.error
+    assert "secret" not in (report.stdout_tail or "") + (report.stderr_tail or "") + report.error
 
 
 LOOPS_WITH_A_CHILD = """
@@ -97,7 +65,7 @@ async def test_timeout_kills_the_whole_group(executor):
     code = candidate(LOOPS_WITH_A_CHILD)
     report = await executor.evaluate(CIRCLES.model_copy(update={"timeout_s": 1.5}), code)
     assert report.failed and report.error.startswith("timeout")
-    assert await leftovers(executor) == set() and executor.helper_pids <= own_descendants()
+    assert await leftovers(executor) == set() and executor.helper_pids <= procs.descendants()
 
 
 
@@ -108,7 +76,7 @@ async def test_cancelling_an_evaluation_kills_its_candidate(executor):
         await executor.evaluate(CIRCLES.model_copy(update={"timeout_s": 60}), code)
     again = await executor.evaluate(CIRCLES, CIRCLES.initial_code)  # its reply names the new spare child
     assert again.correct
-    assert await leftovers(executor) == set() and executor.helper_pids <= own_descendants()
+    assert await leftovers(executor) == set() and executor.helper_pids <= procs.descendants()
 
 async def test_crash_exit_and_exceptions_are_reasons(executor):
     segv = candidate("""
@@ -178,7 +146,7 @@ async def test_task_directory_contracts(executor, task_dir):
     assert task.kind == ("evaluate_fn" if task_dir == "fn_task" else "script")
     seed = await executor.evaluate(task, task.initial_code)
     assert seed.correct and seed.combined_score == pytest.approx(-2.0)
-    assert seed.public["value"] == 1.0
+    assert seed.public_metrics["value"] == 1.0
     better = await executor.evaluate(task, task.initial_code.replace("return 1.0", "return 2.5"))
     assert better.combined_score == pytest.approx(-0.5)
     broken = await executor.evaluate(task, task.initial_code.replace("return 1.0", "return 1/0"))
@@ -202,13 +170,16 @@ async def test_template_death_fails_one_evaluation_and_the_next_works(executor):
         reports.append(await executor.evaluate(CIRCLES, slow))
 
     async with anyio.create_task_group() as tg:
+        earlier = set(procs.named("evomcp-cand"))  # the seed's candidate, if it has not quite gone
         tg.start_soon(evaluate_slow)
-        await anyio.sleep(0.5)
+        with anyio.fail_after(30):  # until the slow candidate runs under the template
+            while not set(procs.named("evomcp-cand", among=procs.descendants(executor.template_pid))) - earlier:
+                await anyio.sleep(0.02)
         os.kill(executor.template_pid, signal.SIGKILL)
     assert reports[0].failed and "sandbox failure" in reports[0].error
     again = await executor.evaluate(CIRCLES, CIRCLES.initial_code)
     assert again.correct
-    assert await leftovers(executor) == set() and executor.helper_pids <= own_descendants()
+    assert await leftovers(executor) == set() and executor.helper_pids <= procs.descendants()
 
 
 async def test_scorer_process_is_separate_and_restarts(executor):
@@ -229,7 +200,7 @@ async def test_openevolve_shaped_task_directory(executor):
     task = resolve_task(str(DATA / "openevolve_task"))
     assert task.kind == "evaluate_fn" and task.evaluate_path.endswith("evaluator.py")
     report = await executor.evaluate(task, task.initial_code)
-    assert report.correct and report.combined_score == -2.0 and report.public["value"] == 1.0
+    assert report.correct and report.combined_score == -2.0 and report.public_metrics["value"] == 1.0
     assert "value() returned 1.0" in report.text_feedback
 
 

@@ -13,7 +13,6 @@ evaluate.py compiles and runs a C++ program works unchanged.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
@@ -28,13 +27,13 @@ import pytest
 from mcp import Client
 
 from evomcp.evaluators import languages
-from evomcp.evaluators.scoring import BERLIN52, BERLIN52_OPTIMUM, score_tsp_tour, tsplib_length
+from evomcp.evaluators.tasks.tsp_berlin52 import BERLIN52, BERLIN52_OPTIMUM, score_tsp_tour, tsplib_length
 from evomcp.evaluators.task import BUILTIN_TASKS, resolve_task
 from evomcp.server.app import build_server
+from evomcp.testing import procs
 from evomcp.tools import canonical, lexing, novelty, runs, steps
 from evomcp.tools.errors import EvoError
 from evomcp.tools.perturb import offline_limits, perturb
-from test_executor import leftovers
 
 ROOT = Path(__file__).resolve().parents[1]
 RUST_EXAMPLE = ROOT / "examples" / "tasks" / "tammes_12_rust"
@@ -169,7 +168,7 @@ async def test_builtin_cpp_task_is_scored_by_the_trusted_scorer(ws):
                 results[name] = await ws.executor.evaluate(resolve_task("tsp_berlin52"), code)
             tg.start_soon(one)
     assert results["optimal"].correct and results["optimal"].combined_score == 1.0, results["optimal"]
-    assert results["optimal"].public["tour_length"] == 7542
+    assert results["optimal"].public_metrics["tour_length"] == 7542
     for name, (_, reason) in cases.items():
         if reason is not None:
             report = results[name]
@@ -295,42 +294,10 @@ async def test_a_language_given_by_its_commands_alone(ws, tmp_path):
 # ---------------------------------------------------------------- the limits hold for compilers and binaries
 
 
-def _named(prefix: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/comm") as f:
-                if f.read().startswith(prefix):
-                    with open(f"/proc/{entry}/stat") as g:
-                        if g.read().rsplit(")", 1)[1].split()[0] != "Z":
-                            found.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 async def _left_behind(ws) -> set[int]:
     """Processes of this test's process tree but the sandbox's helpers and its prepared spare children (which
     hold no candidate yet), still alive 3 s after an evaluation: a compiler or a binary that survived."""
-    def comm(pid: int) -> str:
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                return f.read().strip()
-        except OSError:
-            return ""
-
-    return {pid for pid in await leftovers(ws.executor, 3.0) if comm(pid) not in ("", "evomcp-spare")}
-
-
-def _named_all(pids: set[int]) -> str:
-    names = []
-    for pid in sorted(pids):
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                names.append(f"{pid} {f.read().strip()}")
-        except OSError:
-            pass
-    return ", ".join(names)
+    return await procs.leftovers(lambda: ws.executor.helper_pids, 3.0, skip_names=("evomcp-spare",))
 
 
 HANGING_C = """#include <stdio.h>
@@ -375,18 +342,18 @@ async def test_timeout_kills_a_compiled_binary_with_its_children(ws, tmp_path):
     running = await steps.propose_candidate(ws, status.run.run_id, seed.id, code=HANGING_C.replace("@MARK@", mark),
                                             wait_s=0)
     with anyio.move_on_after(10):
-        while len(_named(mark)) < 5:  # the program, its three children and the daemon
+        while len(procs.named(mark)) < 5:  # the program, its three children and the daemon
             await anyio.sleep(0.05)
-    assert len(_named(mark)) == 5, "the binary did not start its processes: the test would prove nothing"
+    assert len(procs.named(mark)) == 5, "the binary did not start its processes: the test would prove nothing"
     result = await steps.evaluate(ws, status.run.run_id, running.program.id)
     assert result.program.status == "failed" and "timeout" in (result.program.error or ""), result.program
     assert time.monotonic() - started < 25
     with anyio.move_on_after(3):
-        while _named(mark):
+        while procs.named(mark):
             await anyio.sleep(0.05)
-    assert not _named(mark), "processes of the binary outlived its evaluation"
+    assert not procs.named(mark), "processes of the binary outlived its evaluation"
     left = await _left_behind(ws)
-    assert not left, f"processes outlived the evaluation: {_named_all(left)}"
+    assert not left, f"processes outlived the evaluation: {procs.describe(*sorted(left))}"
     honest = await steps.propose_candidate(ws, status.run.run_id, seed.id, patch=DIFFS["c"])
     assert honest.program.correct and honest.program.combined_score == 2.5
 
@@ -427,7 +394,7 @@ async def test_template_recursion_is_stopped_by_the_limits(ws, tmp_path):
     assert ("ran past the task's time limit of 3 s" in message or "does not compile" in message), message
     assert time.monotonic() - started < 20
     left = await _left_behind(ws)  # cc1plus and g++ among them, had they survived
-    assert not left, f"processes outlived the compile check: {_named_all(left)}"
+    assert not left, f"processes outlived the compile check: {procs.describe(*sorted(left))}"
 
     (task / "initial.cpp").write_text(TEMPLATE_BOMB)  # the build phase of an evaluation: the seed's
     started = time.monotonic()
@@ -435,7 +402,7 @@ async def test_template_recursion_is_stopped_by_the_limits(ws, tmp_path):
         await runs.start_run(ws, str(task), config={"num_islands": 1})
     assert time.monotonic() - started < 20
     left = await _left_behind(ws)
-    assert not left, f"processes outlived the build: {_named_all(left)}"
+    assert not left, f"processes outlived the build: {procs.describe(*sorted(left))}"
     honest = await steps.propose_candidate(ws, run_id, seed.id, patch=DIFFS["cpp"])
     assert honest.program.correct and honest.program.combined_score == 2.5
 

@@ -229,11 +229,12 @@ async def test_report_of_an_empty_run_and_a_task_directory(tmp_path):
         await archive.close()
 
 
-async def add(archive, run_id, parent, score, private=None, public=None, cost=0.0, island=0, generation=0):
+async def add(archive, run_id, parent, score, private=None, public=None, cost=0.0, island=0, generation=0,
+              operator=None):
     program = await archive.insert_program(
         run_id=run_id, parent_id=parent, island=island, generation=generation, code=f"x = {score!r}  # <&>\n",
         code_hash=f"h{score!r}-{parent}", diff=None, patch_type="diff", description=f"step to {score}",
-        cost_usd=cost)
+        cost_usd=cost, operator=operator)
     await archive.save_result(program.id, EvaluationResult(
         status="evaluated" if score is not None else "failed", correct=score is not None, combined_score=score,
         private_metrics=private or {}, public_metrics=public or {}))
@@ -257,10 +258,8 @@ async def test_long_lineages_costs_and_other_drawings(tmp_path, task, private, p
             score = None if generation % 17 == 5 else 0.01 * generation
             parent = await add(archive, run.id, parent, score, cost=0.25, island=generation % 3,
                                generation=generation, private=private if generation == 59 else None,
-                               public=public if generation == 59 else None)
-            if score is not None:
-                await archive.add_event(run.id, "proposed", {"program": parent, "parent": None,
-                                                             "operator": ["gpt-x", "perturb"][generation % 2]})
+                               public=public if generation == 59 else None,
+                               operator=["gpt-x", "perturb"][generation % 2])
         html = await build_report(archive, run.id)
     finally:
         await archive.close()
@@ -317,8 +316,7 @@ async def test_one_arm_and_no_cost_leave_out_their_charts_and_the_axis_shows_the
         run = await archive.create_run("one arm", "circle_packing_26", "circle_packing_26", {}, 2.635)
         parent = await add(archive, run.id, None, 1.61)
         for score in (1.0, 1.65, None, 1.7, 1.77):  # one far below, one failure
-            child = await add(archive, run.id, parent, score, generation=1)
-            await archive.add_event(run.id, "proposed", {"program": child, "parent": parent, "operator": "perturb"})
+            await add(archive, run.id, parent, score, generation=1, operator="perturb")
         html = await build_report(archive, run.id)
     finally:
         await archive.close()

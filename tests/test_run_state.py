@@ -1,5 +1,7 @@
 """RunState: the one writer of a run's programs keeps SQLite and its in-memory indexes in step."""
 
+import re
+
 import anyio
 
 from conftest import rings_patch
@@ -72,3 +74,32 @@ async def test_the_judges_embeddings_follow_writes_and_migrations(ws):
     assert (await state.nearest(1, vector))[0] == program.id  # moved with its row
     assert (await state.nearest(0, vector))[0] != program.id
     same(await state.population(), await fresh(ws, run_id), 2)
+
+
+async def test_finished_programs_are_read_once_and_stay_true_to_the_archive(ws):
+    """Parents, inspirations, the meta note and the migration count come from memory after their first read;
+    what the run's state writes (a migration, a new evaluation) shows at once."""
+    run_id = (await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 2,
+                                                                    "migration_interval": 1000})).run.run_id
+    state = await ws.state(run_id)
+    seed = (await runs.get_run_status(ws, run_id)).best
+    child = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.23, 0.44))
+    assert (await ws.program(run_id, child.program.id)).island == 0
+    statements = []
+    await ws.archive._db.set_trace_callback(statements.append)
+    try:
+        for k in range(5):
+            sampled = await steps.sample_parent(ws, run_id, island=0)
+            code = re.sub(r"rings = \[.*\]", f"rings = [(8, {0.24 + 0.001 * k!r}), (17, 0.44)]", sampled.parent.code)
+            await steps.propose_candidate(ws, run_id, sampled.parent.id, code=code, ticket=sampled.ticket)
+    finally:
+        await ws.archive._db.set_trace_callback(None)
+    reads = [q for q in statements if q.startswith("SELECT * FROM programs WHERE id =")]
+    notes = [q for q in statements if "FROM notes" in q]
+    assert len(reads) == len(set(reads)) and len(notes) == len(set(notes)) <= 1, (reads, notes)  # at most once
+    await state.move([child.program.id], 1)
+    assert (await ws.program(run_id, child.program.id)).island == 1
+    assert (await ws.archive.get_program(run_id, child.program.id)).island == 1
+    again = await steps.evaluate(ws, run_id, (await steps.propose_candidate(
+        ws, run_id, seed.id, patch=rings_patch(0.3, 0.5), evaluate_now=False)).program.id)
+    assert (await ws.program(run_id, again.program.id)).status == "evaluated"

@@ -1,7 +1,7 @@
 """The web view (evomcp.server.web) over real HTTP and in a real browser.
 
 A real `evomcp serve --http` (token required) evolves a circle-packing run with its built-in driver (the offline
-perturb operator) while headless Chromium, driven over the DevTools protocol (tests/browser.py), signs in with
+perturb operator) while headless Chromium, driven over the DevTools protocol (evomcp.testing.browser), signs in with
 the printed login link, watches the run page take new best scores without a reload, opens a program from the
 genealogy tree and reads a diff. Screenshots go to $EVOMCP_SCREENSHOTS, else to a pytest temporary folder
 (printed). `evomcp ui` is tested on an archive holding hostile text. The genealogy's aggregation, the live
@@ -27,11 +27,11 @@ import httpx
 import pytest
 from mcp import Client
 
-from browser import Browser, chromium
-from conftest import free_port, wait_for_port
 from evomcp.server.web import data
 from evomcp.server.web.tree import Genealogy
 from evomcp.store import Archive, EvaluationResult, readers
+from evomcp.testing.browser import Browser, chromium
+from evomcp.testing.servers import free_port, wait_for_port
 from evomcp.tools.population import Population
 from evomcp.tools.workspace import open_workspace
 from test_transports import authed
@@ -262,7 +262,7 @@ async def hostile_archive(db: Path) -> tuple[int, int]:
         child = await archive.insert_program(
             run_id=run.id, parent_id=seed.id, island=0, generation=1,
             code=f"# EVOLVE-BLOCK-START\nx = '{HOSTILE}'\n# EVOLVE-BLOCK-END\n", code_hash="b", diff=None,
-            patch_type="full", description=HOSTILE)
+            patch_type="full", description=HOSTILE, operator=HOSTILE)
         await archive.save_result(child.id, EvaluationResult(
             status="failed", correct=False, combined_score=None, error=HOSTILE, text_feedback=HOSTILE,
             stdout_tail=HOSTILE, public_metrics={HOSTILE: HOSTILE}))

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 
-from . import run_notes
 from .models import ProgramSummary, RunConfig
 from .run_state import RunState
 from .workspace import Workspace
@@ -36,10 +35,9 @@ async def migrate_if_due(ws: Workspace, state: RunState, evaluated: int) -> list
     config, run_id = state.config, state.run_id
     if config.num_islands < 2 or config.migration_interval <= 0:
         return []
-    last = await ws.archive.get_note(run_id, run_notes.MIGRATION) or 0
-    if evaluated - last < config.migration_interval:
+    if evaluated - await state.last_migration() < config.migration_interval:
         return []
-    await ws.archive.set_note(run_id, run_notes.MIGRATION, evaluated)
+    await state.note_migration(evaluated)
     population = await state.population()
     moves: dict[int, list[int]] = {}
     for island in range(config.num_islands):

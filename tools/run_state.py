@@ -10,15 +10,20 @@ writes an archive file at a time.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import anyio
 import numpy as np
 
 from ..evaluators.task import Task, TaskError, resolve_task
 from ..store import Archive, EvaluationResult, ProgramRecord, RunRecord
 from .errors import EvoError
+from . import run_notes
 from .models import RunConfig
 from .novelty import WINDOW, EmbeddingIndex
 from .population import Population
+
+REMEMBERED = 512  # finished programs kept as read (parents and inspirations are read again and again)
 
 
 class RunState:
@@ -34,6 +39,9 @@ class RunState:
         self._population: Population | None = None
         self._embeddings: EmbeddingIndex | None = None
         self._loading = anyio.Lock()  # two first uses at once load once (a second load would drop the first's writes)
+        self._finished: OrderedDict[int, ProgramRecord] = OrderedDict()  # evaluated or failed, as stored
+        self._migrated_at: int | None = None  # evaluations at the last migration (its note, read once)
+        self._meta: run_notes.MetaNote | None = None  # the meta-recommendations (their note, read once)
 
     # what the run holds -----------------------------------------------------------
 
@@ -61,6 +69,9 @@ class RunState:
         async with self._loading:
             self._population = None
             self._embeddings = None
+            self._finished.clear()
+            self._migrated_at = None
+            self._meta = None
 
     async def nearest(self, island: int, vector: np.ndarray) -> tuple[int | None, float]:
         """The island's program nearest to an embedding among its newest ones, and the cosine similarity."""
@@ -71,6 +82,30 @@ class RunState:
                     index.load(await self.archive.embeddings(self.run_id, per_island=self._window))
                     self._embeddings = index
         return self._embeddings.nearest(island, vector)
+
+    async def program(self, program_id: int) -> ProgramRecord | None:
+        """A program of the run as stored (a finished one from memory: only this object changes it)."""
+        if program_id in self._finished:
+            self._finished.move_to_end(program_id)
+            return self._finished[program_id]
+        program = await self.archive.get_program(self.run_id, program_id)
+        self._remember(program)
+        return program
+
+    async def programs(self, program_ids: list[int]) -> list[ProgramRecord]:
+        """Programs of the run in the order asked, those it does not hold left out."""
+        missing = [i for i in program_ids if i not in self._finished]
+        read = {p.id: p for p in await self.archive.get_programs(self.run_id, missing)} if missing else {}
+        found = [self._finished.get(i) or read.get(i) for i in program_ids]
+        for program in read.values():
+            self._remember(program)
+        return [p for p in found if p is not None]
+
+    def _remember(self, program: ProgramRecord | None) -> None:
+        if program is not None and program.status in ("evaluated", "failed"):
+            self._finished[program.id] = program
+            if len(self._finished) > REMEMBERED:
+                self._finished.popitem(last=False)
 
     # answers -----------------------------------------------------------------------
 
@@ -112,12 +147,14 @@ class RunState:
         """A program's status without a result: `running` when its evaluation starts, `pending` again when it
         was cut short."""
         population = await self.population()
+        self._finished.pop(program_id, None)
         await self.archive.set_program_status(program_id, status)  # type: ignore[arg-type]
         population.set_status(program_id, status)
 
     async def record_result(self, program_id: int, result: EvaluationResult) -> float:
         """Write an evaluation's result; returns the time it records as `evaluated_at`."""
         population = await self.population()
+        self._finished.pop(program_id, None)
         evaluated_at = await self.archive.save_result(program_id, result)
         population.set_result(program_id, result.status, result.correct, result.combined_score)
         return evaluated_at
@@ -125,9 +162,31 @@ class RunState:
     async def move(self, program_ids: list[int], island: int) -> None:
         """Programs that migrate to another island."""
         population = await self.population()
+        for program_id in program_ids:
+            self._finished.pop(program_id, None)
         await self.archive.move_programs(program_ids, island)
         population.move(program_ids, island)
         self._embeddings = None  # rows changed islands: the matrices are rebuilt on next use
+
+    async def last_migration(self) -> int:
+        """The evaluations count at the run's last migration (0: none yet)."""
+        if self._migrated_at is None:
+            self._migrated_at = int(await self.archive.get_note(self.run_id, run_notes.MIGRATION) or 0)
+        return self._migrated_at
+
+    async def note_migration(self, evaluated: int) -> None:
+        await self.archive.set_note(self.run_id, run_notes.MIGRATION, evaluated)
+        self._migrated_at = evaluated
+
+    async def meta(self) -> run_notes.MetaNote:
+        """The newest meta-recommendations (every brief shows them)."""
+        if self._meta is None:
+            self._meta = await run_notes.meta(self.archive, self.run_id)
+        return self._meta
+
+    async def set_meta(self, note: run_notes.MetaNote) -> None:
+        await self.archive.set_note(self.run_id, run_notes.META, note.model_dump())
+        self._meta = note
 
     async def place_seed(self) -> list[int]:
         """Copy the evaluated seed onto every island that does not hold it yet (all at once); the islands seeded.

@@ -177,7 +177,7 @@ async def _measure(ws: Workspace, task: Task) -> SandboxFacts:
     with anyio.move_on_after(PROBE_WAIT_S + task.timeout_s):
         # outside the evaluation slots: one small job per task and process, which candidates never wait behind
         report = await ws.executor.evaluate(task, probe_code(task.entry), slot=False)
-        facts = parse(report.stdout_tail)
+        facts = parse(report.stdout_tail or "")
         if facts is not None:
             return facts
         reason = (report.error or "it printed nothing the server could read").strip()[:300]

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..evaluators import languages
 from ..store import DuplicateProgram, EvaluationResult, ProgramRecord, RunRecord
-from . import canonical, markers, novelty, patches, run_notes, selection
+from . import canonical, markers, novelty, patches, selection
 from .brief import INSPIRATION_CHARS, build_brief
 from .errors import EvoError
 from .flights import Flight, Then, wait
@@ -85,7 +85,7 @@ async def _inspirations(ws: Workspace, run_id: int, config: RunConfig, island: i
     rest = [i for i in ordered if i not in chosen]
     if count > 1 and rest:
         chosen.append(int(ws.rng.choice(rest)))  # one slot for a random elite: diversity
-    programs = await ws.archive.get_programs(run_id, chosen)
+    programs = await (await ws.state(run_id)).programs(chosen)
     seen = {parent.code_hash, parent.fingerprint} - {None}  # no copy of the parent (the seed is on every island)
     distinct = []
     for p in programs:
@@ -148,7 +148,7 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
         task_name=task.name, description=task.description, language=task.language, parent=parent,
         best_score=best_score, parent_delta_base=population.score_of(parent.parent_id), inspirations=inspirations,
         failures=await ws.archive.recent_failures(run_id, parent.id), mode=mode, patch_type=patch_type,
-        recommendations=(await run_notes.meta(ws.archive, run_id)).recommendations,
+        recommendations=(await ws.state_of(run).meta()).recommendations,
         evaluation_s=task.timeout_s, wait_s=wait_s, island_failures=await ws.archive.island_failures(run_id, island),
         sandbox=facts, isolation=await ws.executor.isolation(), run_id=run_id, ticket=ticket,
         toolchain=languages.describe(task),
@@ -363,19 +363,7 @@ async def _record(ws: Workspace, run: RunRecord, program: ProgramRecord, flight:
         population = await state.population()
         await record_contract(ws.archive, ws.contracts_recorded, run, task)
         await state.mark(program_id, "running")
-        report = await ws.executor.evaluate(task, program.code)
-        result = EvaluationResult(
-            status="failed" if report.failed else "evaluated",
-            correct=report.correct,
-            combined_score=report.combined_score,
-            public_metrics=report.public,
-            private_metrics=report.private,
-            text_feedback=report.text_feedback,
-            error=report.error,
-            stdout_tail=report.stdout_tail or None,
-            stderr_tail=report.stderr_tail or None,
-            eval_seconds=report.seconds,
-        )
+        result = await ws.executor.evaluate(task, program.code)
         with anyio.CancelScope(shield=True):  # a finished evaluation is never lost to a cancellation
             evaluated_at = await state.record_result(program_id, result)
             saved = True
@@ -384,12 +372,12 @@ async def _record(ws: Workspace, run: RunRecord, program: ProgramRecord, flight:
             with anyio.CancelScope(shield=True):
                 await _cut_short(ws, state, program_id, flight)
     with anyio.CancelScope(shield=True):  # recorded: the bookkeeping that follows is part of it
-        await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": report.combined_score,
-                                                         "correct": report.correct, "isolation": report.isolation})
+        await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": result.combined_score,
+                                                         "correct": result.correct, "isolation": result.isolation})
         moved = await migrate_if_due(ws, state, population.evaluations())
         # as saved (read back only when a migration just moved it to another island)
         recorded = await ws.program(run_id, program_id) if program_id in moved else \
-            program.model_copy(update={**result.model_dump(), "evaluated_at": evaluated_at})
+            program.model_copy(update={**result.model_dump(exclude={"isolation"}), "evaluated_at": evaluated_at})
         out = _result(run_id, summary(recorded), population.score_of(program.parent_id),
                       flight.best_before, flight.notes, recorded.text_feedback)
         if program.patch_type == "seed":

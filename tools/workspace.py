@@ -62,7 +62,7 @@ class Workspace:
 
     async def program(self, run_id: int, program_id: int) -> ProgramRecord:
         in_range = 0 < run_id < 2**63 and 0 < program_id < 2**63
-        program = await self.archive.get_program(run_id, program_id) if in_range else None
+        program = await (await self.state(run_id)).program(program_id) if in_range else None
         if program is None:
             await self.run(run_id)  # an unknown run is the error to report first
             raise EvoError(

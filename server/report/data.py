@@ -29,6 +29,7 @@ class RunData:
     lineage: list[dict[str, Any]]
     seed: ProgramRecord | None  # the first program, when there is no best one to show
     contracts: list[str]  # the evaluation contracts that scored the run (tools/trust.py)
+    spent_usd: float  # every model call of the run (proposals refused, the judge and embeddings included)
 
 
 def is_scored(p: dict[str, Any]) -> bool:
@@ -82,19 +83,14 @@ async def load(archive: Archive, run_id: int) -> RunData:
     programs = await archive.report_programs(run_id)
     distinct, evaluations = _evaluations(programs)
     progress, improvements = _progress(evaluations)
-    proposals = []
-    for event in await archive.run_events(run_id, "proposed"):
-        data = event["data"] if isinstance(event["data"], dict) else {}
-        if isinstance(data.get("program"), int):
-            operator = data.get("operator")
-            proposals.append((data["program"], str(operator) if operator else EXTERNAL_ARM))
+    proposals = [(p["id"], p["operator"] or EXTERNAL_ARM) for p in programs if p["parent_id"] is not None]
     best_row = await archive.best_program(run_id)
     best = await archive.get_program(run_id, best_row["id"]) if best_row else None
     lineage = await archive.lineage(run_id, best.id) if best else []
     seed = await archive.get_program(run_id, distinct[0]["id"]) if best is None and distinct else None
     contracts = await run_contracts(archive, run)
     return RunData(run, programs, distinct, evaluations, progress, improvements, proposals, best, lineage, seed,
-                   contracts)
+                   contracts, await archive.llm_cost(run_id))
 
 
 async def progress_points(archive: Archive, run_id: int) -> list[tuple[int, float]]:

@@ -10,7 +10,6 @@ import time
 from ...store import Archive
 from ...tools.trust import describe
 from ..svg import esc as _e
-from ..svg import finite as _finite
 from ..svg import fmt_score as _score
 from .data import RunData, arm_counts, is_scored, load
 from .figures import figures
@@ -96,8 +95,7 @@ def _facts(data: RunData) -> str:
     items.append(("operators", ", ".join(f"{arm} ({n} proposal{'s' if n != 1 else ''})"
                                          for arm, n in sorted(arms.items(), key=lambda a: (-a[1], a[0])))
                   or "none yet (only the seed)"))
-    total_cost = sum(p["cost_usd"] for p in data.distinct if _finite(p["cost_usd"]))
-    items.append(("cost", f"${total_cost:.6f}" if total_cost else "none recorded"))
+    items.append(("cost", f"${data.spent_usd:.6f}" if data.spent_usd else "none recorded"))
     ends = [p["evaluated_at"] for p in data.distinct if p["evaluated_at"]]
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_at))
     items.append(("started", started + (f", last evaluation {max(ends) - run.created_at:.1f} s later"
