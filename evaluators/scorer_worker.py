@@ -22,8 +22,7 @@ PR_SET_PDEATHSIG = 1
 def _warm_up() -> None:
     """Compile or load every task's kernel, so the first real request is fast."""
     for task in BUILTIN_TASKS.values():
-        if task.warm_up is not None:
-            task.warm_up()
+        task.warm_up()
 
 
 def _score(request: dict) -> Verdict:

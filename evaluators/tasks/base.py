@@ -7,6 +7,7 @@ draws it."""
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -30,7 +31,12 @@ class BuiltinTask(BaseModel):
     language: str = "python"
     scorer: Callable[[Any], Verdict]
     drawing: Drawing | None = None  # how server/drawings.py draws a solution from its private metrics
-    warm_up: Callable[[], None] | None = None  # compiles (or loads) its Numba kernel, in the scorer process
+    kernel: str | None = None  # the module of its Numba kernel, if it has one
+
+    def warm_up(self) -> None:
+        """Compile (or load from the cache) its Numba kernel: the scorer process does it before it says ready."""
+        if self.kernel is not None:
+            import_module(self.kernel).warm_up()
 
     def task(self) -> Any:
         """The task as runs use it (evaluators.task.Task)."""

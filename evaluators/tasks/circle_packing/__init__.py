@@ -12,17 +12,6 @@ from ..base import BuiltinTask
 from ..checks import InvalidData, as_array
 
 
-def _kernel():
-    """The Numba kernel, imported on first use: only the scorer process pays for numba."""
-    from . import kernel
-
-    return kernel
-
-
-def _warm_up() -> None:
-    _kernel().warm_up()
-
-
 def score_circle_packing(value: Any, n: int) -> Verdict:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         return Verdict.invalid("run_packing() must return (centers, radii)")
@@ -31,7 +20,7 @@ def score_circle_packing(value: Any, n: int) -> Verdict:
         radii = as_array(value[1], (n,), "radii")
     except InvalidData as exc:
         return Verdict.invalid(str(exc))
-    kernels = _kernel()
+    from . import kernel as kernels  # imported on first use: only the scorer process pays for numba
     code, i, j = kernels.check_circles(centers, radii)
     if code == kernels.OUTSIDE:
         x, y = centers[i]
@@ -76,5 +65,5 @@ def builtin(n: int, best: float) -> BuiltinTask:
         target_score=best,
         scorer=partial(score_circle_packing, n=n),
         drawing="circles",
-        warm_up=_warm_up,
+        kernel=f"{__name__}.kernel",
     )

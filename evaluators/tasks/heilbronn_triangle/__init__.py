@@ -12,16 +12,6 @@ from ..base import BuiltinTask
 from ..checks import InvalidData, as_array
 
 
-def _kernel():
-    from . import kernel
-
-    return kernel
-
-
-def _warm_up() -> None:
-    _kernel().warm_up()
-
-
 TRIANGLE_SIDE = 2.0 / 3.0**0.25  # the equilateral triangle (0,0), (s,0), (s/2, s*sqrt(3)/2) has area 1
 TRIANGLE_TOLERANCE = 1e-12
 _TRIANGLE_EDGES = ("bottom edge y = 0", "left edge y = sqrt(3)*x", "right edge y = sqrt(3)*(s - x)")
@@ -49,7 +39,9 @@ def score_heilbronn_triangle(value: Any, n: int) -> Verdict:
             f"point {i} ({float(x)!r}, {float(y)!r}) is outside the triangle: {float(-distances[i, edge])!r} beyond the "
             f"{_TRIANGLE_EDGES[edge]} (tolerance {TRIANGLE_TOLERANCE})"
         )
-    area, i, j, k = _kernel().min_triangle_area(points)
+    from . import kernel  # imported on first use: only the scorer process pays for numba
+
+    area, i, j, k = kernel.min_triangle_area(points)
     score = float(area / (TRIANGLE_SIDE**2 * np.sqrt(3.0) / 4.0))
     return Verdict(
         correct=True,
@@ -86,5 +78,5 @@ def builtin(n: int, best: float) -> BuiltinTask:
         target_score=best,
         scorer=partial(score_heilbronn_triangle, n=n),
         drawing="points_in_triangle",
-        warm_up=_warm_up,
+        kernel=f"{__name__}.kernel",
     )

@@ -12,16 +12,6 @@ from ..base import BuiltinTask
 from ..checks import InvalidData, as_array
 
 
-def _kernel():
-    from . import kernel
-
-    return kernel
-
-
-def _warm_up() -> None:
-    _kernel().warm_up()
-
-
 COORDINATE_LIMIT = 1e6
 
 
@@ -35,7 +25,9 @@ def score_min_max_distance(value: Any, n: int, dim: int, best: float) -> Verdict
     if too_far.any():
         i = int(np.argmax(too_far))
         return Verdict.invalid(f"point {i} has a coordinate beyond +-{COORDINATE_LIMIT:,.0f}: {points[i].tolist()!r}")
-    dmin2, i, j, dmax2, k, l = _kernel().distance_extremes(points)
+    from . import kernel  # imported on first use: only the scorer process pays for numba
+
+    dmin2, i, j, dmax2, k, l = kernel.distance_extremes(points)
     if dmin2 == 0.0:
         return Verdict.invalid(f"points {i} and {j} coincide at {points[i].tolist()!r}: the minimum distance is 0")
     ratio2 = dmax2 / dmin2
@@ -74,5 +66,5 @@ def builtin(n: int, best: float) -> BuiltinTask:
         target_score=1.0,
         scorer=partial(score_min_max_distance, n=n, dim=2, best=best),
         drawing="points",
-        warm_up=_warm_up,
+        kernel=f"{__name__}.kernel",
     )
