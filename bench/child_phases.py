@@ -6,11 +6,13 @@ Run: .venv/bin/python bench/child_phases.py [--n 200] [--no-isolate] [--cgroup t
 The fork server cannot be timed from inside without changing it, so a forked process of this script
 plays the template: it holds numpy only (as `child.py --serve numpy` does) and evaluators/child.py
 loaded by path, with the child's steps wrapped in time.perf_counter stamps (the clock is shared
-across fork); for each candidate it forks and calls child.run_child(spec) with the spec the executor
-would send (same environment, rlimits, hidden paths) and times fork -> reaped. Pids cgroup: by
-default the template sits in one that its children inherit, as the executor does now; `per-child`
-moves each child into a fresh one (writing cgroup.procs), as the executor did before, to show why
-that changed.
+across fork). For each candidate it forks a child the way the template forks a spare (as PID 1 of a
+new PID namespace where it is root), which prepares and locks itself down in its work directory as a
+spare does before its candidate is known, then runs the candidate at once with the spec the executor
+would send (same environment, rlimits, hidden paths); fork -> reaped is timed. In the executor the
+rows above "the candidate is handed over" run ahead, off the answer's path. Pids cgroup: by default
+the template sits in one that its children inherit, as the executor does; `per-child` moves each
+child into a fresh one (writing cgroup.procs), as the executor once did, to show why that changed.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ EVALUATORS = Path(__file__).resolve().parent.parent / "evaluators"
 SEED = EVALUATORS / "tasks" / "circle_packing" / "initial.py"
 WARMUP = 3
 # the sandbox's steps in child.py, in order, with what each row of the table calls them; the spare child
-# of the real template does the first three before its candidate is known
-PHASES = ("_unshare", "_become_pid_one", "_build_root", "_enter_workdir", "_drop_privileges", "_harden")
-LABELS = {"_unshare": "unshare the namespaces", "_become_pid_one": "fork to be PID 1",
-          "_build_root": "build the root, pivot (a spare does it ahead)", "_enter_workdir": "bind the work dir in, read-only",
-          "_drop_privileges": "uid 65534 / drop capabilities", "_harden": "no_new_privs, seccomp filter"}
+# of the real template does all of them before its candidate is known (_become_pid_one: without root only)
+PHASES = ("_unshare", "_become_pid_one", "_build_root", "_make_output_files", "_enter_workdir", "_drop_privileges",
+          "_harden")
+LABELS = {"_unshare": "unshare the namespaces", "_become_pid_one": "fork to be PID 1 (without root)",
+          "_build_root": "build the root, pivot", "_make_output_files": "make the output files",
+          "_enter_workdir": "bind the work dir in, read-only", "_drop_privileges": "uid 65534 / drop capabilities",
+          "_harden": "no_new_privs, seccomp filter"}
 
 # What the executor would put in the spec, asked of the product in a separate interpreter so that
 # this (forking) process stays as small as the template.
@@ -66,7 +70,7 @@ class Stamps:
 
     def __init__(self, child) -> None:
         self.t: dict[str, float] = {}
-        for name in PHASES + ("_apply_limits", "_outcome"):
+        for name in PHASES + ("_take_real_uid", "_apply_limits", "_outcome"):
             self._wrap(child, name)
         stamps = self
 
@@ -148,6 +152,8 @@ def _template_loop(n: int, isolate: bool, cgroups, child, parts) -> dict[str, li
     child._SECCOMP = child.seccomp_filter()  # what child.serve() prepares once
     child.VIEW = child.sandbox_view()
     child._FILE_COPIES = child._read_small_files(child.VIEW)
+    if child.runs_as_root():
+        child._OWN_PID_NS = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     phases: dict[str, list[float]] = {}
     for i in range(n + WARMUP):
         work_root = Path(tempfile.mkdtemp(prefix="evomcp-bench-child-"))
@@ -166,10 +172,11 @@ def _template_loop(n: int, isolate: bool, cgroups, child, parts) -> dict[str, li
                 "cgroup": str(cgroup) if cgroup else None}
         stamps.t = {}
         t0 = time.perf_counter()
-        pid = os.fork()
+        pid, pid_one = child._fork(child._key(spec))
         if pid == 0:
             stamps.t["start"] = time.perf_counter()
-            child.run_child(spec)  # never returns
+            _spare(child, spec, pid_one, stamps)  # never returns
+        forked = time.perf_counter()
         os.waitpid(pid, 0)
         reaped = time.perf_counter()
         if cgroups:
@@ -184,6 +191,7 @@ def _template_loop(n: int, isolate: bool, cgroups, child, parts) -> dict[str, li
             continue
         first = next((t[p + ">"] for p in PHASES if p + ">" in t), t["_apply_limits>"])
         row = {
+            "fork (in the parent)": forked - t0,
             "fork (parent) -> child starts": t["start"] - t0,
             "setup: session, signals (cgroup move)": first - t["start"],
         }
@@ -192,13 +200,36 @@ def _template_loop(n: int, isolate: bool, cgroups, child, parts) -> dict[str, li
         for phase in PHASES:
             if phase + "<" in t:
                 row[LABELS[phase]] = t[phase + "<"] - t[phase + ">"]
+        row["-- the candidate is handed over here --"] = 0.0
+        if "_take_real_uid<" in t:
+            row["take the real uid 65534"] = t["_take_real_uid<"] - t["_take_real_uid>"]
         row["rlimits"] = t["_apply_limits<"] - t["_apply_limits>"]
         row["candidate: import, run_packing(), to JSON"] = t["_outcome<"] - t["_outcome>"]
         row["write result, exit, teardown, reaped"] = reaped - t["_outcome<"]
+        row["after the hand-over: -> result, exit, reaped"] = reaped - t["ready"]
         row["total: fork -> reaped"] = reaped - t0
         for name, seconds in row.items():
             phases.setdefault(name, []).append(seconds * 1e3)
     return phases
+
+
+def _spare(child, spec, pid_one: bool, stamps: Stamps) -> None:
+    """What a spare of the template does (child._child_main with a work directory made ahead), then its
+    candidate at once: never returns."""
+    try:
+        if spec.get("cgroup"):
+            with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        mode, alive_r = child._prepare(child._key(spec), pid_one)
+        locked = None
+        if mode != "none":
+            child._make_output_files(spec["workdir"], mode)
+            child._lock_down(spec["workdir"], mode, alive_r, None, ahead=True)
+            alive_r, locked = None, spec["workdir"]
+        stamps.t["ready"] = time.perf_counter()
+        child._run(spec, (mode, alive_r, locked), None)
+    finally:
+        os._exit(70)
 
 
 def table(phases: dict[str, list[float]], title: str) -> str:

@@ -7,8 +7,9 @@ Run: .venv/bin/python bench/eval_cost.py            (full: 200 warm, 30 per fres
 Every row evaluates the same candidates in turn (the seed program and slight `perturb` variants of
 it), one at a time, and times each from the outside with time.perf_counter:
 
-- warm executor: `LocalExecutor(slots=1).evaluate(task, code)`, i.e. temp dir, fork of the warm
-  template, namespaces + pids cgroup + rlimits, the candidate, result.json, the trusted scorer.
+- warm executor: `LocalExecutor(slots=1).evaluate(task, code)`, i.e. work dir, hand-over to the spare
+  child the warm template prepared (namespaces, root, work dir bound in, privileges dropped, seccomp
+  filter: all before the candidate was known), rlimits, the candidate, result.json, the trusted scorer.
   Its first call (which starts the fork server) is excluded from the statistics and shown apart.
 - warm executor, isolate=False: the same with no namespaces, to show what they cost.
 - fresh interpreter: `subprocess.run([python, "-c", "import numpy, numba; ..."])` that loads the
@@ -127,7 +128,7 @@ class Phases:
             try:
                 return await original_wait(request_id, key, timeout)
             finally:
-                name = "send + fork, until the pid reply" if key == "pid" else "child runs, until its done reply"
+                name = "send, hand-over, until the pid reply" if key == "pid" else "child runs, until its done reply"
                 self._add(name, time.perf_counter() - start)
 
         setattr(owner, attr, timed_wait)
@@ -317,7 +318,7 @@ async def main_async(args: argparse.Namespace) -> None:
               "part of the round trip):")
         total = timer.samples["total (evaluate, from outside)"]
         order = ["total (evaluate, from outside)", "fork server round trip", "cgroup create",
-                 "send + fork, until the pid reply", "child runs, until its done reply",
+                 "send, hand-over, until the pid reply", "child runs, until its done reply",
                  "cgroup remove (kill, rmdir)", "trusted scorer (_judge)"]
         print(f"  {'phase':36} {'median':>8} {'p90':>8} {'share':>7}")
         for name in order:

@@ -7,14 +7,17 @@ then reads one JSON request a line on stdin. For each it forks a child that:
 1. starts its own session, points fds 0/1/2 at /dev/null and capped files in its
    private working directory, and takes the environment of the request;
 2. enters fresh user, network, PID and mount namespaces where the kernel allows
-   (no network, no view of other processes, the archive and secret files hidden),
-   forking once more so the candidate is PID 1 of its namespace: when it ends, every
-   process it started ends with it. Where the kernel refuses, the server may start
-   this template inside bubblewrap instead (`--bwrap`): one sandbox with no network,
+   (no network, no view of other processes, the archive and secret files hidden) as
+   PID 1 of its PID namespace: when it ends, every process it started ends with it (a
+   root template forks it into a new PID namespace; otherwise it forks once more and
+   waits outside). Where the kernel refuses, the server may start this template
+   inside bubblewrap instead (`--bwrap`): one sandbox with no network,
    its own PID namespace and a read-only view of the machine, shared by the children;
    the template is PID 1 there and kills whatever a finished child left behind;
-3. applies rlimits and runs the candidate, then writes one JSON document to
-   `result.json` and exits without running any atexit code.
+3. binds its work directory in, drops every privilege and loads the seccomp filter
+   (a spare child does this too before its candidate is known, in a work directory
+   the server made ahead), applies rlimits and runs the candidate, then writes one
+   JSON document to `result.json` and exits without running any atexit code.
 
 The server is told the child's pid at once and its exit status when it is reaped.
 A process that ran candidate code is never reused.
@@ -62,6 +65,7 @@ _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s39
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 
 
 # ---------------------------------------------------------------- isolation
@@ -77,8 +81,9 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 #     old root detached, so nothing else of the machine is reachable;
 #   * no_new_privs and a seccomp filter (mount, unshare, setns, ptrace, bpf, keyctl, ... refused,
 #     and its parent-death signal cannot be cleared): it cannot rebuild or leave this view.
-# The child is PID 1 of its namespace and dies with the process outside that waits for it, which
-# the template kills when the evaluation ends: the whole namespace dies with it.
+# The child is PID 1 of its namespace and dies with its parent (the template, or, without root, a
+# process outside that waits for it), which the template kills when the evaluation ends: the whole
+# namespace dies with it.
 
 
 def _check(ret, what):
@@ -119,13 +124,15 @@ def runs_as_root():
     return True
 
 
-def _unshare():
+def _unshare(pid=True):
     """Enter new namespaces: 'root' (no user namespace: we are root), 'user' (a user namespace
-    mapping our own uid), or None where the kernel refuses both."""
+    mapping our own uid), or None where the kernel refuses both. `pid=False`: no new PID namespace
+    (we are PID 1 of one already, see _fork)."""
     uid, gid = os.geteuid(), os.getegid()
-    if runs_as_root() and _libc.unshare(NAMESPACES) == 0:
+    spaces = NAMESPACES if pid else NAMESPACES & ~CLONE_NEWPID
+    if runs_as_root() and _libc.unshare(spaces) == 0:
         return "root"
-    if _libc.unshare(CLONE_NEWUSER | NAMESPACES) != 0:
+    if _libc.unshare(CLONE_NEWUSER | spaces) != 0:
         return None
     inside_uid, inside_gid = uid or SANDBOX_ID, gid or SANDBOX_ID  # never root inside
     for name, text in (("setgroups", "deny"), ("uid_map", f"{inside_uid} {uid} 1"),
@@ -253,11 +260,22 @@ def _enter_workdir(workdir):
     _remount_ro("/")
 
 
-def _become_sandbox_id():
-    """uid and gid SANDBOX_ID, no supplementary group: from root, this drops every capability."""
+def _become_sandbox_id(real=True):
+    """uid and gid SANDBOX_ID, no supplementary group: from root, this drops every capability.
+    `real=False`: the real uid stays 0 for now (see _take_real_uid)."""
     os.setgroups([])
     os.setresgid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
+    os.setresuid(SANDBOX_ID if real else -1, SANDBOX_ID, SANDBOX_ID)
+
+
+def _take_real_uid():
+    """The last step of becoming SANDBOX_ID for a spare that locked down ahead: its real uid, which stayed 0
+    so that a waiting spare is not counted as a process of SANDBOX_ID (RLIMIT_NPROC: its candidate may
+    have as many as before). Its effective and saved uids are SANDBOX_ID and it holds no capability
+    already; changing the real uid alone keeps the parent-death signal."""
     os.setresuid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID)
+    if os.getresuid() != (SANDBOX_ID, SANDBOX_ID, SANDBOX_ID):
+        raise OSError(errno.EPERM, "the real uid did not become the sandbox's")
 
 
 class _CapHeader(ctypes.Structure):
@@ -268,13 +286,14 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def _drop_privileges(mode):
-    """No capability left in any set, as SANDBOX_ID where we were root; no_new_privs."""
+def _drop_privileges(mode, real=True):
+    """No capability left in any set, as SANDBOX_ID where we were root (`real=False`: but the real uid,
+    see _take_real_uid); no_new_privs."""
     for cap in range(64):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == errno.EINVAL:
             break  # past the last capability this kernel knows
     if mode == "root":
-        _become_sandbox_id()
+        _become_sandbox_id(real)
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()
     _check(_libc.capset(ctypes.byref(header), data), "drop capabilities")
@@ -380,13 +399,19 @@ def _read_small_files(view, cap=1 << 20):
 _SECCOMP = None  # the template's filter, loaded by each child
 
 
-def _harden(alive_r):
-    """Last steps before candidate code: die with the process outside, then the seccomp filter."""
+def _harden(alive_r, done_fd=None):
+    """Last steps before candidate code: die with our parent (the process outside, or the template),
+    then the seccomp filter."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # again: a uid change cleared it
     if alive_r is not None:
         if select.select([alive_r], [], [], 0)[0]:
             os._exit(0)  # our parent outside died before the line above took effect
         os.close(alive_r)
+    elif done_fd is not None:
+        waiting = select.poll()
+        waiting.register(done_fd, select.POLLOUT)
+        if any(events & select.POLLERR for _, events in waiting.poll(0)):
+            os._exit(0)  # the template (the done pipe's reader) died before the line above took effect
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     if _SECCOMP is None:
         raise OSError(errno.ENOSYS, "no seccomp filter: install libseccomp (apt install libseccomp2)")
@@ -766,7 +791,7 @@ SPEC_FD = 4  # a spare child reads its spec here
 _IN_BWRAP = False  # this template runs inside bubblewrap: children cannot have namespaces of their own
 
 
-def _prepare(key):
+def _prepare(key, pid_one=False):
     """What a child does before it runs anything of the candidate: session, namespaces, PID 1, its root.
 
     Nothing here depends on the candidate, so a spare child does it ahead of time. Returns how the
@@ -783,9 +808,9 @@ def _prepare(key):
     for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
     if isolate and not _IN_BWRAP:
-        mode = _unshare()
+        mode = _unshare(pid=not pid_one)
         if mode is not None:
-            alive_r = _become_pid_one()
+            alive_r = None if pid_one else _become_pid_one()
             _build_root(_with_toolchains(VIEW or sandbox_view(work_root), toolchains), list(hide), work_root)
             return mode, alive_r
     return "none", None
@@ -813,24 +838,58 @@ except BaseException as exc:
 """
 
 
+def _lock_down(workdir, mode, alive_r, done_fd, ahead=False):
+    """With namespaces: bind the work directory in, drop every privilege, no_new_privs and the seccomp
+    filter. From here on the child cannot change its view or its filter, nor take any id but SANDBOX_ID
+    (`ahead`: a spare before its candidate is known, whose real uid is taken last, see _take_real_uid)."""
+    _enter_workdir(workdir)
+    _drop_privileges(mode, real=not ahead)
+    _harden(alive_r, done_fd)
+
+
+_OUTPUT_FILES = ("stdout.txt", "stderr.txt", "result.json")
+
+
+def _make_output_files(workdir, mode):
+    """A spare makes the files a candidate writes ahead, empty and the candidate's own: creating a file
+    costs a busy ext4 /tmp most of a millisecond (its inode allocator skips recently deleted inodes)."""
+    owner = SANDBOX_ID if mode == "root" else None
+    for name in _OUTPUT_FILES:
+        fd = os.open(f"{STAGE}/{os.path.basename(workdir)}/{name}",
+                     os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            if owner is not None:
+                os.fchown(fd, owner, owner)
+        finally:
+            os.close(fd)
+
+
 def _run(spec, prepared, done_fd):
-    """Run the candidate of `spec` in its work directory, write result.json and exit: never returns."""
-    mode, alive_r = prepared
+    """Run the candidate of `spec` in its work directory, write result.json and exit: never returns.
+
+    `prepared`: (mode, alive_r, locked), see _prepare; `locked` is the work directory a spare already
+    locked itself down in (_lock_down), or None."""
+    mode, alive_r, locked = prepared
     isolation = []
-    if mode == "none" and _IN_BWRAP and spec.get("isolate", True) and runs_as_root():
+    isolate = spec.get("isolate", True)
+    if mode == "none" and _IN_BWRAP and isolate and runs_as_root():
         _drop_privileges("root")  # bubblewrap's user namespace maps SANDBOX_ID (a root server's)
     if mode != "none":
-        _enter_workdir(spec["workdir"])
-        _drop_privileges(mode)
-        isolation.append("namespaces")
-    if mode != "none" or (_IN_BWRAP and spec.get("isolate", True)):
+        if locked is None:
+            _lock_down(spec["workdir"], mode, alive_r, done_fd)
+        elif locked != spec["workdir"]:
+            raise RuntimeError(f"a child locked down in {locked} was handed the work directory {spec['workdir']}")
+        elif mode == "root":
+            _take_real_uid()
+        isolation += ["namespaces", "seccomp"]
+    elif isolate:
+        _harden(alive_r, done_fd)
+        isolation.append("seccomp")
+    if mode != "none" or (_IN_BWRAP and isolate):
         # processes are counted per user namespace and uid: this caps the candidate's own (under
         # bubblewrap, those of the shared sandbox), also where no pids cgroup can be made
         nproc = spec.get("limits", {}).get("processes") or DEFAULT_PROCESSES
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-    if spec.get("isolate", True):
-        _harden(alive_r)
-        isolation.append("seccomp")
     isolation = "+".join(isolation) or "none"
     _libc.prctl(PR_SET_NAME, b"evomcp-cand", 0, 0, 0)  # what `ps` shows: a running candidate
     workdir = spec["workdir"]
@@ -876,6 +935,9 @@ def _run(spec, prepared, done_fd):
     while view:
         view = view[os.write(fd, view):]
     os.close(fd)
+    # what `ps` shows from here on: no longer a running candidate, though the end of its namespaces (its exit
+    # as their last process) takes a while
+    _libc.prctl(PR_SET_NAME, b"evomcp-done", 0, 0, 0)
     if done_fd is not None:
         try:
             os.write(done_fd, b"d")
@@ -898,13 +960,15 @@ def run_child(spec):
             with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
         _resolve_commands(spec)
-        _run(spec, _prepare(_key(spec)), None)
+        _run(spec, (*_prepare(_key(spec)), None), None)
     except BaseException:  # noqa: BLE001 - a child must never return into the server loop
         _die_quietly("child")
 
 
-def _child_main(spec, key, done_w, spec_r):
-    """A child of the template, forked for `spec`, or as a spare (spec None) prepared for `key`."""
+def _child_main(spec, key, done_w, spec_r, workdir=None, pid_one=False):
+    """A child of the template, forked for `spec`, or as a spare (spec None) prepared for `key`, and
+    with namespaces locked down in `workdir` (the work directory of the request it will be handed).
+    `pid_one`: it was forked as PID 1 of a new PID namespace (see _fork)."""
     try:
         # only the pipes of this child survive, at fixed numbers; 0 and 1 were the template's channel
         os.dup2(done_w, 1000)
@@ -921,7 +985,13 @@ def _child_main(spec, key, done_w, spec_r):
         os.close(null)
         if spec is None:
             _libc.prctl(PR_SET_NAME, b"evomcp-spare", 0, 0, 0)  # a prepared child waiting for its candidate
-        prepared = _prepare(key)
+        mode, alive_r = _prepare(key, pid_one)
+        locked = None
+        if spec is None and workdir is not None and mode != "none":
+            _make_output_files(workdir, mode)
+            _lock_down(workdir, mode, alive_r, DONE_FD, ahead=True)  # no candidate code has run in this process yet
+            alive_r, locked = None, workdir
+        prepared = (mode, alive_r, locked)
         if spec is None:
             chunks = []
             while chunk := os.read(SPEC_FD, 1 << 16):
@@ -956,6 +1026,31 @@ def _fork_patiently(seconds=3.0):
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.02)
+
+
+_OWN_PID_NS = None  # a root template's own PID namespace (an fd), to return to after forking a child into a new one
+
+
+def _fork(key, patient=False):
+    """fork() a child for `key`: (pid, pid_one). Where we are root and the child gets namespaces, it is
+    forked as PID 1 of a new PID namespace (pid_one), so that no process waits outside it: that one
+    (see _become_pid_one) costs a fork and an exit of a process with numpy mapped, milliseconds each.
+    `patient`: retried while the pids cgroup refuses (see _fork_patiently); pid None if still refused."""
+    fork = _fork_patiently if patient else os.fork
+    if not (key[0] and not _IN_BWRAP and _OWN_PID_NS is not None and _libc.unshare(CLONE_NEWPID) == 0):
+        return fork(), False
+    try:
+        pid = fork()
+    except BaseException:
+        pid = None
+        raise
+    finally:
+        # the template's next children are of its own namespace again (the child keeps the new one); a template
+        # that cannot return would fork every later child into this one: it ends, and the server starts another
+        if pid != 0 and _libc.setns(_OWN_PID_NS, CLONE_NEWPID) != 0:
+            os.write(2, b"sandbox template: cannot return to its own PID namespace\n")
+            os._exit(70)
+    return pid, True
 
 
 def _reply(message):
@@ -1090,21 +1185,26 @@ def _end_all_but(keep):
 
 
 class _Spare:
-    """A child forked and prepared (session, namespaces, PID 1) before its candidate is known."""
+    """A child forked and prepared (session, namespaces, PID 1, its root) before its candidate is known.
 
-    def __init__(self, key):
+    Given `workdir`, a work directory the server made ahead for a later request, it also binds that
+    in, drops its privileges and loads the seccomp filter ahead (_lock_down): only the request whose
+    work directory it is can be handed to it."""
+
+    def __init__(self, key, workdir=None):
         self.key = key
+        self.workdir = workdir
         self.pid = self.spec_w = self.done_r = None
         done_r, done_w = os.pipe()
         spec_r, spec_w = os.pipe()
         try:
-            self.pid = os.fork()  # one try: a full pids cgroup means no spare, never a wait
+            self.pid, pid_one = _fork(key)  # one try: a full pids cgroup means no spare, never a wait
         except OSError:
             for fd in (done_r, done_w, spec_r, spec_w):
                 os.close(fd)
             return
         if self.pid == 0:
-            _child_main(None, key, done_w, spec_r)
+            _child_main(None, key, done_w, spec_r, workdir, pid_one)
         os.close(done_w)
         os.close(spec_r)
         self.done_r, self.spec_w = done_r, spec_w
@@ -1133,11 +1233,16 @@ class _Spare:
 
 
 def serve(preload, in_bwrap=False):
-    global _IN_BWRAP, _SECCOMP, VIEW, _FILE_COPIES
+    global _IN_BWRAP, _SECCOMP, VIEW, _FILE_COPIES, _OWN_PID_NS
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the server, even on kill -9
     if os.getppid() == 1:
         os._exit(0)  # the server died before the line above took effect
     _IN_BWRAP = in_bwrap
+    if runs_as_root() and not in_bwrap:
+        try:
+            _OWN_PID_NS = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            _OWN_PID_NS = None
     VIEW = sandbox_view()
     _FILE_COPIES = _read_small_files(VIEW)
     try:
@@ -1165,6 +1270,9 @@ def serve(preload, in_bwrap=False):
     children = {}  # pid -> request id
     done = {}  # read end of a child's done pipe -> (request id, pid)
     spares = []  # children prepared ahead, one per evaluation slot the server has (its requests say how many)
+    killed = set()  # children killed (their result is in, or their time is up) and not yet reaped
+    ending = False  # something a candidate left could not be removed: the template ends
+    reserved = []  # work directories made by the server for spares to lock down in, oldest first
     buffer = b""
     _reply({"ready": True, "pid": os.getpid(), "preloaded": sorted(n for n in preload if n in sys.modules),
             "namespaces": namespaces_allowed(), "bwrap": in_bwrap, "seccomp": _SECCOMP is not None, "view": VIEW})
@@ -1174,96 +1282,23 @@ def serve(preload, in_bwrap=False):
     def spare_pids():
         return [s.pid for s in spares]
 
-    def start(request):
-        """Hand the request to a spare prepared for it, else fork a child for it now; then prepare spares
-        for the next requests, as many as the server has evaluation slots."""
-        nonlocal spares
-        _resolve_commands(request["spec"])
-        spec, key = request["spec"], _key(request["spec"])
-        work_roots.add(key[2].rstrip("/"))
-        for other in [s for s in spares if s.key != key]:  # prepared for another kind of request
-            other.discard()
-        spares = [s for s in spares if s.key == key]
-        handed = None
-        while spares and handed is None:
-            candidate = spares.pop(0)
-            if candidate.hand(spec):
-                handed = candidate
-            else:
-                candidate.discard()
-        if handed is not None:
-            pid, done_r = handed.pid, handed.done_r
-        else:
-            done_r, done_w = os.pipe()
-            pid = _fork_patiently()
-            if pid == 0:
-                _child_main(spec, key, done_w, None)
-            os.close(done_w)
-            if pid is None:  # the pids cgroup is still full of a previous candidate's processes
-                os.close(done_r)
-                _reply({"id": request["id"], "pid": None, "exit": None, "signal": None,
-                        "error": "the process limit is still reached by an earlier candidate"})
-                return
-        children[pid] = request["id"]
-        done[done_r] = (request["id"], pid)
-        _reply({"id": request["id"], "pid": pid, "spares": spare_pids()})
-        # the next children prepare while this one runs; their pids go with the replies (the server's view)
-        while len(spares) < max(1, min(int(spec.get("spares", 1)), 16)):
-            fresh = _Spare(key)
-            if fresh.pid is None:  # the pids cgroup is full: no more spares for now
-                break
-            spares.append(fresh)
-
-    while True:
-        try:
-            readable, _, _ = select.select([0, wake_r, *done], [], [])
-        except InterruptedError:
-            readable = [wake_r]
-        if wake_r in readable:
-            try:
-                while os.read(wake_r, 512):
-                    pass
-            except BlockingIOError:
-                pass
-        for fd in readable:
-            if fd in done:
-                request_id, pid = done.pop(fd)
-                finished = os.read(fd, 1) == b"d"  # EOF: it exited, or exec'd evaluate.py; its exit will tell
-                os.close(fd)
-                if finished and children.get(pid) == request_id:
-                    # the result is complete: whatever the candidate still runs ends now (with namespaces,
-                    # killing the process outside takes the whole PID namespace with it)
-                    _kill(pid)
-                    _reply({"id": request_id, "done": True, "spares": spare_pids()})
-        if 0 in readable:
-            chunk = os.read(0, 1 << 20)
-            if not chunk:
-                # the server (or the cluster worker that started us) went away: nobody will read the
-                # results of the children still running, so they end with it
-                for pid in children:
-                    _kill(pid)
-                for waiting in spares:
-                    waiting.discard()
-                break
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                request = json.loads(line)
-                if "kill" in request:  # a timeout: the server cannot signal pids of our namespace itself
-                    for pid, request_id in children.items():
-                        if request_id == request["kill"]:
-                            _kill(pid)
-                    continue
-                start(request)
-        reaped, replies, stale = False, [], False
+    def reap(block=()):
+        """Reap the children that ended (first waiting for those in `block`, killed already) and report them;
+        under bubblewrap, end what they left behind and, once no child runs, empty the shared /tmp."""
+        nonlocal ending
+        reaped, replies, stale, block = False, [], False, list(block)
         while True:
+            waiting = bool(block)
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(block.pop(), 0) if waiting else os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
+                if waiting:
+                    continue  # reaped already
                 break
             if pid == 0:
                 break
             reaped = True
+            killed.discard(pid)
             for dead in [s for s in spares if s.pid == pid]:  # it died before it was needed
                 dead.discard(reaped=True)
                 spares.remove(dead)
@@ -1288,7 +1323,115 @@ def serve(preload, in_bwrap=False):
                 stale = _sweep_as_candidates(work_roots | set(VIEW["ro"]))
         for reply in replies:
             _reply({**reply, "spares": spare_pids()})
-        if stale:
+        ending = ending or stale
+
+    def start(request):
+        """Hand the request to a spare prepared for it, else fork a child for it now; then prepare spares
+        for the next requests, as many as the server has evaluation slots."""
+        nonlocal spares
+        if ending:
+            return  # not in a sandbox that could not be emptied: the template ends, the request is lost
+        if in_bwrap and children and all(pid in killed for pid in children):
+            # the children are told to end and none runs: they are reaped and what they left in the shared
+            # sandbox is gone before this one starts (their exit and a request can come in the same round)
+            reap(block=list(children))
+            if ending:
+                return
+        _resolve_commands(request["spec"])
+        spec, key = request["spec"], _key(request["spec"])
+        wanted = spec["workdir"]
+        work_roots.add(key[2].rstrip("/"))
+        # work directories the server made for later requests, one per spare to come (in its work root)
+        reserved.extend(d for d in request.get("prepare", ()) if isinstance(d, str) and os.path.dirname(d) == key[2])
+        if wanted in reserved:
+            reserved.remove(wanted)
+        for other in [s for s in spares if s.key != key  # prepared for another kind of request
+                      or (s.workdir is not None and s.workdir != wanted and not os.path.isdir(s.workdir))]:
+            other.discard()  # (or in a work directory whose request will never come: the server removed it)
+        spares = [s for s in spares if s.key == key and (s.workdir is None or s.workdir == wanted
+                                                          or os.path.isdir(s.workdir))]
+        # the spare locked down in this very work directory, else one that binds it in itself; a spare locked
+        # down in another one waits for that directory's request
+        handed = None
+        for candidate in [s for s in spares if s.workdir == wanted] + [s for s in spares if s.workdir is None]:
+            spares.remove(candidate)
+            if candidate.hand(spec):
+                handed = candidate
+                break
+            candidate.discard()
+        if handed is not None:
+            pid, done_r = handed.pid, handed.done_r
+        else:
+            done_r, done_w = os.pipe()
+            pid, pid_one = _fork(key, patient=True)
+            if pid == 0:
+                _child_main(spec, key, done_w, None, pid_one=pid_one)
+            os.close(done_w)
+            if pid is None:  # the pids cgroup is still full of a previous candidate's processes
+                os.close(done_r)
+                _reply({"id": request["id"], "pid": None, "exit": None, "signal": None,
+                        "error": "the process limit is still reached by an earlier candidate"})
+                return
+        children[pid] = request["id"]
+        done[done_r] = (request["id"], pid)
+        _reply({"id": request["id"], "pid": pid, "spares": spare_pids()})
+        # the next children prepare while this one runs; their pids go with the replies (the server's view)
+        while len(spares) < max(1, min(int(spec.get("spares", 1)), 16)):
+            while reserved and not os.path.isdir(reserved[0]):
+                reserved.pop(0)
+            ahead = reserved[0] if reserved and key[0] and not _IN_BWRAP else None  # only namespaces lock down
+            fresh = _Spare(key, ahead)
+            if fresh.pid is None:  # the pids cgroup is full: no more spares for now
+                break
+            if ahead is not None:
+                reserved.pop(0)
+            spares.append(fresh)
+
+    while True:
+        try:
+            readable, _, _ = select.select([0, wake_r, *done], [], [])
+        except InterruptedError:
+            readable = [wake_r]
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        for fd in readable:
+            if fd in done:
+                request_id, pid = done.pop(fd)
+                finished = os.read(fd, 1) == b"d"  # EOF: it exited, or exec'd evaluate.py; its exit will tell
+                os.close(fd)
+                if finished and children.get(pid) == request_id:
+                    # the result is complete: whatever the candidate still runs ends now (with namespaces,
+                    # killing the process outside takes the whole PID namespace with it)
+                    _kill(pid)
+                    killed.add(pid)
+                    _reply({"id": request_id, "done": True, "spares": spare_pids()})
+        if 0 in readable:
+            chunk = os.read(0, 1 << 20)
+            if not chunk:
+                # the server (or the cluster worker that started us) went away: nobody will read the
+                # results of the children still running, so they end with it
+                for pid in children:
+                    _kill(pid)
+                for waiting in spares:
+                    waiting.discard()
+                break
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                request = json.loads(line)
+                if "kill" in request:  # a timeout: the server cannot signal pids of our namespace itself
+                    for pid, request_id in children.items():
+                        if request_id == request["kill"]:
+                            _kill(pid)
+                            killed.add(pid)
+                    continue
+                start(request)
+        reap()
+        if ending:
             break  # something a candidate left could not be removed: end; the server starts a fresh sandbox
 
 

@@ -13,6 +13,7 @@ running at that moment), `none` (session, rlimits and a scrubbed environment onl
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import errno
 import fcntl
@@ -197,13 +198,19 @@ def parse_left_json(data: bytes, what: str) -> tuple[Any, str | None]:
     return value, None
 
 
-def read_result(dir_fd: int, cap: int) -> tuple[dict[str, Any] | None, str | None]:
+def read_result(dir_fd: int, cap: int, at_most: int | None = None) -> tuple[dict[str, Any] | None, str | None] | None:
+    """The result a child wrote, or why there is none (an empty file is none: a spare child makes it ahead,
+    see child._make_output_files); None, having parsed nothing, when it holds more than `at_most` bytes (if given)."""
     try:
-        data, size = read_left_file(dir_fd, "result.json", cap + 1)
+        data, size = read_left_file(dir_fd, "result.json", (cap if at_most is None else min(cap, at_most)) + 1)
     except FileNotFoundError:
         return None, None
     except OSError as exc:
         return None, f"the result file could not be read: {exc.strerror}"
+    if at_most is not None and max(size, len(data)) > at_most:
+        return None
+    if size == 0 and not data:
+        return None, None
     if size > cap:
         return None, f"the result was larger than {cap} bytes"
     result, error = parse_left_json(data, "the result file")
@@ -301,12 +308,14 @@ def bwrap_argv(view: dict[str, Any], hide: list[str], work_root: Path, userns: i
 
 
 def count_namespace_processes(outside_pid: int) -> int:
-    """How many processes share the PID namespace of the first child of `outside_pid` (the child the
-    template forked waits outside its candidate's namespace; bubblewrap's monitor outside the shared
-    one); 0 where that cannot be read."""
+    """How many processes share the PID namespace of `outside_pid` where it is PID 1 of its own (a root
+    server's child), else that of its first child (a child that waits outside its candidate's namespace;
+    bubblewrap's monitor outside the shared one); 0 where that cannot be read."""
     try:
-        inside = int(Path(f"/proc/{outside_pid}/task/{outside_pid}/children").read_text().split()[0])
-        namespace = os.readlink(f"/proc/{inside}/ns/pid")
+        namespace = os.readlink(f"/proc/{outside_pid}/ns/pid")
+        if namespace == os.readlink("/proc/self/ns/pid"):
+            inside = int(Path(f"/proc/{outside_pid}/task/{outside_pid}/children").read_text().split()[0])
+            namespace = os.readlink(f"/proc/{inside}/ns/pid")
     except (OSError, ValueError, IndexError):
         return 0
     count = 0
@@ -409,6 +418,8 @@ class ForkServer:
         self._cleaner: ThreadPoolExecutor | None = None
         self._cleanups = 0  # removals queued or running
         self._cleanups_lock = threading.Lock()
+        # work directories made ahead and sent to the template, whose spare children lock down in them
+        self._ahead: collections.deque[Path] = collections.deque()
         self._channel = JsonLineChannel(self._argv(), env=base_environment())
 
     def _argv(self) -> list[str]:
@@ -432,6 +443,27 @@ class ForkServer:
     @property
     def in_bwrap(self) -> bool:
         return self._channel.argv[0] == "bwrap"
+
+    def new_workdir(self, prefix: str = "evomcp-eval-") -> Path:
+        """A fresh, empty work directory in the work root: the oldest one made ahead for the template's spares
+        (a spare child waits in it, locked down: see child._Spare), else a new one."""
+        while self._ahead:
+            path = self._ahead.popleft()
+            if path.parent == self.work_root:  # made for the work root in use
+                return path
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self._ensure_work_root()))
+
+    def _workdirs_ahead(self) -> list[str]:
+        """Work directories to send with a request, so that each spare the template prepares can lock down in
+        the work directory of a request to come (where children get namespaces of their own)."""
+        if not (self.isolate and self._channel.ready_info.get("namespaces")) or self.in_bwrap:
+            return []
+        fresh = []
+        while len(self._ahead) < self.spares:
+            path = Path(tempfile.mkdtemp(prefix="evomcp-eval-", dir=self.work_root))
+            self._ahead.append(path)
+            fresh.append(str(path))
+        return fresh
 
     def remove_later(self, workdir: Path) -> bool:
         """Queue a finished work directory for removal; False (remove it now) when removals fall behind."""
@@ -462,6 +494,7 @@ class ForkServer:
             cgroup, self._cgroup, self._cgroup_pid = self._cgroup, None, None
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.cgroups.remove, cgroup)
+        self._ahead.clear()
         if self.work_root is not None:
             remove_tree(self.work_root)
             self.work_root = None
@@ -583,7 +616,7 @@ class ForkServer:
         self._running += 1
         try:
             for attempt in range(2):  # a template that died since the last request is restarted once
-                request_id = await self._channel.send({"spec": spec})
+                request_id = await self._channel.send({"spec": spec, "prepare": self._workdirs_ahead()})
                 reply = await self._channel.wait(request_id, "pid", 30)
                 if reply is not None and not reply.get("lost"):
                     break
@@ -621,9 +654,12 @@ class ForkServer:
         elapsed = time.monotonic() - started
         exit_code, sig = (0, None) if "exit" not in reply else (reply.get("exit"), reply.get("signal"))
         if sig is None and exit_code is not None and exit_code > 128:
-            sig = exit_code - 128  # the candidate was PID 1 of its namespace: status passed on as 128 + signal
-        # parsing up to 16 MB a candidate wrote takes a while: not on the event loop
-        result, result_error, stdout_tail, stderr_tail = await anyio.to_thread.run_sync(read_back, workdir, limits)
+            sig = exit_code - 128  # a process outside the candidate's namespace passed its status on as 128 + signal
+        # a small result is read at once; parsing up to 16 MB a candidate wrote takes a while: not on the event loop
+        back = read_back(workdir, limits, at_most=INLINE_RESULT_BYTES)
+        if back is None:
+            back = await anyio.to_thread.run_sync(read_back, workdir, limits)
+        result, result_error, stdout_tail, stderr_tail = back
         return ChildOutcome(
             returncode=exit_code if sig is None else -sig,
             timed_out=timed_out,
@@ -639,14 +675,25 @@ class ForkServer:
         )
 
 
-def read_back(workdir: Path, limits: Limits) -> tuple[dict[str, Any] | None, str | None, str, str]:
-    """What a child left in `workdir`: (result, why there is none, stdout tail, stderr tail)."""
+INLINE_RESULT_BYTES = 1 << 16  # a result.json up to this size is read on the event loop: a thread would cost more
+
+
+def read_back(workdir: Path, limits: Limits,
+              at_most: int | None = None) -> tuple[dict[str, Any] | None, str | None, str, str] | None:
+    """What a child left in `workdir`: (result, why there is none, stdout tail, stderr tail). With `at_most`:
+    None, having parsed nothing, when result.json holds more than that many bytes."""
     try:
         dir_fd = open_dir(workdir)
     except OSError as exc:
         return None, f"the work directory could not be read back: {exc.strerror}", "", ""
     try:
-        result, result_error = read_result(dir_fd, limits.result_max_bytes)
+        if at_most is None:
+            result, result_error = read_result(dir_fd, limits.result_max_bytes)
+        else:
+            read = read_result(dir_fd, limits.result_max_bytes, at_most)
+            if read is None:
+                return None
+            result, result_error = read
         return (result, result_error, read_tail(dir_fd, "stdout.txt", limits.output_tail_bytes),
                 read_tail(dir_fd, "stderr.txt", limits.output_tail_bytes))
     finally:
@@ -736,8 +783,8 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
     limits = Limits(**job.get("limits", {}))
     kind = job["kind"]
     await fork.start(hide)
-    workdir = Path(tempfile.mkdtemp(prefix="evomcp-probe-" if kind == "probe" else "evomcp-eval-",
-                                    dir=fork.work_root))
+    workdir = fork.new_workdir("evomcp-probe-" if kind == "probe" else "evomcp-eval-")
+    task_copy = None
     try:
         spec: dict[str, Any] = {"kind": kind}
         results_dir = workdir / "results"
@@ -764,7 +811,10 @@ async def run_job(fork: ForkServer, job: dict[str, Any], task_dir: Path | None,
             if kind == "evaluate_fn" and job.get("cascade"):
                 spec["cascade"] = job["cascade"]
         if runs_as_root() and (not fork.in_bwrap or fork.bwrap_sandbox_id):
-            await anyio.to_thread.run_sync(hand_over, workdir, SANDBOX_ID)
+            if task_copy is None:  # the program file alone: two chowns cost less than a thread's round trip
+                hand_over(workdir, SANDBOX_ID)
+            else:
+                await anyio.to_thread.run_sync(hand_over, workdir, SANDBOX_ID)
         outcome = await fork.run(spec, workdir, limits, hide=hide, isolate=job.get("isolate"))
         if kind == "script":
             outcome.files = read_results_dir(workdir, limits.result_max_bytes)
