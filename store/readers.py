@@ -18,6 +18,8 @@ from .archive import Archive, storage_error
 # the seed once: its copies on other islands (later parentless rows of the run) are the same program
 _DISTINCT = "(parent_id IS NOT NULL OR id = (SELECT MIN(id) FROM programs WHERE run_id = :run AND parent_id IS NULL))"
 
+EXTERNAL_ARM = "external agent"  # the arm of proposals that named no operator (the report's too)
+
 
 def _reader(query):
     @functools.wraps(query)
@@ -146,7 +148,7 @@ async def operators(archive: Archive, run_id: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
 
     def arm(name: str | None) -> dict[str, Any]:
-        return out.setdefault(name or "external agent", {"proposals": 0, "correct": 0, "failed_steps": 0,
+        return out.setdefault(name or EXTERNAL_ARM, {"proposals": 0, "correct": 0, "failed_steps": 0,
                                                          "last_failure": None, "disabled": None})
     for row in await _rows(archive, """
             SELECT operator AS op, COUNT(*) AS n, COALESCE(SUM(correct = 1), 0) AS ok FROM programs

@@ -58,9 +58,10 @@ async def driver(archive: Archive, run_id: int) -> dict[str, Any] | None:
     """The driver's note as its writer stored it, or None (never driven, or a note of another shape)."""
     note = await archive.get_note(run_id, DRIVER)
     try:
-        return DriverNote.model_validate(note).model_dump(mode="json") if note is not None else None
+        DriverNote.model_validate(note)
     except ValidationError:
         return None
+    return note
 
 
 async def meta(archive: Archive, run_id: int) -> MetaNote:

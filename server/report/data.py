@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...store import Archive, ProgramRecord, RunRecord
+from ...store.readers import EXTERNAL_ARM
 from ...tools.trust import run_contracts
 from ..svg import finite
-
-EXTERNAL_ARM = "external agent"  # the arm of proposals that named no operator
 
 
 @dataclass
