@@ -63,8 +63,8 @@ def fill(db: Path, n: int) -> float:
     island = np.zeros(n + 1, np.int64)
     rows = []
     for i in range(1, n + 1):
-        if i <= 2:  # the seed and its copy on island 1
-            parent, gen, isl, s = None, 0, i - 1, 1.6099131409
+        if i == 1:  # the seed (a member of island 1 too: below)
+            parent, gen, isl, s = None, 0, 0, 1.6099131409
         else:
             if rng.random() < 0.5:  # near the top: one of 30 good programs of the recent past
                 window = np.arange(max(1, i - 3000), i)
@@ -76,7 +76,7 @@ def fill(db: Path, n: int) -> float:
             if rng.random() < 0.01:
                 isl = 1 - isl  # moved by a migration
             s = score[parent] + rng.normal(0.0005, 0.004)
-        failed = i > 2 and rng.random() < 0.1
+        failed = i > 1 and rng.random() < 0.1
         score[i], generation[i], island[i] = (-1.0 if failed else s), gen, isl
         code = seed_code.replace("0.42)]", f"{0.42 + i * 1e-7:.7f})]")
         at = t0 + i * 0.05
@@ -88,7 +88,8 @@ def fill(db: Path, n: int) -> float:
             rows = []
     if rows:
         con.executemany(f"INSERT INTO programs({COLUMNS}) VALUES ({', '.join('?' * 17)})", rows)
-        con.commit()
+    con.execute("INSERT INTO island_members(program_id, island, run_id) VALUES (1, 1, 1)")
+    con.commit()
     con.close()
     return time.perf_counter() - started
 

@@ -16,7 +16,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from .. import __version__
-from ..tools import runs, steps, views, waiting
+from ..tools import history, runs, steps, views, waiting
 from ..store import StorageError
 from ..tools.errors import EvoError, one_line
 from ..tools.models import (
@@ -35,7 +35,7 @@ from ..tools.workspace import Workspace
 from .auth import StaticTokenVerifier, auth_settings
 from ..tools import run_notes
 from .driver import DriverConfig, DriverStatus, Drivers
-from .report import progress_points, render_progress_png
+from .report import render_progress_png
 
 T = TypeVar("T")
 
@@ -289,7 +289,7 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
     async def get_progress_plot(run_id: RunId) -> Image:
         """A PNG chart of the best score over evaluations (with the best-known target), to look at a run."""
         run = await _call(ws.run(run_id))
-        png = render_progress_png(await _call(progress_points(ws.archive, run_id)), run.target_score)
+        png = render_progress_png(await _call(history.progress_points(ws, run_id)), run.target_score)
         return Image(data=png, format="png")
 
     @mcp.prompt(title="Evolve a program with evomcp")

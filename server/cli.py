@@ -605,7 +605,7 @@ async def _report(args: argparse.Namespace) -> None:
 
     async with open_workspace(_db(args), reset=False) as ws:
         await _existing_run(ws, args.run_id)
-        html = await build_report(ws.archive, args.run_id)
+        html = await build_report(ws, args.run_id, ws.archive.path.name)
     output = args.output or Path(f"report-{args.run_id}.html")
     try:
         output.write_text(html)

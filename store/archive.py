@@ -33,6 +33,10 @@ _SUMMARY_COLUMNS = (
 )
 
 
+# the programs that are members of an island now (parameters: run id, island)
+_MEMBERS = "SELECT program_id FROM island_members WHERE run_id = ? AND island = ?"
+
+
 class DuplicateProgram(Exception):
     """The run already holds a program with exactly this code."""
 
@@ -389,8 +393,8 @@ class Archive:
         where = ["run_id = ?"]
         args: list[Any] = [run_id]
         if island is not None:
-            where.append("island = ?")
-            args.append(island)
+            where.append(f"id IN ({_MEMBERS})")
+            args += [run_id, island]
         if correct_only:
             where.append("correct = 1")
         key_sql = {"score": f"COALESCE(combined_score, {_NO_SCORE})", "newest": "id", "oldest": "id"}[order]
@@ -438,11 +442,8 @@ class Archive:
         return [_summary(r) for r in rows]
 
     async def counts_by_status(self, run_id: int) -> dict[str, int]:
-        """Programs by status, the seed once (its copies on other islands, later parentless rows, left out)."""
-        rows = await self._rows(
-            "SELECT status, COUNT(*) FROM programs WHERE run_id = ? AND (parent_id IS NOT NULL OR id = (SELECT"
-            " MIN(id) FROM programs WHERE run_id = ? AND parent_id IS NULL)) GROUP BY status", (run_id, run_id)
-        )
+        """Programs by status."""
+        rows = await self._rows("SELECT status, COUNT(*) FROM programs WHERE run_id = ? GROUP BY status", (run_id,))
         return {status: n for status, n in rows}
 
     async def seed_score(self, run_id: int) -> float | None:
@@ -464,9 +465,10 @@ class Archive:
         return rows
 
     async def selection_pool(self, run_id: int, island: int | None = None) -> list[sqlite3.Row]:
-        """Correct, evaluated programs with their children counts (pending children included)."""
-        island_sql = "AND p.island = ?" if island is not None else ""
-        args: tuple[Any, ...] = (run_id, island) if island is not None else (run_id,)
+        """Correct, evaluated programs (of an island: its members) with their children counts (pending children
+        included)."""
+        island_sql = f"AND p.id IN ({_MEMBERS})" if island is not None else ""
+        args: tuple[Any, ...] = (run_id, run_id, island) if island is not None else (run_id,)
         return await self._rows(
             f"""
             SELECT p.id, p.combined_score, p.island, p.generation,
@@ -487,7 +489,8 @@ class Archive:
         return [_summary(r) for r in rows]
 
     async def island_failures(self, run_id: int, island: int, limit: int = 3) -> list[dict[str, Any]]:
-        """The island's newest programs that failed or were judged incorrect, with their output tails."""
+        """The newest programs proposed on an island that failed or were judged incorrect, with their output tails
+        (migrations move correct programs only)."""
         rows = await self._rows(
             "SELECT id, parent_id, description, error, stdout_tail, stderr_tail FROM programs"
             " WHERE run_id = ? AND island = ? AND (status = 'failed' OR (status = 'evaluated' AND correct = 0))"
@@ -497,7 +500,8 @@ class Archive:
         return [dict(r) for r in rows]
 
     async def population_rows(self, run_id: int) -> list[tuple]:
-        """(id, parent_id, island, generation, status, correct, combined_score) of every program, oldest first."""
+        """(id, parent_id, island proposed on, generation, status, correct, combined_score) of every program, oldest
+        first."""
         rows = await self._rows(
             "SELECT id, parent_id, island, generation, status, correct, combined_score FROM programs"
             " WHERE run_id = ? ORDER BY id",
@@ -505,8 +509,14 @@ class Archive:
         )
         return [tuple(r) for r in rows]
 
+    async def memberships(self, run_id: int) -> list[tuple[int, int]]:
+        """(program id, island) of every island membership of the run's programs, in program then island order."""
+        rows = await self._rows("SELECT program_id, island FROM island_members WHERE run_id = ?"
+                                " ORDER BY program_id, island", (run_id,))
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
     async def latest_failed(self, run_id: int, island: int) -> int | None:
-        """The newest program of an island that failed or was judged incorrect (for fix mode)."""
+        """The newest program proposed on an island that failed or was judged incorrect (for fix mode)."""
         row = await self._row(
             "SELECT id FROM programs WHERE run_id = ? AND island = ? AND status IN ('evaluated', 'failed')"
             " AND correct = 0 ORDER BY id DESC LIMIT 1",
@@ -514,38 +524,38 @@ class Archive:
         )
         return row[0] if row else None
 
-    async def copy_program(self, program_id: int, islands: list[int]) -> None:
-        """Copy a program (result included) onto other islands, in one statement (all or none of the copies);
-        used to seed every island."""
-        columns = ("run_id, parent_id, generation, code, code_hash, diff, patch_type, description, status, correct,"
-                   " combined_score, public_metrics, private_metrics, text_feedback, error, stdout_tail, stderr_tail,"
-                   " eval_seconds, cost_usd, embedding, fingerprint, operator, created_at, evaluated_at")
+    async def join_islands(self, run_id: int, program_id: int, islands: list[int]) -> None:
+        """Make a program a member of more islands, in one statement (used to seed every island)."""
         await self._db.execute(
-            f"INSERT INTO programs(island, {columns}) SELECT i.value, {columns} FROM programs, json_each(?) AS i"
-            f" WHERE programs.id = ? ORDER BY i.key",
-            (json.dumps(islands), program_id),
-        )
+            "INSERT OR IGNORE INTO island_members(run_id, island, program_id) SELECT ?, i.value, ? FROM json_each(?) i",
+            (run_id, program_id, json.dumps(islands)))
 
-    async def seed_placement(self, run_id: int) -> tuple[int | None, str | None, list[int], int]:
-        """(the seed's id, its status, the islands it sits on, its rows): the seed is the run's first program
-        without a parent, its copies the others."""
-        rows = await self._rows("SELECT id, status, island FROM programs WHERE run_id = ? AND parent_id IS NULL"
-                                " ORDER BY id", (run_id,))
-        if not rows:
-            return None, None, [], 0
-        return rows[0]["id"], rows[0]["status"], sorted({r["island"] for r in rows}), len(rows)
+    async def seed_placement(self, run_id: int) -> tuple[int | None, str | None, list[int]]:
+        """(the seed's id, its status, the islands it is a member of): the seed is the run's program without a
+        parent."""
+        row = await self._row("SELECT id, status FROM programs WHERE run_id = ? AND parent_id IS NULL"
+                              " ORDER BY id LIMIT 1", (run_id,))
+        if row is None:
+            return None, None, []
+        islands = await self._rows("SELECT island FROM island_members WHERE program_id = ? ORDER BY island",
+                                   (row["id"],))
+        return row["id"], row["status"], [r[0] for r in islands]
 
-    async def move_programs(self, program_ids: list[int], island: int) -> None:
-        await self._db.executemany("UPDATE programs SET island = ? WHERE id = ?", [(island, i) for i in program_ids])
+    async def move_programs(self, moves: list[tuple[int, int, int]]) -> None:
+        """Migrations: (program id, from island, to island) each; a program already on the island it moves to
+        just leaves the other."""
+        await self._db.executemany(
+            "UPDATE OR REPLACE island_members SET island = ? WHERE program_id = ? AND island = ?",
+            [(to, program_id, source) for program_id, source, to in moves])
 
     async def embeddings(self, run_id: int, per_island: int) -> list[tuple[int, int, bytes]]:
-        """(id, island, embedding) of each island's newest `per_island` programs, oldest first."""
-        islands = await self._rows("SELECT DISTINCT island FROM programs WHERE run_id = ?", (run_id,))
+        """(id, island, embedding) of each island's newest `per_island` member programs, oldest first."""
+        islands = await self._rows("SELECT DISTINCT island FROM island_members WHERE run_id = ?", (run_id,))
         rows: list[tuple[int, int, bytes]] = []
         for (island,) in islands:
             newest = await self._rows(
-                "SELECT id, island, embedding FROM programs WHERE run_id = ? AND island = ?"
-                " AND embedding IS NOT NULL ORDER BY id DESC LIMIT ?",
+                "SELECT p.id, m.island, p.embedding FROM island_members m JOIN programs p ON p.id = m.program_id"
+                " WHERE m.run_id = ? AND m.island = ? AND p.embedding IS NOT NULL ORDER BY p.id DESC LIMIT ?",
                 (run_id, island, per_island),
             )
             rows += [tuple(r) for r in newest]
@@ -645,16 +655,20 @@ class Archive:
     # reports: read-only queries of whole runs (used by evomcp.server.report) -----
 
     async def report_programs(self, run_id: int) -> list[dict[str, Any]]:
-        """Every program of a run without code or metrics, in id (creation) order."""
+        """Every program of a run without code or metrics, in id (creation) order; `island` is the island it was
+        proposed on, `islands` those it is a member of now."""
         rows = await self._rows(
             "SELECT id, parent_id, island, generation, status, correct, combined_score, cost_usd, created_at,"
-            " evaluated_at, patch_type, description, code_hash, operator FROM programs WHERE run_id = ? ORDER BY id",
+            " evaluated_at, patch_type, description, code_hash, operator,"
+            " (SELECT json_group_array(m.island) FROM island_members m WHERE m.program_id = programs.id) AS islands"
+            " FROM programs WHERE run_id = ? ORDER BY id",
             (run_id,),
         )
         programs = []
         for row in rows:
             data = dict(row)
             data["correct"] = None if data["correct"] is None else bool(data["correct"])
+            data["islands"] = sorted(json.loads(data["islands"]))
             programs.append(data)
         return programs
 

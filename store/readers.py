@@ -15,9 +15,6 @@ from typing import Any
 
 from .archive import Archive, storage_error
 
-# the seed once: its copies on other islands (later parentless rows of the run) are the same program
-_DISTINCT = "(parent_id IS NOT NULL OR id = (SELECT MIN(id) FROM programs WHERE run_id = :run AND parent_id IS NULL))"
-
 EXTERNAL_ARM = "external agent"  # the arm of proposals that named no operator (the report's too)
 
 
@@ -77,41 +74,40 @@ async def unfinished_from(archive: Archive, run_id: int) -> int:
 
 @_reader
 async def tree_rows(archive: Archive, run_id: int, after: int = 0, also: list[int] | tuple = ()) -> list[tuple]:
-    """(id, parent id or -1, island, generation, status, score or None) of the run's programs with an id above
-    `after` or in `also`, in id order; status 0 pending, 1 running, 2 correct, 3 evaluated but incorrect,
-    4 failed; the score of correct ones only."""
+    """(id, parent id or -1, island now, generation, status, score or None, island proposed on) of the run's
+    programs with an id above `after` or in `also`, in id order; status 0 pending, 1 running, 2 correct,
+    3 evaluated but incorrect, 4 failed; the score of correct ones only. The seed, a member of every island, shows
+    on its lowest."""
     extra = f" OR id IN ({', '.join('?' * len(also))})" if also else ""
     rows = await _rows(archive, f"""
-        SELECT id, COALESCE(parent_id, -1), island, generation,
+        SELECT id, COALESCE(parent_id, -1),
+               COALESCE((SELECT MIN(m.island) FROM island_members m WHERE m.program_id = programs.id), island),
+               generation,
                CASE status WHEN 'pending' THEN 0 WHEN 'running' THEN 1 WHEN 'failed' THEN 4
                            ELSE CASE WHEN correct = 1 THEN 2 ELSE 3 END END,
-               CASE WHEN correct = 1 THEN combined_score END
+               CASE WHEN correct = 1 THEN combined_score END, island
         FROM programs WHERE run_id = ? AND (id > ?{extra}) ORDER BY id""", (run_id, after, *also))
     return [tuple(r) for r in rows]
 
 
 @_reader
 async def tally(archive: Archive, run_id: int) -> tuple[dict[str, int], int]:
-    """Programs by status with the seed once (as `Archive.counts_by_status`), and the candidates evaluated (programs
-    with a parent whose evaluation finished: what budgets count). From the status index and the few parentless
-    rows, so a poll costs the same at any size."""
+    """Programs by status (as `Archive.counts_by_status`), and the candidates evaluated (programs with a parent
+    whose evaluation finished: what budgets count). From the status index and the parentless row, so a poll costs
+    the same at any size."""
     counts = {status: n for status, n in await _rows(
         archive, "SELECT status, COUNT(*) FROM programs WHERE run_id = ? GROUP BY status", (run_id,))}
-    parentless = await _rows(archive, "SELECT id, status FROM programs WHERE parent_id IS NULL AND run_id = ?"
-                                      " ORDER BY id", (run_id,))
+    parentless = await _rows(archive, "SELECT status FROM programs WHERE parent_id IS NULL AND run_id = ?", (run_id,))
     finished = counts.get("evaluated", 0) + counts.get("failed", 0)
-    for _, status in parentless:  # the seed and its copies are no candidates
-        finished -= status in ("evaluated", "failed")
-    for _, status in parentless[1:]:  # the copies are the seed again
-        counts[status] -= 1
+    finished -= sum(status in ("evaluated", "failed") for (status,) in parentless)  # the seed is no candidate
     return {status: n for status, n in counts.items() if n}, finished
 
 
 @_reader
 async def evaluations(archive: Archive, run_id: int, after: tuple[float, int] | None = None,
                       from_id: int = 0) -> list[tuple]:
-    """(id, evaluated_at, correct, combined_score) of the run's finished evaluations (evaluated or failed, the seed
-    once) in the order they finished; with a cursor (evaluated_at, id), those after it among programs with an id
+    """(id, evaluated_at, correct, combined_score) of the run's finished evaluations (evaluated or failed) in the
+    order they finished; with a cursor (evaluated_at, id), those after it among programs with an id
     of at least `from_id` (what `unfinished_from` said before: a range of the primary key, not a scan)."""
     where = ""
     args: dict[str, Any] = {"run": run_id, "low": from_id}
@@ -120,23 +116,25 @@ async def evaluations(archive: Archive, run_id: int, after: tuple[float, int] | 
         args.update(t=after[0], id=after[1])
     rows = await _rows(archive, "SELECT id, COALESCE(evaluated_at, created_at) AS at, correct, combined_score"
                                 " FROM programs WHERE run_id = :run AND id >= :low AND"
-                                f" status IN ('evaluated', 'failed') AND {_DISTINCT}{where} ORDER BY at, id", args)
+                                f" status IN ('evaluated', 'failed'){where} ORDER BY at, id", args)
     return [tuple(r) for r in rows]
 
 
 @_reader
 async def islands(archive: Archive, run_id: int) -> list[dict[str, Any]]:
-    """Per island where programs sit now: programs, correct ones, failed ones, the best score and its program."""
+    """Per island, of its members now: programs, correct ones, failed ones, the best score and its program (the
+    seed is a member of every island until a migration moves it)."""
     rows = await _rows(archive, """
-        SELECT island, COUNT(*) AS programs, COALESCE(SUM(correct = 1), 0) AS correct,
-               COALESCE(SUM(status = 'failed' OR (status = 'evaluated' AND correct = 0)), 0) AS failed,
-               MAX(CASE WHEN correct = 1 THEN combined_score END) AS best
-        FROM programs WHERE run_id = ? GROUP BY island ORDER BY island""", (run_id,))
+        SELECT m.island, COUNT(*) AS programs, COALESCE(SUM(p.correct = 1), 0) AS correct,
+               COALESCE(SUM(p.status = 'failed' OR (p.status = 'evaluated' AND p.correct = 0)), 0) AS failed,
+               MAX(CASE WHEN p.correct = 1 THEN p.combined_score END) AS best
+        FROM island_members m JOIN programs p ON p.id = m.program_id
+        WHERE m.run_id = ? GROUP BY m.island ORDER BY m.island""", (run_id,))
     out = [dict(r) for r in rows]
     for island in out:
-        best = await _rows(archive, "SELECT id FROM programs WHERE run_id = ? AND island = ? AND correct = 1 AND"
-                                    " combined_score = ? ORDER BY id LIMIT 1",
-                           (run_id, island["island"], island["best"]))
+        best = await _rows(archive, "SELECT p.id FROM island_members m JOIN programs p ON p.id = m.program_id"
+                                    " WHERE m.run_id = ? AND m.island = ? AND p.correct = 1 AND p.combined_score = ?"
+                                    " ORDER BY p.id LIMIT 1", (run_id, island["island"], island["best"]))
         island["best_id"] = best[0][0] if best else None
     return out
 

@@ -106,6 +106,35 @@ MIGRATIONS: list[str] = [
           FROM events WHERE kind = 'proposed' AND json_valid(data)) AS proposed
     WHERE programs.id = proposed.program_id AND proposed.operator IS NOT NULL;
     """,
+    # 5 -> 6: island membership as data. A program is a member of the island it was proposed on (programs.island,
+    # which no longer changes) until a migration moves it; the seed is one program, a member of every island.
+    # The seed's row copies of older archives fold into it: their children re-parented, their islands seats.
+    """
+    CREATE TABLE island_members (  -- the key's columns first: SQLite 3.40's integrity_check misreads others
+        program_id INTEGER NOT NULL REFERENCES programs(id) ON DELETE CASCADE,
+        island     INTEGER NOT NULL,
+        run_id     INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        PRIMARY KEY (program_id, island)
+    ) WITHOUT ROWID;
+    CREATE INDEX island_members_by_island ON island_members(run_id, island, program_id);
+    CREATE TRIGGER program_joins_its_island AFTER INSERT ON programs BEGIN
+        INSERT INTO island_members(run_id, island, program_id) VALUES (NEW.run_id, NEW.island, NEW.id);
+    END;
+
+    CREATE TEMP TABLE seed_copies AS
+        SELECT c.id AS copy_id, s.seed_id, c.island, c.run_id FROM programs c
+        JOIN (SELECT run_id, MIN(id) AS seed_id FROM programs WHERE parent_id IS NULL GROUP BY run_id) AS s
+          ON c.run_id = s.run_id
+        WHERE c.parent_id IS NULL AND c.id <> s.seed_id;
+    UPDATE programs SET parent_id = (SELECT seed_id FROM seed_copies WHERE copy_id = programs.parent_id)
+        WHERE parent_id IN (SELECT copy_id FROM seed_copies);
+    INSERT INTO island_members(run_id, island, program_id)
+        SELECT run_id, island, id FROM programs WHERE id NOT IN (SELECT copy_id FROM seed_copies);
+    INSERT OR IGNORE INTO island_members(run_id, island, program_id)
+        SELECT run_id, island, seed_id FROM seed_copies;
+    DELETE FROM programs WHERE id IN (SELECT copy_id FROM seed_copies);
+    DROP TABLE seed_copies;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -203,11 +203,12 @@ def test_kill_9_during_the_seed_then_resume_seeds_every_island_and_leaves_nothin
     resumed = evomcp("run", str(task), "--resume", "1", "--budget", "4", "--concurrency", "2", "--db", str(db))
     assert resumed.returncode == 0, resumed.stderr
     con = archive(db)
-    seeds = con.execute("SELECT island, status FROM programs WHERE parent_id IS NULL ORDER BY id").fetchall()
+    seeds = con.execute("SELECT m.island, p.status FROM programs p JOIN island_members m ON m.program_id = p.id"
+                        " WHERE p.parent_id IS NULL ORDER BY m.island").fetchall()
     islands = {island for island, in con.execute("SELECT island FROM programs WHERE parent_id IS NOT NULL")}
     left = con.execute("SELECT COUNT(*) FROM programs WHERE status IN ('pending', 'running')").fetchone()[0]
     con.close()
-    assert sorted(seeds) == [(0, "evaluated"), (1, "evaluated")] and left == 0
+    assert seeds == [(0, "evaluated"), (1, "evaluated")] and left == 0  # one seed, on both islands
     assert islands <= {0, 1}
     assert not list(Path("/tmp").glob(f"evomcp-sandbox-{proc.pid}-*"))  # its work folders were swept
 
@@ -539,19 +540,27 @@ async def test_a_budget_is_met_exactly_when_steps_in_flight_yield_nothing(ws):
     assert "dead" in final.failing_models
 
 
-async def test_resuming_after_a_migration_adds_no_seed_copy(ws):
+async def test_resuming_repairs_the_seeds_islands_until_a_migration_moved_it(ws):
+    """A process killed between the seed's record and its placement left islands without it: resuming places
+    it. After a migration that moved the seed off an island, resuming leaves it where the migration put it."""
     from evomcp.tools import runs as run_tools
 
     status = await run_tools.start_run(ws, "circle_packing_26", config={"num_islands": 3})
     run_id = status.run.run_id
-    copies = [row[0] for row in await ws.archive._rows(
-        "SELECT id FROM programs WHERE run_id = ? AND parent_id IS NULL ORDER BY id", (run_id,))]
-    assert len(copies) == 3
-    await ws.archive.move_programs([copies[1]], 2)  # a migration moved island 1's copy away
+    seed = status.best.id
+    assert await ws.archive.memberships(run_id) == [(seed, 0), (seed, 1), (seed, 2)]
+    await ws.archive._db.execute("DELETE FROM island_members WHERE island > 0")  # killed before the placement
     await run_tools.stop_run(ws, run_id)
     await run_tools.resume_run(ws, run_id)
-    after = await ws.archive._rows("SELECT id FROM programs WHERE run_id = ? AND parent_id IS NULL", (run_id,))
-    assert len(after) == 3
+    assert await ws.archive.memberships(run_id) == [(seed, 0), (seed, 1), (seed, 2)]
+    assert (await run_tools.get_run_status(ws, run_id)).islands[2].best_id == seed
+    state = await ws.state(run_id)
+    await state.note_migration(6)
+    await state.move([(seed, 1, 2)])  # a migration moved the seed off island 1
+    await run_tools.stop_run(ws, run_id)
+    await run_tools.resume_run(ws, run_id)
+    assert await ws.archive.memberships(run_id) == [(seed, 0), (seed, 2)]
+    assert await ws.archive.counts_by_status(run_id) == {"evaluated": 1}
 
 
 async def test_a_driver_asked_for_on_a_seed_that_fails_says_so(ws, tmp_path):

@@ -242,7 +242,7 @@ async def test_a_slow_seed_is_awaited_the_same_way_and_its_driver_starts_once_it
             while (status := await call_ok(client, "get_run_status", {"run_id": run_id}))["driver"]["state"] \
                     != "finished":
                 await anyio.sleep(0.2)
-        assert set(status["islands"]) == {"0", "1"}  # the seed was copied onto island 1 once evaluated
+        assert set(status["islands"]) == {"0", "1"}  # the seed joined island 1 once evaluated
         finished = status["counts"].get("evaluated", 0) + status["counts"].get("failed", 0)
         assert finished == 2 == status["evaluations_finished"]  # the seed (once, on both islands) and the driver's candidate
         tg.cancel_scope.cancel()

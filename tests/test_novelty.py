@@ -137,16 +137,22 @@ def test_tickets_are_checked():
     tickets = Tickets()
     token = tickets.issue(1, parent_id=4, island=1, ttl_s=60)
     with pytest.raises(EvoError, match="was not issued by this server"):
-        tickets.check("made-up", 1, 4, 1)
+        tickets.check("made-up", 1, 4, [1])
     with pytest.raises(EvoError, match="issued for parent 4 of run 1 \\(island 1\\), but this proposal names "
                                        "parent 7 of run 1"):
-        tickets.check(token, 1, 7, 0)
-    assert tickets.check(token, 1, 4, 1) == [] and tickets.check(None, 1, 7, 0) == []
-    assert "moved from island 1 to island 0" in tickets.check(token, 1, 4, 0)[0]
+        tickets.check(token, 1, 7, [0])
+    assert tickets.check(token, 1, 4, [1]) == ([], 1) and tickets.check(None, 1, 7, [0]) == ([], 0)
+    assert tickets.check(token, 1, 4, [0, 1, 2]) == ([], 1)  # the seed, on every island: the one sampled
+    notes, island = tickets.check(token, 1, 4, [0])
+    assert "moved from island 1 to island 0" in notes[0] and island == 0
+    other = tickets.issue(1, parent_id=5, island=2, ttl_s=60)
+    assert tickets.check(None, 1, 4, [1, 2, 3]) == ([], 3)  # no ticket: the parent's least busy island
+    moved = "parent 5 moved from island 2 to island 0 (migration) since it was sampled; the child goes to island 0"
+    assert tickets.check(other, 1, 5, [0, 1]) == ([moved], 0)
     assert tickets.redeem(token, 1, 4, program_id=9)
-    assert "already used by program 9" in tickets.check(token, 1, 4, 1)[0]
+    assert "already used by program 9" in tickets.check(token, 1, 4, [1])[0][0]
     expiring = tickets.issue(1, 4, 1, ttl_s=-1)
-    assert tickets.in_flight(1) == {} and "had expired" in tickets.check(expiring, 1, 4, 1)[0]
+    assert tickets.in_flight(1) == {5: 1} and "had expired" in tickets.check(expiring, 1, 4, [1])[0][0]
 
 
 def test_edits_outside_the_markers_are_named_when_dropped():
@@ -208,11 +214,11 @@ def test_a_ticket_outlives_the_server_process_that_issued_it():
     recognised by its signature (accepted with a note); the same token for another parent is not."""
     token = Tickets(key=b"archive").issue(1, parent_id=4, island=1, ttl_s=60)
     later = Tickets(key=b"archive")
-    assert "earlier server process" in later.check(token, 1, 4, 1)[0]
+    assert "earlier server process" in later.check(token, 1, 4, [1])[0][0]
     with pytest.raises(EvoError, match="was not issued by this server for parent 7 of run 1"):
-        later.check(token, 1, 7, 1)
+        later.check(token, 1, 7, [1])
     with pytest.raises(EvoError, match="was not issued by this server"):
-        Tickets(key=b"another archive").check(token, 1, 4, 1)
+        Tickets(key=b"another archive").check(token, 1, 4, [1])
 
 
 def test_a_huge_proposal_is_fingerprinted_quickly():

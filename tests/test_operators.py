@@ -66,8 +66,9 @@ async def test_islands_seeded_inherited_and_migrated(ws):
     assert set(status.islands) == {0, 1}
     assert all(i.programs == 1 and i.correct == 1 for i in status.islands.values())
     seed_ids = {i: s.best_id for i, s in status.islands.items()}
+    assert seed_ids[0] == seed_ids[1] and await ws.archive.counts_by_status(run_id) == {"evaluated": 1}  # one seed
     children = await add_children(ws, run_id, seed_ids[0], 3)
-    for child in children:  # children inherit their parent's island
+    for child in children:  # without a ticket, a child of the seed goes to its least busy island (all idle: 0)
         assert (await ws.program(run_id, child)).island == 0
     assert not [e for e in await ws.archive.events(run_id) if e["kind"] == "migration"]
     children += await add_children(ws, run_id, seed_ids[0], 2, offset=3)
@@ -79,10 +80,27 @@ async def test_islands_seeded_inherited_and_migrated(ws):
     assert len(migrations) == 1
     moved = migrations[0]["data"]["moved"]["1"]
     assert moved and status.islands[0].best_id not in moved
+    population = await (await ws.state(run_id)).population()
     for program_id in moved:
-        assert (await ws.program(run_id, program_id)).island == 1
+        assert population.islands_of(program_id) == [1]
+        assert (program_id, 1) in await ws.archive.memberships(run_id)
+        assert (await ws.program(run_id, program_id)).island == 0  # the island it was proposed on
     moved_scores = [(await ws.program(run_id, i)).combined_score for i in moved]
     assert status.islands[0].best_score >= max(moved_scores)
+
+
+async def test_a_child_of_the_seed_goes_to_the_island_it_was_sampled_on(ws):
+    """The seed is one program on every island: its children go where their ticket sampled it."""
+    run_id = await start(ws, num_islands=3, novelty=False)
+    for k, island in enumerate((2, 1)):
+        sampled = await steps.sample_parent(ws, run_id, island=island)
+        assert sampled.island == island and f"island {island})" in sampled.brief
+        child = await steps.propose_candidate(ws, run_id, sampled.parent.id, ticket=sampled.ticket,
+                                              patch=rings_patch(0.21 + 0.001 * k, 0.43))
+        assert (await ws.program(run_id, child.program.id)).island == island
+        assert (await (await ws.state(run_id)).population()).islands_of(child.program.id) == [island]
+    status = await runs.get_run_status(ws, run_id)
+    assert [status.islands[i].programs for i in range(3)] == [1, 2, 2]  # the seed, and each island's child
 
 
 async def test_samples_use_every_island(ws):
@@ -202,7 +220,7 @@ async def test_in_memory_population_matches_the_archive(ws):
     await Driver(ws, run_id, DriverConfig(max_evaluations=40, concurrency=2)).run()
     pending = await steps.propose_candidate(ws, run_id, seed.id, patch=rings_patch(0.3, 0.5), evaluate_now=False)
     live = await (await ws.state(run_id)).population()
-    fresh = Population.from_rows(await ws.archive.population_rows(run_id))
+    fresh = Population.from_rows(await ws.archive.population_rows(run_id), await ws.archive.memberships(run_id))
     assert live.counts() == fresh.counts() == await ws.archive.counts_by_status(run_id)
     assert live.island_stats() == fresh.island_stats()
     for island in range(3):
@@ -223,7 +241,7 @@ async def test_brief_is_bounded_and_shows_no_copy_of_the_parent(ws):
 
     run_id = await start(ws, num_islands=2)
     on_island = {s.island: s for s in [await steps.sample_parent(ws, run_id, island=i) for i in (0, 1)]}
-    assert all(not s.inspirations for s in on_island.values())  # the seed's copy on the other island is no inspiration
+    assert all(not s.inspirations for s in on_island.values())  # the parent, on every island, is no inspiration
     large = await steps.propose_candidate(ws, run_id, on_island[0].parent.id, code=LARGE)
     sampled = await steps.sample_parent(ws, run_id, island=1)
     shown = {p.id: p for p in sampled.inspirations}

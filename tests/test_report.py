@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from evomcp.server.report import build_report, progress_points, render_progress_png
+from evomcp.server.report import build_report, render_progress_png
 from evomcp.store import Archive, EvaluationResult
 from evomcp.tools import runs, steps
 from evomcp.tools.errors import EvoError
+from evomcp.tools.history import progress_points
 from evomcp.tools.perturb import perturb
 from evomcp.tools.workspace import open_workspace
 
@@ -119,10 +120,10 @@ def perturbed_run(tmp_path_factory):
                 await steps.propose_candidate(ws, run_id, sampled.parent.id, code=code, patch_type="full",
                                               description=description, ticket=sampled.ticket, operator=arm,
                                               cost_usd=0.002 if arm == "model-a" else 0.0)
-            html = await build_report(ws.archive, run_id)
+            html = await build_report(ws, run_id, ws.archive.path.name)
             best_row = await ws.archive.best_program(run_id)
             best = await ws.archive.get_program(run_id, best_row["id"])
-            points = await progress_points(ws.archive, run_id)
+            points = await progress_points(ws, run_id)
             status = await runs.get_run_status(ws, run_id)
             return html, best, points, status, PROPOSALS
 
@@ -207,7 +208,7 @@ async def test_report_when_the_seed_failed_or_is_incorrect(tmp_path):
             await runs.start_run(ws, str(bad))
         await runs.start_run(ws, str(DATA / "broken_seed"))  # evaluated, but judged incorrect
         failed, incorrect = (await runs.list_runs(ws)).runs
-        pages = [await build_report(ws.archive, run.run_id) for run in (failed, incorrect)]
+        pages = [await build_report(ws, run.run_id, ws.archive.path.name) for run in (failed, incorrect)]
     for html, status, why in zip(pages, ("failed", "running"), ("broken evaluator", "must not be negative")):
         check_structure(html, ALWAYS)  # no proposal, no cost: no operators' chart, no cost chart
         assert why in html[html.index('id="seed-error"'):]
@@ -220,13 +221,19 @@ async def test_report_of_an_empty_run_and_a_task_directory(tmp_path):
     archive = await Archive.open(tmp_path / "c.db")
     try:
         run = await archive.create_run("empty", "my_task", "/somewhere/my_task", {}, None)
-        html = await build_report(archive, run.id)
+        html = await report(archive, run.id)
         check_structure(html, ALWAYS)
         assert '<dd id="fact-target">none</dd>' in html and "no evaluation yet" in html
         with pytest.raises(ValueError, match="no run with id 99"):
-            await build_report(archive, 99)
+            await report(archive, 99)
     finally:
         await archive.close()
+
+
+async def report(archive: Archive, run_id: int) -> str:
+    """The report of a run of an archive the test writes itself, read as `evomcp report` reads it."""
+    async with open_workspace(archive.path, reset=False) as ws:
+        return await build_report(ws, run_id, archive.path.name)
 
 
 async def add(archive, run_id, parent, score, private=None, public=None, cost=0.0, island=0, generation=0,
@@ -260,7 +267,7 @@ async def test_long_lineages_costs_and_other_drawings(tmp_path, task, private, p
                                generation=generation, private=private if generation == 59 else None,
                                public=public if generation == 59 else None,
                                operator=["gpt-x", "perturb"][generation % 2])
-        html = await build_report(archive, run.id)
+        html = await report(archive, run.id)
     finally:
         await archive.close()
     check_structure(html)
@@ -317,7 +324,7 @@ async def test_one_arm_and_no_cost_leave_out_their_charts_and_the_axis_shows_the
         parent = await add(archive, run.id, None, 1.61)
         for score in (1.0, 1.65, None, 1.7, 1.77):  # one far below, one failure
             await add(archive, run.id, parent, score, generation=1, operator="perturb")
-        html = await build_report(archive, run.id)
+        html = await report(archive, run.id)
     finally:
         await archive.close()
     check_structure(html, ALWAYS)

@@ -10,7 +10,7 @@ from evomcp.tools.population import Population
 
 
 async def fresh(ws, run_id) -> Population:
-    return Population.from_rows(await ws.archive.population_rows(run_id))
+    return Population.from_rows(await ws.archive.population_rows(run_id), await ws.archive.memberships(run_id))
 
 
 def same(live: Population, loaded: Population, islands: int) -> None:
@@ -70,8 +70,8 @@ async def test_the_judges_embeddings_follow_writes_and_migrations(ws):
                                       code_hash="h-test", patch_type="full", description=None, embedding=vector)
     nearest, similarity = await state.nearest(0, vector)
     assert nearest == program.id and similarity > 0.999  # indexed on write, without a reload
-    await state.move([program.id], 1)
-    assert (await state.nearest(1, vector))[0] == program.id  # moved with its row
+    await state.move([(program.id, 0, 1)])
+    assert (await state.nearest(1, vector))[0] == program.id  # moved with its membership
     assert (await state.nearest(0, vector))[0] != program.id
     same(await state.population(), await fresh(ws, run_id), 2)
 
@@ -97,9 +97,10 @@ async def test_finished_programs_are_read_once_and_stay_true_to_the_archive(ws):
     reads = [q for q in statements if q.startswith("SELECT * FROM programs WHERE id =")]
     notes = [q for q in statements if "FROM notes" in q]
     assert len(reads) == len(set(reads)) and len(notes) == len(set(notes)) <= 1, (reads, notes)  # at most once
-    await state.move([child.program.id], 1)
-    assert (await ws.program(run_id, child.program.id)).island == 1
-    assert (await ws.archive.get_program(run_id, child.program.id)).island == 1
+    await state.move([(child.program.id, 0, 1)])
+    assert (await state.population()).islands_of(child.program.id) == [1]
+    assert (child.program.id, 1) in await ws.archive.memberships(run_id)
+    assert (await ws.program(run_id, child.program.id)).island == 0  # the island it was proposed on
     again = await steps.evaluate(ws, run_id, (await steps.propose_candidate(
         ws, run_id, seed.id, patch=rings_patch(0.3, 0.5), evaluate_now=False)).program.id)
     assert (await ws.program(run_id, again.program.id)).status == "evaluated"

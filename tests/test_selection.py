@@ -115,7 +115,7 @@ def test_draws_on_population_pools_follow_the_population_as_it_changes():
     for row in rows:  # the best two of island 0 migrate
         if row[0] in (13, 12):
             row[2] = 1
-    live.move([13, 12], 1)
+    live.move([(13, 0, 1), (12, 0, 1)])
     check()
     rows[0][6] = 100.0  # the seed (island 1) is re-scored: now the best of its island
     live.set_result(1, "evaluated", True, 100.0)

@@ -305,7 +305,7 @@ async def test_status_report_and_cli_say_whether_scores_are_trusted(db_path, tmp
             ids[status.run.run_id] = scoring
             assert status.scoring == scoring and status.run.scoring == scoring
             assert ("can forge" in status.scoring_detail) == (scoring != "trusted")
-            html = await build_report(ws.archive, status.run.run_id)
+            html = await build_report(ws, status.run.run_id, ws.archive.path.name)
             assert f'<dd id="fact-scores">{status.scoring_detail.replace(chr(39), "&#x27;")}</dd>' in html
         assert {r.run_id: r.scoring for r in (await runs.list_runs(ws)).runs} == ids
     listing = subprocess.run([sys.executable, "-m", "evomcp", "runs", "--db", str(db_path)], capture_output=True,
@@ -329,7 +329,7 @@ async def test_a_run_whose_task_changed_contract_is_mixed(db_path, tmp_path):
         mixed = await runs.get_run_status(ws, run_id)
         assert mixed.scoring == "mixed" and "split contract" in mixed.scoring_detail
         assert "evaluate(program_path)" in mixed.scoring_detail
-        assert "mixed: some scores" in await build_report(ws.archive, run_id)
+        assert "mixed: some scores" in await build_report(ws, run_id, ws.archive.path.name)
         # a run from before contracts were recorded: a built-in task is trusted, a task directory is not
         await ws.archive.set_note(run_id, NOTE, None)
         builtin = await runs.start_run(ws, "circle_packing_26", config={"num_islands": 1})

@@ -73,6 +73,36 @@ async def test_programs_of_an_older_archive_get_the_operator_their_proposals_nam
     await archive.close()
 
 
+async def test_the_seeds_island_copies_of_an_older_archive_become_memberships(db_path):
+    """Schema 6 holds island membership as data: the seed's row copies of older archives fold into the seed (their
+    children re-parented, their islands its memberships); the other programs keep their islands."""
+    con = sqlite3.connect(db_path)
+    con.executescript("BEGIN;\n" + "\n".join(MIGRATIONS[:5]) + "\nPRAGMA user_version=5;\nCOMMIT;")
+    for run in (1, 2):
+        con.execute("INSERT INTO runs(name, task, task_path, config, status, created_at, updated_at)"
+                    " VALUES ('old', 't', 't', '{}', 'running', 0, 0)")
+    rows = [  # id, run, parent, island: run 1's seed 1 copied onto islands 1 and 2 (ids 2, 3); 4 was migrated to 2
+        (1, 1, None, 0), (2, 1, None, 1), (3, 1, None, 2), (4, 1, 2, 2), (5, 1, 3, 2), (6, 1, 1, 0),
+        (7, 2, None, 0), (8, 2, 7, 0)]
+    for pid, run, parent, island in rows:
+        con.execute("INSERT INTO programs(id, run_id, parent_id, island, generation, code, code_hash, patch_type,"
+                    " status, created_at) VALUES (?, ?, ?, ?, 0, 'x', ?, 'full', 'evaluated', 0)",
+                    (pid, run, parent, island, str(pid)))
+    con.commit()
+    con.close()
+    archive = await Archive.open(db_path)
+    assert [(p.id, p.parent_id, p.island) for p in await archive.get_programs(1, [1, 2, 3, 4, 5, 6])] == [
+        (1, None, 0), (4, 1, 2), (5, 1, 2), (6, 1, 0)]
+    assert await archive.memberships(1) == [(1, 0), (1, 1), (1, 2), (4, 2), (5, 2), (6, 0)]
+    assert await archive.memberships(2) == [(7, 0), (8, 0)]
+    assert await archive.counts_by_status(1) == {"evaluated": 4}
+    assert await archive.integrity_check() == "ok" and not await archive._rows("PRAGMA foreign_key_check")
+    new = await archive.insert_program(run_id=1, parent_id=1, island=1, generation=1, code="y", code_hash="y",
+                                       diff=None, patch_type="diff", description=None)
+    assert (new.id, 1) in await archive.memberships(1)  # a new program joins the island it was proposed on
+    await archive.close()
+
+
 async def test_newer_schema_is_refused(db_path):
     con = sqlite3.connect(db_path)
     con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")

@@ -96,6 +96,19 @@ def test_tools_import_neither_mcp_nor_openai():
     assert wrong == []
 
 
+def test_the_report_and_the_web_view_read_through_the_tools():
+    """server/report and server/web format, render and route what the tools' views read (tools/history.py,
+    tools/watch.py, ...): they import nothing of the store and touch no archive."""
+    wrong = []
+    for name, path in modules().items():
+        if name.split(".")[:3] in (["evomcp", "server", "report"], ["evomcp", "server", "web"]):
+            wrong += [f"{name} imports {m}" for m in imports(name, path, top_level=False)
+                      if m.split(".")[:2] == ["evomcp", "store"]]
+            wrong += [f"{name}:{node.lineno} uses .archive" for node in ast.walk(ast.parse(path.read_text()))
+                      if isinstance(node, ast.Attribute) and node.attr == "archive"]
+    assert wrong == []
+
+
 def test_no_import_cycles():
     """No module imports, at import time, a module that imports it back (directly or around a loop)."""
     edges = graph(top_level=True)

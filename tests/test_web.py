@@ -27,11 +27,11 @@ import httpx
 import pytest
 from mcp import Client
 
-from evomcp.server.web import data
-from evomcp.server.web.tree import Genealogy
 from evomcp.store import Archive, EvaluationResult, readers
 from evomcp.testing.browser import Browser, chromium
 from evomcp.testing.servers import free_port, wait_for_port
+from evomcp.tools import genealogy, program_view, scan_cache, watch
+from evomcp.tools.genealogy import Genealogy
 from evomcp.tools.population import Population
 from evomcp.tools.workspace import open_workspace
 from test_transports import authed
@@ -185,8 +185,9 @@ def test_the_run_page_takes_new_best_scores_without_a_reload(live, shots):
         assert float(later) <= float(shown) <= best  # what the page shows is the archive's, at full precision
         assert repr(float(shown)) == shown
         assert int(browser.evaluate("document.getElementById('chart-evals').dataset.steps")) >= 2
-        assert browser.evaluate("document.querySelector('#best-drawing img').complete")
-        assert browser.evaluate("document.querySelector('#best-drawing img').naturalWidth") > 0
+        # the new best's drawing is fetched after its score shows: wait for it to load, then check it decoded
+        assert browser.wait_for("(img => img && img.complete && img.naturalWidth)"
+                                "(document.querySelector('#best-drawing img'))", timeout=30) > 0
         browser.screenshot(shots / "run-after.png")
         assert browser.problems() == []
 
@@ -384,7 +385,7 @@ async def test_the_genealogy_is_aggregated_and_stays_connected(tmp_path):
     try:
         run = await archive.create_run("g", "circle_packing_26", "circle_packing_26", {}, None)
         ids = await grow(archive, run.id, 400)
-        await archive.move_programs([ids[50]], 1 - (50 % 2))  # a migration
+        await archive.move_programs([(ids[50], 50 % 2, 1 - (50 % 2))])  # a migration
         rows = await readers.tree_rows(archive, run.id)
         tree = Genealogy.from_rows(rows)
         whole = tree.view(None, 5000)
@@ -418,7 +419,7 @@ async def test_the_genealogy_is_aggregated_and_stays_connected(tmp_path):
             for i, left_out in enumerate(view["hidden"]):  # a collapsed node says the best score it hides
                 assert (view["hidden_best"][i] is not None) <= (left_out > 0)
         moved = whole["ids"].index(ids[50])
-        assert whole["migrated"][moved] == 1 and sum(whole["migrated"]) >= 1
+        assert whole["migrated"][moved] == 1 and sum(whole["migrated"]) == 1  # the one moved, not its kin
         sub = tree.view(ids[1], 5000)  # opening a node shows its subtree only
         assert sub["root"] == ids[1] and sub["parent"][0] == -1 and sub["in_scope"] == sub["shown"] < 401
         with pytest.raises(KeyError):
@@ -432,22 +433,22 @@ async def test_live_answers_only_what_is_new_after_the_cursor(tmp_path):
     archive = await Archive.open(db)
     run = await archive.create_run("l", "circle_packing_26", "circle_packing_26", {}, 2.0)
     ids = await grow(archive, run.id, 20)
-    await archive.copy_program(ids[0], [1])  # the seed on a second island: the same program, counted once
+    await archive.join_islands(run.id, ids[0], [1])  # the seed on a second island: the same program, counted once
     async with open_workspace(db, reset=False) as ws:
-        first = await data.live(ws, run.id)
+        first = await watch.live(ws, run.id)
         assert first["reset"] and len(first["points"]) == 21 and first["points"][-1][0] == 21
         assert [p[2] for p in first["steps"]] == sorted(p[2] for p in first["steps"])  # the best so far rises
         assert first["state"]["best"]["score"] == max(p[2] for p in first["points"] if p[2] is not None)
-        again = await data.live(ws, run.id, first["cursor"])
+        again = await watch.live(ws, run.id, first["cursor"])
         assert again["points"] == [] and not again["reset"] and again["cursor"] == first["cursor"]
         await grow_more(archive, run.id)
-        later = await data.live(ws, run.id, first["cursor"])
+        later = await watch.live(ws, run.id, first["cursor"])
         assert [p[0] for p in later["points"]] == [22, 23] and later["points"][0][2] == 9.5
         assert later["state"]["best"]["score"] == 9.5 and later["state"]["candidates"] == 22
-        restart = await data.live(ws, run.id, "nonsense")
+        restart = await watch.live(ws, run.id, "nonsense")
         assert restart["reset"] and len(restart["points"]) == 23
         # the counts the page shows are the project's: as the archive and the run's population count them
-        population = Population.from_rows(await archive.population_rows(run.id))
+        population = Population.from_rows(await archive.population_rows(run.id), await archive.memberships(run.id))
         assert restart["state"]["counts"] == await archive.counts_by_status(run.id) == population.counts()
         assert restart["state"]["candidates"] == population.candidates_evaluated() == 22
     await archive.close()
@@ -465,22 +466,22 @@ async def grow_more(archive: Archive, run_id: int) -> None:
 def test_diff_lines_number_both_sides_and_say_what_they_leave_out():
     a = "".join(f"line {i}\n" for i in range(1, 31))
     b = a.replace("line 3\n", "line three\n").replace("line 25\n", "")
-    lines = data.diff_lines(a, b)
+    lines = program_view.diff_lines(a, b)
     kinds = [line.kind for line in lines]
     assert kinds.count("del") == 2 and kinds.count("add") == 1 and kinds.count("gap") == 2
     assert [(line.a, line.text) for line in lines if line.kind == "del"] == [(3, "line 3"), (25, "line 25")]
     assert [(line.b, line.text) for line in lines if line.kind == "add"] == [(3, "line three")]
     assert lines[-1].kind == "gap" and lines[-1].text == "2 unchanged lines"
-    whole = data.diff_lines(a, b, None)
+    whole = program_view.diff_lines(a, b, None)
     assert sum(1 for line in whole if line.kind == "same") == 28 and "gap" not in [x.kind for x in whole]
-    assert data.diff_lines(a, a) == []
+    assert program_view.diff_lines(a, a) == []
 
 
 async def test_a_live_runs_genealogy_is_read_again_in_pieces_and_matches_a_fresh_reading(tmp_path, monkeypatch):
     """After new programs, finished evaluations and a migration, the cached genealogy updated from what changed
     draws the same tree as one read whole."""
-    monkeypatch.setattr(data, "SLOW_EVERY", 0.0)  # recompute on every change (the server waits 0.5 s at least,
-    monkeypatch.setattr(data, "SLOW_FACTOR", 0)  # and ten times what the last reading took)
+    monkeypatch.setattr(scan_cache, "SLOW_EVERY", 0.0)  # recompute on every change (the server waits 0.5 s at least,
+    monkeypatch.setattr(scan_cache, "SLOW_FACTOR", 0)  # and ten times what the last reading took)
     db = tmp_path / "i.db"
     archive = await Archive.open(db)
     run = await archive.create_run("i", "circle_packing_26", "circle_packing_26", {}, None)
@@ -488,18 +489,19 @@ async def test_a_live_runs_genealogy_is_read_again_in_pieces_and_matches_a_fresh
     pending = await archive.insert_program(run_id=run.id, parent_id=ids[3], island=1, generation=2, code="p\n",
                                            code_hash="p", diff=None, patch_type="full", description=None)
     async with open_workspace(db, reset=False) as ws:
-        before = await data.genealogy(ws, run.id, None, 5000)
+        before = await genealogy.genealogy(ws, run.id, None, 5000)
         assert before["status"][before["ids"].index(pending.id)] == 0  # waiting
         await archive.save_result(pending.id, EvaluationResult(status="evaluated", correct=True, combined_score=7.0))
         await grow_more(archive, run.id)
-        await archive.move_programs([ids[10], ids[11]], 1)
-        await archive.add_event(run.id, "migration", {"moved": {"1": [ids[10], ids[11]]}, "at_evaluation": 60})
-        after = await data.genealogy(ws, run.id, None, 5000)
+        await archive.move_programs([(ids[10], 0, 1), (ids[11], 1, 0)])
+        await archive.add_event(run.id, "migration", {"moved": {"1": [ids[10]], "0": [ids[11]]}, "at_evaluation": 60})
+        after = await genealogy.genealogy(ws, run.id, None, 5000)
         fresh = Genealogy.from_rows(await readers.tree_rows(archive, run.id)).view(None, 5000)
         for key in ("ids", "parent", "island", "status", "score", "row", "migrated", "hidden"):
             assert after[key] == fresh[key], key
         assert after["total"] == before["total"] + 2 and after["score_range"][1] == 9.5
         at = after["ids"].index(pending.id)
         assert (after["status"][at], after["score"][at]) == (2, 7.0)  # finished since the first reading
-        assert after["island"][after["ids"].index(ids[10])] == 1
+        assert after["island"][after["ids"].index(ids[10])] == 1 and after["island"][after["ids"].index(ids[11])] == 0
+        assert after["migrated"][after["ids"].index(ids[10])] == 1
     await archive.close()

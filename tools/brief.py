@@ -122,14 +122,15 @@ def _inspiration(n: int, other: Any, parent: Any, language: str, run_id: int | N
     return [head, f"Too long to show here ({_summary_of(other.code)}); {where} shows it.", ""]
 
 
-def _failures(children: list[dict[str, Any]], island_failures: list[dict[str, Any]], parent: Any) -> list[str]:
+def _failures(children: list[dict[str, Any]], island_failures: list[dict[str, Any]], parent: Any,
+              island: int) -> list[str]:
     """The island's recent failures, and this program's failed children, with errors and output tails."""
     rows = [f for f in island_failures if f["id"] != parent.id]
     listed = {f["id"] for f in rows}
     rows += [f for f in children if f["id"] not in listed]
     if not rows:
         return []
-    out = [f"## Recent failures on island {parent.island} (avoid repeating these)"]
+    out = [f"## Recent failures on island {island} (avoid repeating these)"]
     for f in rows:
         whose = "a child of this program" if f.get("parent_id") == parent.id else f"child of {f.get('parent_id')}"
         what = f", {f['description'].strip()[:120]}" if f.get("description") else ""
@@ -177,9 +178,12 @@ def build_brief(
     run_id: int | None = None,
     ticket: str | None = None,
     toolchain: str | None = None,
+    island: int | None = None,
 ) -> str:
     """`evaluation_s` is the time limit of one evaluation; `run_id` and `ticket` fill in how to propose;
-    `toolchain` says how a program in another language is checked, built and run (evaluators/languages.py)."""
+    `toolchain` says how a program in another language is checked, built and run (evaluators/languages.py);
+    `island` is the one the parent was sampled on (default: the one it was proposed on)."""
+    island = parent.island if island is None else island
     fence = languages.fence(language)
     out = [f"# Task: {task_name}", description.strip(), ""]
     out += _sandbox(evaluation_s, sandbox, isolation)
@@ -187,7 +191,7 @@ def build_brief(
         out[-1:-1] = [f"- language: {toolchain}"]
     if mode == "fix":
         out += [
-            f"## Program to fix (id {parent.id}, island {parent.island})",
+            f"## Program to fix (id {parent.id}, island {island})",
             "No program of this island passes the checker yet. Find why this one fails and repair it.",
             *_untrusted("error", (parent.error or "invalid result").strip()[:2000]),
         ]
@@ -197,7 +201,7 @@ def build_brief(
             out += _untrusted("stdout (tail)", _tail(parent.stdout_tail, 800))
     else:
         out += [
-            f"## Current program (id {parent.id}, generation {parent.generation}, island {parent.island})",
+            f"## Current program (id {parent.id}, generation {parent.generation}, island {island})",
             f"combined_score: {fmt_score(parent.combined_score)} (higher is better; delta to its parent "
             f"{fmt_delta(parent.combined_score, parent_delta_base)}; best so far {fmt_score(best_score)}, "
             f"delta to best {fmt_delta(parent.combined_score, best_score)})",
@@ -211,7 +215,7 @@ def build_brief(
     out += [*_fenced(parent.code, fence), ""]
     for n, other in enumerate(inspirations, 1):
         out += _inspiration(n, other, parent, fence, run_id)
-    out += _failures(failures, list(island_failures), parent)
+    out += _failures(failures, list(island_failures), parent, island)
     if recommendations:
         out += ["## Recommendations from reviewing recent programs", recommendations.strip(), ""]
     if evaluation_s is not None and wait_s is not None and evaluation_s > wait_s:

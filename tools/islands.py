@@ -11,7 +11,7 @@ from .run_state import RunState
 from .workspace import Workspace
 
 async def settle_seed(ws: Workspace, state: RunState, seed: ProgramSummary) -> None:
-    """Once the seed is recorded: a failed seed stops its run; a good one is copied onto every island."""
+    """Once the seed is recorded: a failed seed stops its run; a good one joins every island."""
     if seed.status == "failed":
         await ws.archive.set_run_status(state.run_id, "failed", "the seed failed its evaluation")
         await ws.archive.add_event(state.run_id, "run_stopped", {"reason": "seed failed"})
@@ -28,9 +28,10 @@ def choose_island(ws: Workspace, run_id: int, config: RunConfig) -> int:
 
 
 async def migrate_if_due(ws: Workspace, state: RunState, evaluated: int) -> list[int]:
-    """Every `migration_interval` evaluations, move the best share of each island to the next one.
+    """Every `migration_interval` evaluations, move the best share of each island's members to the next island.
 
-    An island's best program never leaves it. Returns the ids that moved.
+    An island's best program never leaves it; the seed, a member of every island, may leave one. Returns the ids
+    that moved.
     """
     config, run_id = state.config, state.run_id
     if config.num_islands < 2 or config.migration_interval <= 0:
@@ -44,11 +45,9 @@ async def migrate_if_due(ws: Workspace, state: RunState, evaluated: int) -> list
         pool = population.top_ids(config.archive_size, island)
         count = max(1, math.ceil(config.migration_rate * len(pool))) if len(pool) > 1 else 0
         moves[(island + 1) % config.num_islands] = pool[1 : 1 + count]
-    moved = []
-    for destination, ids in moves.items():
-        if ids:
-            await state.move(ids, destination)
-            moved += ids
+    moved = [(program_id, (destination - 1) % config.num_islands, destination)
+             for destination, ids in moves.items() for program_id in ids]
     if moved:
+        await state.move(moved)
         await ws.archive.add_event(run_id, "migration", {"moved": moves, "at_evaluation": evaluated})
-    return moved
+    return [program_id for program_id, _, _ in moved]

@@ -141,11 +141,12 @@ async def exact_duplicate(ws: Workspace, run_id: int, twin_id: int) -> str:
             f"each program once, so novelty_override does not apply). {WOULD_PASS}")
 
 
-async def check(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRecord, code: str,
+async def check(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRecord, island: int, code: str,
                 fingerprint: str | None, vector: np.ndarray | None, operator: str | None = None,
                 override: str | None = None) -> NoveltyCheck:
-    """Refuse (EvoError) a candidate the run has already tried, or one its judge finds not different.
-    `fingerprint` is None only when the run's novelty is off, `vector` only when it has no judge."""
+    """Refuse (EvoError) a candidate of `island` the run has already tried, or one its judge finds not different
+    from the island's nearest. `fingerprint` is None only when the run's novelty is off, `vector` only when it has
+    no judge."""
     if not config.novelty:
         return NoveltyCheck(checked=False, note="novelty checks are off for this run")
     if operator is not None and operator in config.novelty_exempt:
@@ -160,7 +161,7 @@ async def check(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRe
             await ws.archive.add_event(run_id, "novelty_overridden", {"same_as": twin_id, "reason": override})
             return NoveltyCheck(checked=True, same_as=twin_id, override=override,
                                 note=f"the same program as {which} after normalising; stored on your override")
-        await ws.archive.add_event(run_id, "novelty_rejected", {"same_as": twin_id, "island": parent.island,
+        await ws.archive.add_event(run_id, "novelty_rejected", {"same_as": twin_id, "island": island,
                                                                 "reason": "same canonical form"})
         raise EvoError(
             f"this program is a duplicate of {which} up to formatting, comments, docstrings, names of locals "
@@ -169,7 +170,7 @@ async def check(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRe
             f"{OVERRIDE_HINT}")
     result = NoveltyCheck(checked=True, note="no program of the run is the same after normalising")
     if config.novelty_judge is not None and vector is not None:
-        result = await _judge(ws, run_id, config, parent, code, vector, override, result)
+        result = await _judge(ws, run_id, config, island, code, vector, override, result)
     return result
 
 
@@ -197,9 +198,9 @@ async def _ask_judge(ws: Workspace, run_id: int, spec: dict, candidate: str, nea
     return first.startswith("YES"), text.strip()[:500]
 
 
-async def _judge(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramRecord, code: str,
+async def _judge(ws: Workspace, run_id: int, config: RunConfig, island: int, code: str,
                  vector: np.ndarray, override: str | None, result: NoveltyCheck) -> NoveltyCheck:
-    nearest, similarity = await (await ws.state(run_id)).nearest(parent.island, vector)
+    nearest, similarity = await (await ws.state(run_id)).nearest(island, vector)
     result.nearest_id, result.similarity = nearest, similarity
     if nearest is None or similarity <= config.novelty_threshold:
         return result
@@ -225,7 +226,7 @@ async def _judge(ws: Workspace, run_id: int, config: RunConfig, parent: ProgramR
         result.note = f"the judge found it not different from program {nearest}; stored on your override"
         return result
     await ws.archive.add_event(run_id, "novelty_rejected", {"nearest": nearest, "similarity": similarity,
-                                                            "island": parent.island, "judge": verdict[:500]})
+                                                            "island": island, "judge": verdict[:500]})
     raise EvoError(
         f"the run's novelty judge found this program not meaningfully different from program {nearest} "
         f"(cosine similarity {similarity!r} > novelty_threshold {config.novelty_threshold!r}); the judge said: "

@@ -1,7 +1,7 @@
 """In-memory index of a run's programs: what selection, counts and elites need, as numpy arrays.
 
 SQLite stays the source of truth; this index is rebuilt from it when a run is first used
-and then kept in step by the tools that write (propose, evaluate, migrate, seed). It turns
+and then kept in step by tools/run_state.py, the one writer (propose, evaluate, migrate, seed). It turns
 per-call table scans (children counts, status counts, an island's pool, top-k) into a few
 vectorised operations, which is what keeps sample_parent in the low milliseconds on runs of
 a million programs. One server process writes an archive file at a time.
@@ -25,17 +25,16 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 class Population:
     def __init__(self, capacity: int = 1024):
         self._pos: dict[int, int] = {}
-        self._seeded = False  # a parentless program (the seed) is in
         self.size = 0
         self.ids = np.zeros(capacity, dtype=np.int64)
         self.parent_pos = np.full(capacity, -1, dtype=np.int64)
-        self.island = np.zeros(capacity, dtype=np.int32)
+        self.island = np.zeros(capacity, dtype=np.int32)  # an island it is a member of (its lowest)
+        self.more_islands: dict[int, set[int]] = {}  # position -> its other islands: the seed, a member of each
         self.generation = np.zeros(capacity, dtype=np.int32)
         self.status = np.zeros(capacity, dtype=np.int8)
         self.correct = np.zeros(capacity, dtype=bool)
         self.score = np.full(capacity, np.nan)
         self.children = np.zeros(capacity, dtype=np.int32)
-        self.copy = np.zeros(capacity, dtype=bool)  # the seed's copy on another island: not a program of its own
         self._cache: dict[tuple, object] = {}
         self._pool_cache: dict[tuple, object] = {}  # what depends on the pools only: kept until a pool changes
 
@@ -52,7 +51,7 @@ class Population:
     # building ----------------------------------------------------------------
 
     def _grow(self) -> None:
-        for name in ("ids", "parent_pos", "island", "generation", "status", "correct", "score", "children", "copy"):
+        for name in ("ids", "parent_pos", "island", "generation", "status", "correct", "score", "children"):
             old = getattr(self, name)
             new = np.empty(2 * len(old), dtype=old.dtype)
             new[: len(old)] = old
@@ -60,7 +59,6 @@ class Population:
         self.parent_pos[self.size :] = -1
         self.score[self.size :] = np.nan
         self.children[self.size :] = 0
-        self.copy[self.size :] = False
 
     def add(self, program_id: int, parent_id: int | None, island: int, generation: int, status: str = "pending",
             correct: bool | None = None, score: float | None = None) -> None:
@@ -81,14 +79,13 @@ class Population:
         self.correct[i] = bool(correct)
         self.score[i] = np.nan if score is None else score
         self.children[i] = 0
-        self.copy[i] = parent_id is None and self._seeded
-        self._seeded = self._seeded or parent_id is None
         self.size += 1
         self._changed(pool=self._in_pool(i))
 
     @classmethod
-    def from_rows(cls, rows: Iterable) -> Population:
-        """Rows of (id, parent_id, island, generation, status, correct, combined_score), oldest first.
+    def from_rows(cls, rows: Iterable, memberships: Iterable[tuple[int, int]] | None = None) -> Population:
+        """Rows of (id, parent_id, island, generation, status, correct, combined_score), oldest first, and the
+        (program id, island) memberships (Archive.memberships; None: each program on the island of its row).
 
         Vectorised: a million rows load in about a second.
         """
@@ -108,9 +105,8 @@ class Population:
         population.status[:n] = [_CODE[s] for s in statuses]
         population.correct[:n] = [bool(c) for c in corrects]
         population.score[:n] = [np.nan if v is None else v for v in scores]
-        roots = np.flatnonzero(np.fromiter((p is None for p in parents), bool, n))
-        population.copy[roots[1:]] = True  # parentless programs after the first are the seed's island copies
-        population._seeded = len(roots) > 0
+        if memberships is not None:
+            population._seat(list(memberships))
         linked = parent_pos[parent_pos >= 0]
         population.children[:n] = np.bincount(linked, minlength=n)[:n] if len(linked) else 0
         population.size = n
@@ -134,20 +130,58 @@ class Population:
             self.score[i] = np.nan if score is None else score
             self._changed(pool=was or self._in_pool(i))
 
-    def move(self, program_ids: Iterable[int], island: int) -> None:
-        for program_id in program_ids:
+    def _seat(self, memberships: list[tuple[int, int]]) -> None:
+        """Islands from (program id, island) pairs in program then island order: the first of each program in
+        `island`, the others (few: the seed's) in `more_islands`."""
+        if not memberships:
+            return
+        pairs = np.array(memberships, dtype=np.int64)
+        pos = np.fromiter((self._pos.get(int(p), -1) for p in pairs[:, 0]), np.int64, len(pairs))
+        known = pos >= 0
+        pos, islands = pos[known], pairs[known, 1]
+        first = np.ones(len(pos), bool)
+        first[1:] = pos[1:] != pos[:-1]
+        self.island[pos[first]] = islands[first]
+        for i, island in zip(pos[~first].tolist(), islands[~first].tolist()):
+            self.more_islands.setdefault(i, set()).add(island)
+
+    def join(self, program_id: int, islands: Iterable[int]) -> None:
+        """A program becomes a member of more islands (the seed of every island)."""
+        i = self._pos.get(program_id)
+        if i is not None:
+            self._set_islands(i, self.islands_at(i) | set(islands))
+            self._changed()
+
+    def move(self, moves: Iterable[tuple[int, int, int]]) -> None:
+        """Migrations: (program id, from island, to island) each."""
+        for program_id, source, to in moves:
             i = self._pos.get(program_id)
-            if i is not None:
-                self.island[i] = island
+            if i is not None and source in (islands := self.islands_at(i)):
+                self._set_islands(i, (islands - {source}) | {to})
         self._changed()
+
+    def islands_at(self, i: int) -> set[int]:
+        return {int(self.island[i])} | self.more_islands.get(i, set())
+
+    def islands_of(self, program_id: int) -> list[int]:
+        """The islands a program is a member of, lowest first ([] if not a program of this run)."""
+        i = self._pos.get(program_id)
+        return [] if i is None else sorted(self.islands_at(i))
+
+    def _set_islands(self, i: int, islands: set[int]) -> None:
+        ordered = sorted(islands)
+        self.island[i] = ordered[0]
+        if len(ordered) > 1:
+            self.more_islands[i] = set(ordered[1:])
+        else:
+            self.more_islands.pop(i, None)
 
     # queries -----------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """Programs by status, the seed once (its copies on other islands are the same program)."""
+        """Programs by status."""
         if "counts" not in self._cache:
-            n = self.size
-            tally = np.bincount(self.status[:n][~self.copy[:n]], minlength=len(STATUSES))
+            tally = np.bincount(self.status[: self.size], minlength=len(STATUSES))
             self._cache["counts"] = {name: int(k) for name, k in zip(STATUSES, tally) if k}
         return dict(self._cache["counts"])  # type: ignore[arg-type]
 
@@ -172,8 +206,14 @@ class Population:
         n = self.size
         mask = self.correct[:n] & (self.status[:n] == _CODE["evaluated"]) & ~np.isnan(self.score[:n])
         if island is not None:
-            mask &= self.island[:n] == island
+            mask &= self._members(island)
         return mask
+
+    def _members(self, island: int) -> np.ndarray:
+        members = self.island[: self.size] == island
+        for i, more in self.more_islands.items():
+            members[i] |= island in more
+        return members
 
     def pool(self, island: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(ids, scores, children, generations) of the correct evaluated programs of an island.
@@ -223,8 +263,11 @@ class Population:
         if "islands" in self._cache:
             return self._cache["islands"]  # type: ignore[return-value]
         n = self.size
-        programs = np.bincount(self.island[:n])
-        correct = np.bincount(self.island[:n], weights=self.correct[:n], minlength=len(programs))
+        islands = np.concatenate([self.island[:n], [k for more in self.more_islands.values() for k in more]])
+        positions = np.concatenate([np.arange(n), [i for i, more in self.more_islands.items() for _ in more]])
+        programs = np.bincount(islands.astype(np.int64)) if n else np.zeros(0, np.int64)
+        correct = np.bincount(islands.astype(np.int64), weights=self.correct[positions.astype(np.int64)],
+                              minlength=len(programs)) if n else np.zeros(0)
         stats = {}
         for island in np.flatnonzero(programs):
             top = self.top_ids(1, int(island))

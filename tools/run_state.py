@@ -61,7 +61,8 @@ class RunState:
         if self._population is None:
             async with self._loading:
                 if self._population is None:
-                    self._population = Population.from_rows(await self.archive.population_rows(self.run_id))
+                    self._population = Population.from_rows(await self.archive.population_rows(self.run_id),
+                                                            await self.archive.memberships(self.run_id))
         return self._population
 
     async def reload(self) -> None:
@@ -159,14 +160,12 @@ class RunState:
         population.set_result(program_id, result.status, result.correct, result.combined_score)
         return evaluated_at
 
-    async def move(self, program_ids: list[int], island: int) -> None:
-        """Programs that migrate to another island."""
+    async def move(self, moves: list[tuple[int, int, int]]) -> None:
+        """Programs that migrate: (program id, from island, to island) each."""
         population = await self.population()
-        for program_id in program_ids:
-            self._finished.pop(program_id, None)
-        await self.archive.move_programs(program_ids, island)
-        population.move(program_ids, island)
-        self._embeddings = None  # rows changed islands: the matrices are rebuilt on next use
+        await self.archive.move_programs(moves)
+        population.move(moves)
+        self._embeddings = None  # members changed islands: the matrices are rebuilt on next use
 
     async def last_migration(self) -> int:
         """The evaluations count at the run's last migration (0: none yet)."""
@@ -189,14 +188,15 @@ class RunState:
         self._meta = note
 
     async def place_seed(self) -> list[int]:
-        """Copy the evaluated seed onto every island that does not hold it yet (all at once); the islands seeded.
+        """Make the evaluated seed a member of every island it is not on yet (all at once); the islands it joined.
 
-        Also what resuming a run repairs: a process killed between the seed's record and its copies left
-        islands without it."""
-        seed_id, status, seeded, rows = await self.archive.seed_placement(self.run_id)
-        missing = [i for i in range(self.config.num_islands) if i not in seeded]
-        if seed_id is None or status != "evaluated" or not missing or rows > 1:  # copies made once (migration
-            return []                                                            # may have moved them since)
-        await self.archive.copy_program(seed_id, missing)
-        await self.reload()  # read back with the copies
+        Also what resuming a run repairs (a process killed between the seed's record and its placement), before
+        any migration only: one may since have moved the seed off an island."""
+        seed_id, status, seated = await self.archive.seed_placement(self.run_id)
+        missing = [i for i in range(self.config.num_islands) if i not in seated]
+        if seed_id is None or status != "evaluated" or not missing or await self.last_migration():
+            return []
+        await self.archive.join_islands(self.run_id, seed_id, missing)
+        (await self.population()).join(seed_id, missing)
+        self._embeddings = None
         return missing

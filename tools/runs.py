@@ -190,7 +190,7 @@ async def resume_run(ws: Workspace, run_id: int) -> RunStatus:
     repaired = await state.place_seed()
     if repaired:
         await ws.archive.add_event(run_id, "islands_seeded", {"islands": repaired, "why": "resumed after a stop "
-                                                              "between the seed's record and its island copies"})
+                                                              "between the seed's record and its placement on every island"})
     for program_id in await ws.archive.pending_ids(run_id, running_too=True):  # not in flight here: left over
         if ws.evaluations.running(program_id) is None:
             with anyio.CancelScope(shield=True):

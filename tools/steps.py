@@ -86,7 +86,7 @@ async def _inspirations(ws: Workspace, run_id: int, config: RunConfig, island: i
     if count > 1 and rest:
         chosen.append(int(ws.rng.choice(rest)))  # one slot for a random elite: diversity
     programs = await (await ws.state(run_id)).programs(chosen)
-    seen = {parent.code_hash, parent.fingerprint} - {None}  # no copy of the parent (the seed is on every island)
+    seen = {parent.code_hash, parent.fingerprint} - {None}  # nothing the same as the parent (overrides let twins in)
     distinct = []
     for p in programs:
         if not {p.code_hash, p.fingerprint} & seen:
@@ -151,7 +151,7 @@ async def sample_parent(ws: Workspace, run_id: int, strategy: str | None = None,
         recommendations=(await ws.state_of(run).meta()).recommendations,
         evaluation_s=task.timeout_s, wait_s=wait_s, island_failures=await ws.archive.island_failures(run_id, island),
         sandbox=facts, isolation=await ws.executor.isolation(), run_id=run_id, ticket=ticket,
-        toolchain=languages.describe(task),
+        toolchain=languages.describe(task), island=island,
     )
     return SampledParent(run_id=run_id, ticket=ticket, strategy=strategy, island=island, mode=mode,
                          patch_type=patch_type, parent=parent_view(parent),
@@ -200,7 +200,9 @@ async def propose_candidate(
     run = await ws.open_run(run_id)
     config = ws.config(run)
     parent = await ws.program(run_id, parent_id)
-    ticket_notes = ws.tickets.check(ticket, run_id, parent.id, parent.island)
+    state = ws.state_of(run)
+    ticket_notes, island = ws.tickets.check(ticket, run_id, parent.id,
+                                            (await state.population()).islands_of(parent.id) or [parent.island])
     if (patch is None) == (code is None):
         raise EvoError("pass exactly one of `patch` (SEARCH/REPLACE blocks) or `code` (the whole program)")
     text = patch if patch is not None else code
@@ -231,17 +233,16 @@ async def propose_candidate(
     fingerprint = await anyio.to_thread.run_sync(canonical.fingerprint, child_code, task.language) \
         if config.novelty else None
     try:
-        novelty_check = await novelty.check(ws, run_id, config, parent, child_code, fingerprint, vector, operator,
+        novelty_check = await novelty.check(ws, run_id, config, parent, island, child_code, fingerprint, vector, operator,
                                             novelty_override)
     except EvoError as exc:
         raise EvoError(_with_notes(str(exc), applied.notes)) from None
-    state = ws.state_of(run)
     best_before = await state.best_score()
     if evaluate_now:
         ws.evaluations.check_room()  # before storing: a refusal then leaves nothing behind
     try:
         program = await state.add_program(
-            parent=parent, island=parent.island, code=child_code, code_hash=digest,
+            parent=parent, island=island, code=child_code, code_hash=digest,
             diff=patches.unified_diff(parent.code, child_code), patch_type=kind, description=description,
             embedding=vector, cost_usd=cost_usd, fingerprint=fingerprint, operator=operator)
     except DuplicateProgram as dup:

@@ -46,15 +46,18 @@ class Tickets:
         self._open[token] = Ticket(run_id, parent_id, island, self._clock() + ttl_s)
         return token
 
-    def check(self, token: str | None, run_id: int, parent_id: int, island: int) -> list[str]:
-        """Refuse a ticket this server did not issue for this run and parent; notes on one that is not open."""
+    def check(self, token: str | None, run_id: int, parent_id: int, islands: list[int]) -> tuple[list[str], int]:
+        """Refuse a ticket this server did not issue for this run and parent; notes on one that is not open. With
+        the notes, the island the child goes to: the one the parent was sampled on while the parent is still a
+        member of it, else the parent's least busy island (`islands`: the parent's, not empty)."""
         if token is None:
-            return []
+            return [], self._least_busy(run_id, islands)
         self._expire()
         ticket = self._open.get(token) or self._closed.get(token)
         if ticket is None and len(token) == 16 and hmac.compare_digest(self._sign(run_id, parent_id, token[:8]), token):
             return [f"ticket {token} was issued by an earlier server process on this archive; the proposal is "
-                    f"accepted, but parents sampled before that process ended are not counted as in flight"]
+                    f"accepted, but parents sampled before that process ended are not counted as in flight"], \
+                self._least_busy(run_id, islands)
         if ticket is None:
             raise EvoError(
                 f"ticket {token[:64]!r} was not issued by this server for parent {parent_id} of run {run_id}; "
@@ -73,10 +76,20 @@ class Tickets:
             used_by = f" by program {ticket.program_id}" if ticket.program_id is not None else ""
             notes.append(f"ticket {token} was already used{used_by}; a ticket only keeps in-flight counts right, "
                          f"so the proposal is accepted all the same")
-        if ticket.island != island:
-            notes.append(f"parent {parent_id} moved from island {ticket.island} to island {island} (migration) "
-                         f"since it was sampled; the child goes to island {island}")
-        return notes
+        if ticket.island in islands:
+            return notes, ticket.island
+        island = self._least_busy(run_id, islands)
+        notes.append(f"parent {parent_id} moved from island {ticket.island} to island {island} (migration) "
+                     f"since it was sampled; the child goes to island {island}")
+        return notes, island
+
+    def _least_busy(self, run_id: int, islands: list[int]) -> int:
+        """Of a parent's islands (the seed is on every one), the one with the fewest tickets open, the lowest on
+        a tie."""
+        if len(islands) == 1:
+            return islands[0]
+        busy = self.islands_in_flight(run_id)
+        return min(islands, key=lambda island: (busy.get(island, 0), island))
 
     def _sign(self, run_id: int, parent_id: int, nonce: str) -> str:
         mac = hmac.new(self._key, f"{run_id}:{parent_id}:{nonce}".encode(), hashlib.sha256).hexdigest()

@@ -59,8 +59,10 @@ async def _poll(local: list[Flight], seconds: float) -> None:
 
 async def _finished(ws: Workspace, run_id: int, program: ProgramRecord) -> ProposalResult:
     flight = ws.evaluations.get(program.id)
-    if flight is not None and isinstance(flight.result, ProposalResult):
-        return flight.result
+    if flight is not None:
+        await flight.done.wait()  # its record is written before its answer: a read in between would miss the answer
+        if isinstance(flight.result, ProposalResult):
+            return flight.result
     # finished before this process knew it, or cut short: compared with the run as it is now
     population = await (await ws.state(run_id)).population()
     best = population.best_score()

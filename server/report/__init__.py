@@ -4,17 +4,16 @@ The page needs no network: every figure is inline SVG, the styles are inline and
 that record errors (for headless checks). The PNG is rasterised with numpy and written with zlib, so neither
 needs a plotting library.
 
-    html = await build_report(archive, run_id)
-    png = render_progress_png(await progress_points(archive, run_id), run.target_score)
+    html = await build_report(ws, run_id, source)  # a read-only workspace will do; source: the archive's name
+    png = render_progress_png(await history.progress_points(ws, run_id), run.target_score)
 
-data.py reads what the report shows, figures.py draws the charts, page.py writes the page around them and
-png.py rasterises the progress PNG.
+What the report shows is read by tools/history.py; figures.py draws the charts, page.py writes the page around
+them and png.py rasterises the progress PNG.
 """
 
 from __future__ import annotations
 
-from .data import progress_points
 from .page import build_report
 from .png import render_progress_png
 
-__all__ = ["build_report", "progress_points", "render_progress_png"]
+__all__ = ["build_report", "render_progress_png"]

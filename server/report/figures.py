@@ -1,9 +1,9 @@
 """The figures of a run's report: inline SVG charts of the best score over evaluations, the scores per island, the
 best program's lineage, the proposals per operator, the cumulative cost and a drawing of the best solution.
 
-Each takes the loaded run (data.py) and returns one <figure> with its caption, or "" where a chart would say
-nothing the facts do not (one operator only, nothing spent). Plots are built from server/svg.py's primitives and
-the solution drawings come from server/drawings.py, both shared with the web view.
+Each takes the loaded run (tools/history.py) and returns one <figure> with its caption, or "" where a chart would
+say nothing the facts do not (one operator only, nothing spent). Plots are built from server/svg.py's primitives
+and the solution drawings come from server/drawings.py, both shared with the web view.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ...tools.history import EXTERNAL_ARM, RunData, arm_counts, is_scored
 from ..drawings import draw_solution
 from ..svg import BAD_COLOR, BEST_COLOR, MUTED, PALETTE, TARGET_COLOR, score_axis
 from ..svg import Plot as _Plot
@@ -23,7 +24,6 @@ from ..svg import finite as _finite
 from ..svg import fmt_score as _score
 from ..svg import legend as _legend
 from ..svg import svg as _svg
-from .data import EXTERNAL_ARM, RunData, arm_counts, is_scored
 
 LINEAGE_HEAD, LINEAGE_TAIL = 10, 30  # longer lineages show these many first and last steps in the drawing
 MAX_ARM_BARS = 24
@@ -109,7 +109,7 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
 
 def _fig_islands(data: RunData) -> str:
     done = [p for p in data.programs if p["status"] in ("evaluated", "failed")]
-    islands = sorted({p["island"] for p in done})
+    islands = sorted({island for p in done for island in p["islands"]})
     scored = [p for p in done if is_scored(p)]
     if not scored:
         why = "no correct program yet"
@@ -121,7 +121,7 @@ def _fig_islands(data: RunData) -> str:
     best_id = data.best.id if data.best else None
     for i, island in enumerate(islands):
         color = PALETTE[i % len(PALETTE)]
-        members = [p for p in done if p["island"] == island]
+        members = [p for p in done if island in p["islands"]]
         values = [p["combined_score"] for p in members if is_scored(p)]
         cx = plot.left + (i + 0.5) * width
         if len(values) >= 2:
@@ -152,7 +152,8 @@ def _fig_islands(data: RunData) -> str:
         plot.add(f'<text class="tick" x="{cx:.1f}" y="{plot.bottom + 36}" text-anchor="middle">{_e(note)}</text>')
     caption = ("Scores of the correct programs on each island (points, jittered sideways; boxes show the "
                "quartiles and median, whiskers the range); the ringed point is the best program. Islands are "
-               "where programs sit now, after migrations; the seed is counted on every island it was copied to.")
+               "where programs sit now, after migrations; the seed is a member of every island a migration has not moved "
+               "it off.")
     return _figure("fig-islands", "Scores per island", plot.svg("scores per island"), caption)
 
 
@@ -283,7 +284,7 @@ def _fig_arms(data: RunData) -> str:
 
 
 def _fig_cost(data: RunData) -> str:
-    programs = data.distinct
+    programs = data.programs
     if not any(_finite(p["cost_usd"]) and p["cost_usd"] > 0 for p in programs):
         return ""  # nothing was spent: the facts say so, and a flat line at $0 would say nothing more
     totals = []

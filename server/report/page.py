@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import time
 
-from ...store import Archive
+from ...tools.history import RunData, arm_counts, is_scored, load
 from ...tools.trust import describe
+from ...tools.workspace import Workspace
 from ..svg import esc as _e
 from ..svg import fmt_score as _score
-from .data import RunData, arm_counts, is_scored, load
 from .figures import figures
 
 _CSS = """
@@ -69,7 +69,7 @@ def _facts(data: RunData) -> str:
     run = data.run
     evaluated = len(data.evaluations)
     statuses: dict[str, int] = {}
-    for p in data.distinct:
+    for p in data.programs:
         statuses[p["status"]] = statuses.get(p["status"], 0) + 1
     correct = sum(1 for p in data.evaluations if is_scored(p))
     best = data.best
@@ -96,7 +96,7 @@ def _facts(data: RunData) -> str:
                                          for arm, n in sorted(arms.items(), key=lambda a: (-a[1], a[0])))
                   or "none yet (only the seed)"))
     items.append(("cost", f"${data.spent_usd:.6f}" if data.spent_usd else "none recorded"))
-    ends = [p["evaluated_at"] for p in data.distinct if p["evaluated_at"]]
+    ends = [p["evaluated_at"] for p in data.programs if p["evaluated_at"]]
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_at))
     items.append(("started", started + (f", last evaluation {max(ends) - run.created_at:.1f} s later"
                                         if ends else "")))
@@ -123,9 +123,10 @@ def _code(data: RunData) -> str:
             f'<pre id="best-code"><code>{_e(best.code)}</code></pre></section>')
 
 
-async def build_report(archive: Archive, run_id: int) -> str:
-    """The whole report of a run as one self-contained HTML page (inline SVG, no network)."""
-    data = await load(archive, run_id)
+async def build_report(ws: Workspace, run_id: int, source: str) -> str:
+    """The whole report of a run as one self-contained HTML page (inline SVG, no network); `source` names the
+    archive in its footer. ValueError if the archive has no such run."""
+    data = await load(ws, run_id)
     run = data.run
     title = f"evomcp run {run.id}: {run.name}"
     generated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
@@ -136,7 +137,7 @@ async def build_report(archive: Archive, run_id: int) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style><script>{_HEAD_SCRIPT}</script></head>"
         f'<body data-ok="0"><main>'
         f"<h1>{_e(title)}</h1>"
-        f'<p class="sub">Report generated {_e(generated)} from {_e(archive.path.name)}.</p>'
+        f'<p class="sub">Report generated {_e(generated)} from {_e(source)}.</p>'
         f"{_facts(data)}{''.join(figures(data))}{_code(data)}"
         f'<pre id="report-errors" hidden></pre>'
         f"</main><script>{_TAIL_SCRIPT}</script></body></html>\n"

@@ -1,12 +1,13 @@
 """The web view of runs: pages and a JSON API under /ui, served by `evomcp serve --http` (beside /mcp, behind
 a login link that sets a cookie) and by `evomcp ui` (loopback only, no token). Read-only throughout.
 
-    data.py     what the pages show, read through a read-only workspace (cached while a run changes)
-    tree.py     the genealogy: chosen and laid out server-side, sent as compact arrays
     pages.py    HTML (escaped; the live pages are shells the script fills)
     routes.py   the Starlette routes: pages, /ui/api, /ui/static
     session.py  the login link, the cookie, the Host check and the security headers (a strict CSP)
     static/     app.js (hand-written, no dependencies) and app.css
+
+What the pages show is read through a read-only workspace by the tools' views: tools/watch.py (the runs, a run's
+live state), tools/genealogy.py (the genealogy, chosen and laid out), tools/program_view.py (a program, a diff).
 """
 
 from __future__ import annotations

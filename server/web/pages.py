@@ -11,10 +11,10 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from ...store import ProgramRecord, RunRecord
+from ...tools.program_view import DiffLine, ProgramPage
+from ...tools.watch import ProgramRecord, RunRecord
 from ..drawings import draw_solution
 from ..svg import esc, fmt_score
-from .data import DiffLine, ProgramPage
 from .session import PREFIX
 
 MAX_TEXT = 200_000  # characters of a program's code, output or metrics shown on its page
@@ -157,6 +157,11 @@ def drawing(run: RunRecord, p: ProgramRecord, whose: str = "This program's") -> 
         return None
     svg, caption = drawn
     return f'<figure class="drawing">{svg}<figcaption>{esc(caption)}</figcaption></figure>'
+
+
+def has_drawing(run: RunRecord, p: ProgramRecord) -> bool:
+    """Whether the task draws this program's solution (the run page then shows the best one's)."""
+    return bool(p.correct) and draw_solution(run.task, p.private_metrics, p.public_metrics) is not None
 
 
 def drawing_svg(run: RunRecord, p: ProgramRecord) -> str | None:

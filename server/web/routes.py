@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ...store import StorageError
-from . import data, pages
+from ...tools import genealogy, program_view, watch
+from ...tools.watch import NotFound, StorageError
+from . import pages
 from .session import PREFIX
 
 log = logging.getLogger("evomcp.web")
@@ -35,7 +36,7 @@ def _int(request: Request, name: str, default: int | None = None) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise data.NotFound(f"{name}={text!r} is not a number") from None
+        raise NotFound(f"{name}={text!r} is not a number") from None
 
 
 def build(ws) -> Starlette:
@@ -45,7 +46,7 @@ def build(ws) -> Starlette:
         async def endpoint(request: Request) -> Response:
             try:
                 return await render(request)
-            except data.NotFound as exc:
+            except NotFound as exc:
                 status, message = 404, str(exc)
             except StorageError as exc:
                 log.warning("web view: %s", exc)
@@ -62,44 +63,53 @@ def build(ws) -> Starlette:
         return HTMLResponse(pages.runs_page())
 
     async def run_page(request: Request) -> Response:
-        return HTMLResponse(pages.run_page(await data.run_record(ws, run_id(request))))
+        return HTMLResponse(pages.run_page(await watch.run_record(ws, run_id(request))))
 
     async def tree_page(request: Request) -> Response:
-        run = await data.run_record(ws, run_id(request))
+        run = await watch.run_record(ws, run_id(request))
         return HTMLResponse(pages.tree_page(run, _int(request, "root"), _int(request, "limit", DEFAULT_LIMIT),
                                             _int(request, "from")))
 
     async def program_page(request: Request) -> Response:
-        view = await data.program_page(ws, run_id(request), request.path_params["program"])
-        diff = data.diff_lines(view.parent.code, view.program.code) if view.parent else None
+        view = await program_view.program_page(ws, run_id(request), request.path_params["program"])
+        diff = program_view.diff_lines(view.parent.code, view.program.code) if view.parent else None
         return HTMLResponse(pages.program_page(view, diff))
 
     async def drawing(request: Request) -> Response:
-        run = await data.run_record(ws, run_id(request))
-        program = await data.program_record(ws, run.id, request.path_params["program"])
+        run = await watch.run_record(ws, run_id(request))
+        program = await watch.program_record(ws, run.id, request.path_params["program"])
         svg = pages.drawing_svg(run, program)
         if svg is None:
-            raise data.NotFound(f"program {program.id} has no drawing")
+            raise NotFound(f"program {program.id} has no drawing")
         return Response(svg, media_type="image/svg+xml")
 
     async def diff_page(request: Request) -> Response:
         a, b = _int(request, "a"), _int(request, "b")
         if a is None or b is None:
-            raise data.NotFound("a diff needs two programs: ?a=ID&b=ID")
-        run, first, second = await data.diff_pair(ws, run_id(request), a, b)
+            raise NotFound("a diff needs two programs: ?a=ID&b=ID")
+        run, first, second = await program_view.diff_pair(ws, run_id(request), a, b)
         whole = request.query_params.get("context") == "all"
-        lines = data.diff_lines(first.code, second.code, None if whole else 3)
+        lines = program_view.diff_lines(first.code, second.code, None if whole else 3)
         return HTMLResponse(pages.diff_page(run, first, second, lines, whole))
 
     async def api_runs(request: Request) -> Response:
-        return JSONResponse({"runs": await data.runs_list(ws)})
+        return JSONResponse({"runs": await watch.runs_list(ws)})
+
+    drawable: dict[int, bool] = {}  # per program: a program's metrics never change once set
 
     async def api_live(request: Request) -> Response:
-        return JSONResponse(await data.live(ws, run_id(request), request.query_params.get("cursor")))
+        live = await watch.live(ws, run_id(request), request.query_params.get("cursor"))
+        best = live["state"]["best"]
+        if best is not None:  # whether the page can show the best program's drawing
+            if best["id"] not in drawable:
+                run = await watch.run_record(ws, run_id(request))
+                drawable[best["id"]] = pages.has_drawing(run, await watch.program_record(ws, run.id, best["id"]))
+            best["drawing"] = drawable[best["id"]]
+        return JSONResponse(live)
 
     async def api_tree(request: Request) -> Response:
-        return JSONResponse(await data.genealogy(ws, run_id(request), _int(request, "root"),
-                                                 _int(request, "limit", DEFAULT_LIMIT), _int(request, "from")))
+        return JSONResponse(await genealogy.genealogy(ws, run_id(request), _int(request, "root"),
+                                                      _int(request, "limit", DEFAULT_LIMIT), _int(request, "from")))
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]

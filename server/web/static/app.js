@@ -483,7 +483,7 @@
       var id = t.ids[j], s = t.status[j], x = X(j).toFixed(1), y = Y(j).toFixed(1);
       var what = s === 2 ? score(t.score[j]) : ["waiting", "running", "", "incorrect", "failed"][s];
       var title = "#" + id + " · generation " + t.generation[j] + " · island " + t.island[j] + " · " + what +
-                  (t.migrated[j] ? " · moved from its parent's island" : "") +
+                  (t.migrated[j] ? " · moved here by a migration" : "") +
                   (t.cut[j] ? " · its parent is in an earlier window of generations" : "") +
                   (t.hidden[j] ? " · " + t.hidden[j] + " more below" + (t.hidden_best[j] !== null ?
                    " (best " + score(t.hidden_best[j]) + ")" : "") : "");

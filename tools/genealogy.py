@@ -8,7 +8,8 @@ lineages of the best and of the newest programs up to the window's first generat
 hangs from a shown parent or starts the window (its parent is then marked as above it). A shown node whose
 other descendants are left out carries how many they are and the best score among them; opening that node
 (as the root) shows them. Rows are leaves in depth-first order (children by id), a parent
-centred on its children; columns are generations.
+centred on its children; columns are generations. `genealogy` reads a run's through a workspace, whole once and
+then in pieces (tools/scan_cache.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..store import readers
+from .scan_cache import CACHE
+from .watch import NotFound, run_record
+from .watch import finite as _finite
+from .workspace import Workspace
 
 # status codes sent to the browser
 PENDING, RUNNING, CORRECT, INCORRECT, FAILED = range(5)
@@ -29,18 +36,19 @@ SPAN = 60  # generations in a window of a tree too large to draw whole
 class Genealogy:
     ids: np.ndarray  # int64, ascending
     parent: np.ndarray  # index of the parent, -1 for a root
-    island: np.ndarray
+    island: np.ndarray  # where it is now (the seed: its lowest island)
     generation: np.ndarray
     status: np.ndarray  # codes above
     score: np.ndarray  # float64, nan where not correct
     size: np.ndarray  # programs in the subtree, itself included
     best: np.ndarray  # best correct score in the subtree, -inf where none
-    table: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))  # the rows it was built from, id order
+    born: np.ndarray  # the island it was proposed on: a migration moved it where `island` differs
+    table: np.ndarray = field(default_factory=lambda: np.zeros((0, 7)))  # the rows it was built from, id order
 
     @classmethod
     def from_rows(cls, rows: list[tuple]) -> Genealogy:
-        """From `store.readers.tree_rows`: (id, parent id or -1, island, generation, status code, score or None)
-        in id order."""
+        """From `store.readers.tree_rows`: (id, parent id or -1, island now, generation, status code, score or
+        None, island proposed on) in id order."""
         return cls.from_table(_table(rows))
 
     @classmethod
@@ -57,7 +65,8 @@ class Genealogy:
         known = parent >= 0
         parent[known] = np.where(ids[parent[known]] == parent_ids[known], parent[known], -1)
         size, best = _subtrees(parent, generation, np.where(np.isnan(score), -np.inf, score))
-        tree = cls(ids, parent, table[:, 2].astype(np.int64), generation, status, score, size, best)
+        tree = cls(ids, parent, table[:, 2].astype(np.int64), generation, status, score, size, best,
+                   table[:, 6].astype(np.int64))
         tree.table = table
         return tree
 
@@ -169,8 +178,7 @@ class Genealogy:
         left_out = left_out[position[self.parent[left_out]] >= 0]  # children of shown nodes that are not shown
         np.maximum.at(hidden_best, position[self.parent[left_out]], self.best[left_out])
         rows = self._layout(shown_parent)
-        migrated = np.zeros(len(shown), bool)
-        migrated[has_parent] = self.island[shown[has_parent]] != self.island[shown[shown_parent[has_parent]]]
+        migrated = self.island[shown] != self.born[shown]
         scores = self.score[shown]
         finite = scores[~np.isnan(scores)]
         best_index = int(np.nanargmax(self.score)) if n and not np.isnan(self.score).all() else None
@@ -247,8 +255,32 @@ def _subtrees(parent: np.ndarray, generation: np.ndarray, score: np.ndarray) -> 
 
 
 def _table(rows: list[tuple]) -> np.ndarray:
-    return np.array(rows, np.float64).reshape(len(rows), 6) if rows else np.zeros((0, 6))
+    return np.array(rows, np.float64).reshape(len(rows), 7) if rows else np.zeros((0, 7))
 
 
 def _padded(values: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([values, np.full(max(0, length - len(values)), -1, np.int64)])
+
+
+async def genealogy(ws: Workspace, run_id: int, root: int | None, limit: int,
+                    first_generation: int | None = None) -> dict[str, Any]:
+    """`Genealogy.view` of run `run_id` with its target; NotFound for a run or a root it does not have."""
+    run = await run_record(ws, run_id)
+
+    async def index(held: tuple[Genealogy, int] | None) -> tuple[Genealogy, int]:
+        """Read once whole, then only what changed: new programs, those that were unfinished, migrations."""
+        archive = ws.archive
+        if held is None:
+            migrated = await readers.last_migration(archive, run_id)  # first: a later move is read next time
+            return Genealogy.from_rows(await readers.tree_rows(archive, run_id)), migrated
+        tree, migrated = held
+        moves = await readers.migrations(archive, run_id, migrated)
+        rows = await readers.tree_rows(archive, run_id, int(tree.ids[-1]) if len(tree.ids) else 0, tree.unfinished())
+        return tree.updated(rows, [m for _, m in moves]), moves[-1][0] if moves else migrated
+    tree, _ = await CACHE.get(ws, run_id, "tree", index)
+    try:
+        view = tree.view(root, limit, first_generation)
+    except KeyError:
+        raise NotFound(f"run {run_id} has no program {root}") from None
+    view["target"] = _finite(run.target_score)
+    return view

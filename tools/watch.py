@@ -1,33 +1,25 @@
-"""What the web view shows, read from the archive: runs, a run's live state, its genealogy, one program, a diff.
+"""A run as someone watching it sees it: every run's row, a run's state now and its evaluations since a cursor.
 
 Every function takes a read-only `Workspace` (`open_workspace(db, reset=False)`: a read-only archive, no sandbox)
-and returns plain data (JSON-able dicts) or records; nothing here renders HTML. Whatever costs a scan of a large
-run (islands, operators, the genealogy) is cached until the run changes (`store.readers.run_version`), and
-recomputed while it changes no sooner than `SLOW_EVERY` seconds or `SLOW_FACTOR` times what it took last (cheap
-for a small run: every poll; a tenth of the server's time at most for a huge one).
+and returns plain data (JSON-able dicts) or records; server/web renders and routes them. The records are
+re-exported here, so the web view imports nothing of the store.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
+from ..store import ProgramRecord, RunRecord, StorageError, readers
+from . import run_notes
+from .scan_cache import CACHE
+from .trust import all_contracts, describe, run_contracts, scoring
+from .workspace import Workspace
 
-from ...store import ProgramRecord, RunRecord, readers
-from ...tools import run_notes
-from ...tools.trust import all_contracts, describe, run_contracts, scoring
-from ...tools.workspace import Workspace
-from ..drawings import draw_solution
-from .tree import Genealogy
+__all__ = ["MAX_DOTS", "NotFound", "ProgramRecord", "RunRecord", "StorageError", "finite", "live", "parse_cursor",
+           "program_record", "run_record", "runs_list", "state"]
 
-SLOW_EVERY = 0.5  # seconds between recomputations of a changing run's scans, at least
-SLOW_FACTOR = 10  # ... and at least this many times what the last one took
 MAX_DOTS = 3000  # scores sent with a run's first live answer (thinned evenly beyond this)
-CHILDREN_SHOWN = 200
 
 
 class NotFound(Exception):
@@ -36,37 +28,6 @@ class NotFound(Exception):
 
 def finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-@dataclass
-class _Cache:
-    """Per (run, what): the value, the run version it was computed at, when, and how long computing took. A value
-    is recomputed only when the run changed, and no sooner than SLOW_EVERY seconds or SLOW_FACTOR times what
-    computing it took (a scan of a huge run then costs the server at most a tenth of its time, however many
-    watch); one computation at a time per value."""
-    entries: dict[tuple, tuple[tuple, float, float, Any]] = field(default_factory=dict)
-    locks: dict[tuple, anyio.Lock] = field(default_factory=dict)
-
-    async def get(self, ws: Workspace, run_id: int, what: str, compute) -> Any:
-        key = (str(ws.archive.path), run_id, what)
-        async with self.locks.setdefault(key, anyio.Lock()):  # many watchers, one computation
-            return await self._get(ws, key, run_id, compute)
-
-    async def _get(self, ws: Workspace, key: tuple, run_id: int, compute) -> Any:
-        now = time.monotonic()
-        held = self.entries.get(key)
-        if held is not None and now - held[1] < max(SLOW_EVERY, SLOW_FACTOR * held[2]):
-            return held[3]
-        version = await readers.run_version(ws.archive, run_id)
-        if held is not None and held[0] == version:
-            self.entries[key] = (version, now, held[2], held[3])
-            return held[3]
-        value = await compute(held[3] if held is not None else None)
-        self.entries[key] = (version, now, time.monotonic() - now, value)
-        return value
-
-
-CACHE = _Cache()
 
 
 async def run_record(ws: Workspace, run_id: int) -> RunRecord:
@@ -169,7 +130,8 @@ async def live(ws: Workspace, run_id: int, cursor: str | None = None) -> dict[st
 
 
 async def state(ws: Workspace, run: RunRecord) -> dict[str, Any]:
-    """The run's facts, islands, operators and models, bandits and cost."""
+    """The run's facts, islands, operators and models, bandits and cost. Whether the best program's solution can
+    be drawn is the web view's to add (server/drawings.py)."""
     archive = ws.archive
     best = await archive.best_program(run.id)
     counts, candidates = await readers.tally(archive, run.id)
@@ -188,7 +150,7 @@ async def state(ws: Workspace, run: RunRecord) -> dict[str, Any]:
         "counts": counts, "candidates": candidates,
         "in_flight": counts.get("pending", 0) + counts.get("running", 0),
         "best": {"id": best["id"], "score": finite(best["combined_score"]), "generation": best["generation"],
-                 "island": best["island"], "drawing": await _drawable(ws, run, best["id"])} if best else None,
+                 "island": best["island"]} if best else None,
         "seed_score": finite(await archive.seed_score(run.id)),
         "budget": _budget(driver),
         "driver": {k: driver.get(k) for k in ("state", "reason", "refused", "failing_models", "in_flight")}
@@ -202,19 +164,6 @@ async def state(ws: Workspace, run: RunRecord) -> dict[str, Any]:
         "cost_usd": sum(m["cost_usd"] or 0 for m in models.values()),
         "costs": [[round(ts - run.created_at, 3), total] for ts, total in costs],
     }
-
-
-_DRAWABLE: dict[tuple[str, int], bool] = {}
-
-
-async def _drawable(ws: Workspace, run: RunRecord, program_id: int) -> bool:
-    """Whether the task draws this program's solution (remembered: a program's metrics never change once set)."""
-    key = (str(ws.archive.path), program_id)
-    if key not in _DRAWABLE:
-        program = await ws.archive.get_program(run.id, program_id)
-        _DRAWABLE[key] = program is not None and bool(program.correct) and \
-            draw_solution(run.task, program.private_metrics, program.public_metrics) is not None
-    return _DRAWABLE[key]
 
 
 def _bandit_rows(state: Any) -> list[dict[str, Any]]:
@@ -237,85 +186,3 @@ def _arms(bandit: Any, operators: dict[str, dict[str, Any]]) -> list[dict[str, A
         row.update(operators.get(name, {"proposals": 0, "correct": 0, "failed_steps": 0, "last_failure": None,
                                         "disabled": None}))
     return sorted(rows.values(), key=lambda r: (-(r["proposals"] or 0), r["name"]))
-
-
-async def genealogy(ws: Workspace, run_id: int, root: int | None, limit: int,
-                    first_generation: int | None = None) -> dict[str, Any]:
-    run = await run_record(ws, run_id)
-
-    async def index(held: tuple[Genealogy, int] | None) -> tuple[Genealogy, int]:
-        """Read once whole, then only what changed: new programs, those that were unfinished, migrations."""
-        archive = ws.archive
-        if held is None:
-            migrated = await readers.last_migration(archive, run_id)  # first: a later move is read next time
-            return Genealogy.from_rows(await readers.tree_rows(archive, run_id)), migrated
-        tree, migrated = held
-        moves = await readers.migrations(archive, run_id, migrated)
-        rows = await readers.tree_rows(archive, run_id, int(tree.ids[-1]) if len(tree.ids) else 0, tree.unfinished())
-        return tree.updated(rows, [m for _, m in moves]), moves[-1][0] if moves else migrated
-    tree, _ = await CACHE.get(ws, run_id, "tree", index)
-    try:
-        view = tree.view(root, limit, first_generation)
-    except KeyError:
-        raise NotFound(f"run {run_id} has no program {root}") from None
-    view["target"] = finite(run.target_score)
-    return view
-
-
-@dataclass
-class ProgramPage:
-    run: RunRecord
-    program: ProgramRecord
-    parent: ProgramRecord | None
-    origin: dict[str, Any]
-    children: list[dict[str, Any]]
-    children_total: int
-    best_id: int | None
-
-
-async def program_page(ws: Workspace, run_id: int, program_id: int) -> ProgramPage:
-    run = await run_record(ws, run_id)
-    program = await program_record(ws, run_id, program_id)
-    parent = await ws.archive.get_program(run_id, program.parent_id) if program.parent_id else None
-    kids, total = await readers.children(ws.archive, run_id, program_id, CHILDREN_SHOWN)
-    best = await ws.archive.best_program(run_id)
-    return ProgramPage(run, program, parent, await readers.origin(ws.archive, run_id, program_id), kids, total,
-                       best["id"] if best else None)
-
-
-@dataclass
-class DiffLine:
-    kind: str  # "same", "del" (only in a), "add" (only in b), "gap" (unchanged lines left out)
-    a: int | None  # line number in a
-    b: int | None  # line number in b
-    text: str
-
-
-def diff_lines(a: str, b: str, context: int | None = 3) -> list[DiffLine]:
-    """The lines of a diff of a against b: every line with `context=None`, else changes with `context` lines
-    around them and a gap line where unchanged lines are left out."""
-    old, new = a.splitlines(), b.splitlines()
-    if old == new:
-        return []
-    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
-    groups = [matcher.get_opcodes()] if context is None else list(matcher.get_grouped_opcodes(context))
-    out: list[DiffLine] = []
-    for g, group in enumerate(groups):
-        if context is not None and (g > 0 or group[0][1] > 0):
-            out.append(DiffLine("gap", None, None, f"{group[0][1] - (groups[g - 1][-1][2] if g else 0)} unchanged "
-                                                   "lines"))
-        for tag, i1, i2, j1, j2 in group:
-            if tag == "equal":
-                out += [DiffLine("same", i + 1, j + 1, old[i]) for i, j in zip(range(i1, i2), range(j1, j2))]
-                continue
-            out += [DiffLine("del", i + 1, None, old[i]) for i in range(i1, i2)]
-            out += [DiffLine("add", None, j + 1, new[j]) for j in range(j1, j2)]
-    if context is not None and groups and groups[-1][-1][2] < len(old):
-        out.append(DiffLine("gap", None, None, f"{len(old) - groups[-1][-1][2]} unchanged lines"))
-    return out
-
-
-async def diff_pair(ws: Workspace, run_id: int, a: int, b: int) -> tuple[RunRecord, ProgramRecord, ProgramRecord]:
-    run = await run_record(ws, run_id)
-    return run, await program_record(ws, run_id, a), await program_record(ws, run_id, b)
-
