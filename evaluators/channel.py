@@ -101,10 +101,20 @@ class JsonLineChannel:
         self._next_id += 1
         request_id = self._next_id
         self._replies[request_id] = {}
+        line = (json.dumps({**message, "id": request_id}) + "\n").encode()
         async with self._write_lock:
             process = await self._ensure_started()
             assert process.stdin is not None
-            await process.stdin.send((json.dumps({**message, "id": request_id}) + "\n").encode())
+            try:
+                await process.stdin.send(line)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                # it died since the last request and is not reaped yet (its return code still unknown): start
+                # it again and send once more; requests waiting on the dead one are told they are lost
+                await self.aclose()
+                self._replies[request_id] = {}
+                process = await self._ensure_started()
+                assert process.stdin is not None
+                await process.stdin.send(line)
         return request_id
 
     def forget(self, request_id: int) -> None:

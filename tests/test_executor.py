@@ -1,6 +1,7 @@
 """The sandboxed executor on real child processes: contracts, failures, secrets, clean-up."""
 
 import os
+import sys
 import textwrap
 
 import anyio
@@ -194,6 +195,37 @@ async def test_scorer_process_is_separate_and_restarts(executor):
     second = await executor.evaluate(CIRCLES, CIRCLES.initial_code)
     assert second.correct and second.combined_score == first.combined_score
     assert scorer not in executor.helper_pids
+
+
+ECHO_HELPER = """import json, os, sys, time
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    message = json.loads(line)
+    print(json.dumps({"id": message["id"], "echo": True}), flush=True)
+    if message.get("hang_up"):  # stops reading for good, alive: to the server, a helper whose exit it has not seen
+        os.close(0)
+        time.sleep(60)
+"""
+
+
+async def test_a_channel_restarts_a_helper_that_stopped_reading():
+    """A request to a helper whose pipe broke since the last one (it died and its exit is not seen yet, or it
+    closed its end) starts it again and gets its answer, instead of failing on the broken pipe."""
+    from evomcp.evaluators.channel import JsonLineChannel
+
+    channel = JsonLineChannel([sys.executable, "-c", ECHO_HELPER], env=None)
+    try:
+        for _ in range(3):
+            request = await channel.send({"hang_up": True})
+            assert (await channel.wait(request, "echo", 10))["echo"]
+            first = channel.pid
+            await anyio.sleep(0.3)  # the event loop sees the pipe close; the process runs on
+            assert channel.pid == first
+            request = await channel.send({})
+            assert (await channel.wait(request, "echo", 10))["echo"] and channel.pid not in (first, None)
+            assert first not in procs.descendants()  # the old one was killed
+    finally:
+        await channel.aclose()
 
 
 async def test_openevolve_shaped_task_directory(executor):
