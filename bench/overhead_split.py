@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=300)
     parser.add_argument("--slots", type=int, default=1)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's top N functions")
+    parser.add_argument("--sort", default="cumulative", choices=("cumulative", "tottime"),
+                        help="order of those functions (tottime: their own time, without what they call)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="evomcp-split-"))
     task = compare_peers.write_task(work)
@@ -73,7 +75,7 @@ def main() -> None:
               f"stage (cumulative CPU, share of the main thread's; stages nest: an evaluation is recorded):")
         for stage, seconds in stages(stats):
             print(f"  {seconds * 1000 / n:6.2f} ms  {seconds / main_cpu * 100:5.1f}%  {stage}")
-        stats.sort_stats("cumulative").print_stats(args.profile)
+        stats.sort_stats(args.sort).print_stats(args.profile)
 
 
 STAGES = {  # a stage of a step: the functions whose cumulative time is its time (file suffix, function name)

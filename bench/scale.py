@@ -45,14 +45,14 @@ def fill(db: Path, n: int, seed_code: str) -> float:
     batch = []
     base = seed_code
     for i in range(1, n + 1):
-        parent = None if i <= 2 else (i - 1 if i <= CHAIN else int(rng.integers(1, i)))
-        island = (i - 1) % 2 if i <= 2 else (1 if i <= CHAIN else int(rng.integers(0, 2)))
+        parent = None if i == 1 else (i - 1 if i <= CHAIN else int(rng.integers(1, i)))  # 1: the seed
+        island = 0 if i == 1 else (1 if i <= CHAIN else int(rng.integers(0, 2)))
         code = base.replace("0.42)]", f"{0.42 + i * 1e-7:.7f})]")  # ~2 KB of code each
         vector = rng.standard_normal(novelty.DIM).astype(np.float32)
         vector /= np.linalg.norm(vector)
         ok = rng.random() > 0.1
         score = float(1.6 + rng.random()) if ok else None
-        batch.append((i, 1, parent, island, 0 if i <= 2 else (i if i <= CHAIN else 5), code, f"h{i}", None, "full",
+        batch.append((i, 1, parent, island, 0 if i == 1 else (i if i <= CHAIN else 5), code, f"h{i}", None, "full",
                       None, "evaluated" if ok else "failed", int(ok), score, "{}", "{}", vector.tobytes(),
                       time.time()))
         if len(batch) == 20000:
@@ -61,7 +61,8 @@ def fill(db: Path, n: int, seed_code: str) -> float:
             batch = []
     if batch:
         con.executemany(INSERT, batch)
-        con.commit()
+    con.execute("INSERT INTO island_members(program_id, island, run_id) VALUES (1, 1, 1)")  # the seed, on both
+    con.commit()
     rate = n / (time.perf_counter() - started)
     con.close()
     return rate

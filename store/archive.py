@@ -114,6 +114,11 @@ def _summary(row: sqlite3.Row) -> dict[str, Any]:
     return data
 
 
+def _moves(moves: list[tuple[int, int, int]]) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """(program, island) pairs a migration's moves leave and join."""
+    return {(p, source) for p, source, _ in moves}, {(p, to) for p, _, to in moves}
+
+
 def encode_cursor(key: float, program_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps([key, program_id]).encode()).decode()
 
@@ -193,8 +198,12 @@ class Archive:
                     raise StorageError(f"{path} holds no evomcp archive yet (it is empty, or not one); "
                                        f"`evomcp run TASK --db {path}` makes one there")
                 if version > SCHEMA_VERSION:
+                    await db.close()
                     raise StorageError(f"archive {path} has schema version {version}, newer than this evomcp "
                                        f"({SCHEMA_VERSION}); upgrade evomcp to open it")
+                if version < SCHEMA_VERSION:
+                    await db.close()
+                    return await cls._upgraded(path, version)
                 return archive
             except (sqlite3.Error, OSError) as exc:
                 last = exc
@@ -203,6 +212,18 @@ class Archive:
                 await db.close()
                 raise
         raise storage_error(path, last)
+
+    @classmethod
+    async def _upgraded(cls, path: Path, version: int) -> Archive:
+        """An archive an older evomcp wrote, opened read-only once this one has upgraded it (its migrations only
+        add; what the older one wrote stays), or a StorageError that says why it cannot be."""
+        if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+            raise StorageError(f"archive {path} was written by an older evomcp (schema {version}; this one reads "
+                               f"{SCHEMA_VERSION}) and cannot be upgraded where it is (not writable): copy it to a "
+                               f"writable folder and open the copy")
+        writer = await cls.open(path)  # migrates it
+        await writer.close()
+        return await cls._open_read_only(path)
 
     async def close(self) -> None:
         await self._db.close()
@@ -489,13 +510,12 @@ class Archive:
         return [_summary(r) for r in rows]
 
     async def island_failures(self, run_id: int, island: int, limit: int = 3) -> list[dict[str, Any]]:
-        """The newest programs proposed on an island that failed or were judged incorrect, with their output tails
-        (migrations move correct programs only)."""
+        """The newest members of an island that failed or were judged incorrect, with their output tails."""
         rows = await self._rows(
             "SELECT id, parent_id, description, error, stdout_tail, stderr_tail FROM programs"
-            " WHERE run_id = ? AND island = ? AND (status = 'failed' OR (status = 'evaluated' AND correct = 0))"
+            f" WHERE run_id = ? AND id IN ({_MEMBERS}) AND (status = 'failed' OR (status = 'evaluated' AND correct = 0))"
             " ORDER BY id DESC LIMIT ?",
-            (run_id, island, limit),
+            (run_id, run_id, island, limit),
         )
         return [dict(r) for r in rows]
 
@@ -516,11 +536,11 @@ class Archive:
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
     async def latest_failed(self, run_id: int, island: int) -> int | None:
-        """The newest program proposed on an island that failed or was judged incorrect (for fix mode)."""
+        """The newest member of an island that failed or was judged incorrect (for fix mode)."""
         row = await self._row(
-            "SELECT id FROM programs WHERE run_id = ? AND island = ? AND status IN ('evaluated', 'failed')"
+            f"SELECT id FROM programs WHERE run_id = ? AND id IN ({_MEMBERS}) AND status IN ('evaluated', 'failed')"
             " AND correct = 0 ORDER BY id DESC LIMIT 1",
-            (run_id, island),
+            (run_id, run_id, island),
         )
         return row[0] if row else None
 
@@ -541,12 +561,16 @@ class Archive:
                                    (row["id"],))
         return row["id"], row["status"], [r[0] for r in islands]
 
-    async def move_programs(self, moves: list[tuple[int, int, int]]) -> None:
-        """Migrations: (program id, from island, to island) each; a program already on the island it moves to
-        just leaves the other."""
+    async def move_programs(self, run_id: int, moves: list[tuple[int, int, int]]) -> None:
+        """A migration: (program id, from island, to island) each, taken together: a program leaves the islands
+        it moves from unless it also moves to them (the seed, sent on by every island, stays on each). The new
+        memberships are written first: a kill in between leaves a program on more islands, never on none."""
+        sources, destinations = _moves(moves)
         await self._db.executemany(
-            "UPDATE OR REPLACE island_members SET island = ? WHERE program_id = ? AND island = ?",
-            [(to, program_id, source) for program_id, source, to in moves])
+            "INSERT OR IGNORE INTO island_members(program_id, island, run_id) VALUES (?, ?, ?)",
+            [(program_id, island, run_id) for program_id, island in destinations])
+        await self._db.executemany("DELETE FROM island_members WHERE program_id = ? AND island = ?",
+                                   sorted(sources - destinations))
 
     async def embeddings(self, run_id: int, per_island: int) -> list[tuple[int, int, bytes]]:
         """(id, island, embedding) of each island's newest `per_island` member programs, oldest first."""

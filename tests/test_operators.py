@@ -178,15 +178,18 @@ def test_embedding_sees_only_the_mutable_code():
     assert embed(base).dtype == np.float32 and float(np.linalg.norm(embed(base))) == pytest.approx(1.0)
 
 
-async def test_fix_mode_when_an_island_has_no_correct_program(ws):
-    run_id = (await runs.start_run(ws, str(DATA / "broken_seed"), config={"num_islands": 1})).run.run_id
-    sampled = await steps.sample_parent(ws, run_id)
+@pytest.mark.parametrize("islands", [1, 3])
+async def test_fix_mode_when_an_island_has_no_correct_program(ws, islands):
+    run_id = (await runs.start_run(ws, str(DATA / "broken_seed"), config={"num_islands": islands})).run.run_id
+    for island in range(islands):  # the seed, judged incorrect, is on every island: each can fix it
+        assert (await steps.sample_parent(ws, run_id, island=island)).mode == "fix"
+    sampled = await steps.sample_parent(ws, run_id, island=islands - 1)
     assert sampled.mode == "fix" and sampled.patch_type == "diff"
     assert "must not be negative" in sampled.brief and "Fix the program" in sampled.brief
-    fixed = await steps.propose_candidate(ws, run_id, sampled.parent.id,
+    fixed = await steps.propose_candidate(ws, run_id, sampled.parent.id, ticket=sampled.ticket,
                                           patch="<<<<<<< SEARCH\n    return -1.0\n=======\n    return 2.0\n>>>>>>> REPLACE")
     assert fixed.program.correct and fixed.is_new_best
-    assert (await steps.sample_parent(ws, run_id)).mode == "improve"
+    assert (await steps.sample_parent(ws, run_id, island=islands - 1)).mode == "improve"
 
 
 async def test_brief_inspirations_and_full_precision(ws):

@@ -104,3 +104,17 @@ async def test_finished_programs_are_read_once_and_stay_true_to_the_archive(ws):
     again = await steps.evaluate(ws, run_id, (await steps.propose_candidate(
         ws, run_id, seed.id, patch=rings_patch(0.3, 0.5), evaluate_now=False)).program.id)
     assert (await ws.program(run_id, again.program.id)).status == "evaluated"
+
+
+async def test_a_migration_that_sends_the_seed_round_every_island_leaves_it_on_each(ws):
+    """A migration's moves are taken together: the seed, sent on by every island and received by each, stays a
+    member of all of them (in SQLite and in the index alike)."""
+    run_id = (await runs.start_run(ws, "circle_packing_26", config={"novelty": False, "num_islands": 4})).run.run_id
+    state = await ws.state(run_id)
+    seed = (await runs.get_run_status(ws, run_id)).best.id
+    child = await steps.propose_candidate(ws, run_id, seed, patch=rings_patch(0.23, 0.44))
+    await state.move([(seed, i, (i + 1) % 4) for i in range(4)] + [(child.program.id, 0, 1)])
+    assert (await state.population()).islands_of(seed) == [0, 1, 2, 3]
+    assert (await state.population()).islands_of(child.program.id) == [1]
+    assert [i for p, i in await ws.archive.memberships(run_id) if p == seed] == [0, 1, 2, 3]
+    same(await state.population(), await fresh(ws, run_id), 4)

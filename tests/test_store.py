@@ -1,5 +1,6 @@
 """The archive on a real SQLite file: schema, writes, queries, persistence."""
 
+import os
 import sqlite3
 
 import pytest
@@ -101,6 +102,36 @@ async def test_the_seeds_island_copies_of_an_older_archive_become_memberships(db
                                        diff=None, patch_type="diff", description=None)
     assert (new.id, 1) in await archive.memberships(1)  # a new program joins the island it was proposed on
     await archive.close()
+
+
+async def test_a_read_only_command_upgrades_an_older_archive_it_may_write_and_says_when_it_may_not(tmp_path):
+    for folder in ("writable", "locked"):
+        path = tmp_path / folder / "archive.db"
+        path.parent.mkdir()
+        con = sqlite3.connect(path)
+        con.executescript("BEGIN;\n" + "\n".join(MIGRATIONS[:5]) + "\nPRAGMA user_version=5;\nCOMMIT;")
+        con.execute("INSERT INTO runs(name, task, task_path, config, status, created_at, updated_at)"
+                    " VALUES ('old', 't', 't', '{}', 'running', 0, 0)")
+        for pid, parent, island in ((1, None, 0), (2, None, 1), (3, 2, 1)):
+            con.execute("INSERT INTO programs(id, run_id, parent_id, island, generation, code, code_hash, patch_type,"
+                        " status, created_at) VALUES (?, 1, ?, ?, 0, 'x', ?, 'full', 'evaluated', 0)",
+                        (pid, parent, island, str(pid)))
+        con.commit()
+        con.close()
+    reader = await Archive.open(tmp_path / "writable" / "archive.db", read_only=True)
+    assert await reader.memberships(1) == [(1, 0), (1, 1), (3, 1)] and await reader.counts_by_status(1) == {
+        "evaluated": 2}
+    await reader.close()
+    locked = tmp_path / "locked"
+    locked.chmod(0o555)
+    (locked / "archive.db").chmod(0o444)
+    try:
+        if os.access(locked / "archive.db", os.W_OK):
+            return  # root writes whatever the mode says: the writable case above is what it sees
+        with pytest.raises(StorageError, match="written by an older evomcp .schema 5; this one reads"):
+            await Archive.open(locked / "archive.db", read_only=True)
+    finally:
+        locked.chmod(0o755)
 
 
 async def test_newer_schema_is_refused(db_path):

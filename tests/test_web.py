@@ -385,7 +385,7 @@ async def test_the_genealogy_is_aggregated_and_stays_connected(tmp_path):
     try:
         run = await archive.create_run("g", "circle_packing_26", "circle_packing_26", {}, None)
         ids = await grow(archive, run.id, 400)
-        await archive.move_programs([(ids[50], 50 % 2, 1 - (50 % 2))])  # a migration
+        await archive.move_programs(run.id, [(ids[50], 50 % 2, 1 - (50 % 2))])  # a migration
         rows = await readers.tree_rows(archive, run.id)
         tree = Genealogy.from_rows(rows)
         whole = tree.view(None, 5000)
@@ -488,13 +488,15 @@ async def test_a_live_runs_genealogy_is_read_again_in_pieces_and_matches_a_fresh
     ids = await grow(archive, run.id, 60)
     pending = await archive.insert_program(run_id=run.id, parent_id=ids[3], island=1, generation=2, code="p\n",
                                            code_hash="p", diff=None, patch_type="full", description=None)
+    await archive.join_islands(run.id, ids[0], [1, 2])  # the seed, on three islands
     async with open_workspace(db, reset=False) as ws:
         before = await genealogy.genealogy(ws, run.id, None, 5000)
         assert before["status"][before["ids"].index(pending.id)] == 0  # waiting
         await archive.save_result(pending.id, EvaluationResult(status="evaluated", correct=True, combined_score=7.0))
         await grow_more(archive, run.id)
-        await archive.move_programs([(ids[10], 0, 1), (ids[11], 1, 0)])
-        await archive.add_event(run.id, "migration", {"moved": {"1": [ids[10]], "0": [ids[11]]}, "at_evaluation": 60})
+        await archive.move_programs(run.id, [(ids[10], 0, 1), (ids[11], 1, 0), (ids[0], 1, 2)])
+        await archive.add_event(run.id, "migration", {"moved": {"1": [ids[10]], "0": [ids[11]], "2": [ids[0]]},
+                                                      "at_evaluation": 60})
         after = await genealogy.genealogy(ws, run.id, None, 5000)
         fresh = Genealogy.from_rows(await readers.tree_rows(archive, run.id)).view(None, 5000)
         for key in ("ids", "parent", "island", "status", "score", "row", "migrated", "hidden"):
@@ -504,4 +506,5 @@ async def test_a_live_runs_genealogy_is_read_again_in_pieces_and_matches_a_fresh
         assert (after["status"][at], after["score"][at]) == (2, 7.0)  # finished since the first reading
         assert after["island"][after["ids"].index(ids[10])] == 1 and after["island"][after["ids"].index(ids[11])] == 0
         assert after["migrated"][after["ids"].index(ids[10])] == 1
+        assert after["island"][after["ids"].index(ids[0])] == 0  # still on island 0 (and now 2): shown on its lowest
     await archive.close()

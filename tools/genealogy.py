@@ -70,9 +70,9 @@ class Genealogy:
         tree.table = table
         return tree
 
-    def updated(self, rows: list[tuple], moves: list[dict[int, list[int]]]) -> Genealogy:
-        """This genealogy with `rows` (new programs, or programs whose status changed) and island moves applied:
-        a live run is read again in pieces, never whole."""
+    def updated(self, rows: list[tuple]) -> Genealogy:
+        """This genealogy with `rows` (new programs, or programs whose status or island changed) applied: a live
+        run is read again in pieces, never whole."""
         table = self.table.copy()
         fresh = _table(rows)
         if len(fresh):
@@ -81,9 +81,6 @@ class Genealogy:
             table[at[old]] = fresh[old]
             table = np.concatenate([table, fresh[~old]])
             table = table[np.argsort(table[:, 0], kind="stable")]
-        for moved in moves:
-            for island, ids in moved.items():
-                table[np.isin(table[:, 0], ids), 2] = island
         return Genealogy.from_table(table)
 
     def unfinished(self) -> list[int]:
@@ -275,8 +272,10 @@ async def genealogy(ws: Workspace, run_id: int, root: int | None, limit: int,
             return Genealogy.from_rows(await readers.tree_rows(archive, run_id)), migrated
         tree, migrated = held
         moves = await readers.migrations(archive, run_id, migrated)
-        rows = await readers.tree_rows(archive, run_id, int(tree.ids[-1]) if len(tree.ids) else 0, tree.unfinished())
-        return tree.updated(rows, [m for _, m in moves]), moves[-1][0] if moves else migrated
+        moved = [i for _, move in moves for ids in move.values() for i in ids]  # read again: where they are now
+        rows = await readers.tree_rows(archive, run_id, int(tree.ids[-1]) if len(tree.ids) else 0,
+                                       tree.unfinished() + moved)
+        return tree.updated(rows), moves[-1][0] if moves else migrated
     tree, _ = await CACHE.get(ws, run_id, "tree", index)
     try:
         view = tree.view(root, limit, first_generation)

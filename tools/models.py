@@ -86,10 +86,14 @@ class RunList(BaseModel):
     runs: list[RunInfo]
 
 
+ISLAND_HELP = ("the island the program was proposed on (a migration may have moved it since; get_run_status's "
+               "islands and get_archive's island filter count where programs are now; the seed is on every island)")
+
+
 class ProgramSummary(BaseModel):
     id: int
     parent_id: int | None
-    island: int
+    island: int = Field(description=ISLAND_HELP)
     generation: int
     status: str = Field(description="pending, running, evaluated or failed")
     correct: bool | None
@@ -168,7 +172,7 @@ class RunStatus(BaseModel):
 
 class ParentView(BaseModel):
     id: int
-    island: int
+    island: int = Field(description=ISLAND_HELP)
     generation: int
     combined_score: float | None
     correct: bool | None

@@ -153,11 +153,17 @@ class Population:
             self._changed()
 
     def move(self, moves: Iterable[tuple[int, int, int]]) -> None:
-        """Migrations: (program id, from island, to island) each."""
+        """A migration: (program id, from island, to island) each, taken together (as Archive.move_programs):
+        a program leaves the islands it moves from unless it also moves to them."""
+        leaving: dict[int, set[int]] = {}
+        joining: dict[int, set[int]] = {}
         for program_id, source, to in moves:
+            leaving.setdefault(program_id, set()).add(source)
+            joining.setdefault(program_id, set()).add(to)
+        for program_id, sources in leaving.items():
             i = self._pos.get(program_id)
-            if i is not None and source in (islands := self.islands_at(i)):
-                self._set_islands(i, (islands - {source}) | {to})
+            if i is not None:
+                self._set_islands(i, (self.islands_at(i) - sources) | joining[program_id])
         self._changed()
 
     def islands_at(self, i: int) -> set[int]:

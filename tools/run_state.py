@@ -163,7 +163,7 @@ class RunState:
     async def move(self, moves: list[tuple[int, int, int]]) -> None:
         """Programs that migrate: (program id, from island, to island) each."""
         population = await self.population()
-        await self.archive.move_programs(moves)
+        await self.archive.move_programs(self.run_id, moves)
         population.move(moves)
         self._embeddings = None  # members changed islands: the matrices are rebuilt on next use
 

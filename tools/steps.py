@@ -375,10 +375,9 @@ async def _record(ws: Workspace, run: RunRecord, program: ProgramRecord, flight:
     with anyio.CancelScope(shield=True):  # recorded: the bookkeeping that follows is part of it
         await ws.archive.add_event(run_id, "evaluated", {"program": program_id, "score": result.combined_score,
                                                          "correct": result.correct, "isolation": result.isolation})
-        moved = await migrate_if_due(ws, state, population.evaluations())
-        # as saved (read back only when a migration just moved it to another island)
-        recorded = await ws.program(run_id, program_id) if program_id in moved else \
-            program.model_copy(update={**result.model_dump(exclude={"isolation"}), "evaluated_at": evaluated_at})
+        await migrate_if_due(ws, state, population.evaluations())
+        # as saved, without reading it back (a migration moves memberships, not the row)
+        recorded = program.model_copy(update={**result.model_dump(exclude={"isolation"}), "evaluated_at": evaluated_at})
         out = _result(run_id, summary(recorded), population.score_of(program.parent_id),
                       flight.best_before, flight.notes, recorded.text_feedback)
         if program.patch_type == "seed":
