@@ -35,6 +35,12 @@ _SUMMARY_COLUMNS = (
 
 # the programs that are members of an island now (parameters: run id, island)
 _MEMBERS = "SELECT program_id FROM island_members WHERE run_id = ? AND island = ?"
+_ISLAND_PROGRAMS = "island_members m JOIN programs ON programs.id = m.program_id"
+_ISLAND_COLUMNS = ", ".join(f"programs.{name.strip()}" for name in _SUMMARY_COLUMNS.split(","))
+# an island's members `p` walked from the newest down its index, for "the newest that ..." (parameters: run id,
+# island); filtering programs by `id IN (_MEMBERS)` instead would scan the whole run
+_MEMBERS_NEWEST_FIRST = ("island_members m JOIN programs p ON p.id = m.program_id"
+                         " WHERE m.run_id = ? AND m.island = ?")
 
 
 class DuplicateProgram(Exception):
@@ -411,28 +417,31 @@ class Archive:
         correct_only: bool = False,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of program summaries (no code) and the cursor of the next page."""
-        where = ["run_id = ?"]
+        # an island's page walks its members in the island's index order, not the whole run
+        source, columns, pid = ("programs", _SUMMARY_COLUMNS, "id") if island is None else \
+            (_ISLAND_PROGRAMS, _ISLAND_COLUMNS, "m.program_id")
+        where = ["programs.run_id = ?"]
         args: list[Any] = [run_id]
         if island is not None:
-            where.append(f"id IN ({_MEMBERS})")
+            where += ["m.run_id = ?", "m.island = ?"]
             args += [run_id, island]
         if correct_only:
             where.append("correct = 1")
-        key_sql = {"score": f"COALESCE(combined_score, {_NO_SCORE})", "newest": "id", "oldest": "id"}[order]
+        key_sql = {"score": f"COALESCE(combined_score, {_NO_SCORE})", "newest": pid, "oldest": pid}[order]
         if cursor is not None:
             key, last_id = decode_cursor(cursor)
             if order == "score":
-                where.append(f"({key_sql} < ? OR ({key_sql} = ? AND id > ?))")
+                where.append(f"({key_sql} < ? OR ({key_sql} = ? AND {pid} > ?))")
                 args += [key, key, last_id]
             elif order == "newest":
-                where.append("id < ?")
+                where.append(f"{pid} < ?")
                 args.append(last_id)
             else:
-                where.append("id > ?")
+                where.append(f"{pid} > ?")
                 args.append(last_id)
-        order_sql = {"score": f"{key_sql} DESC, id ASC", "newest": "id DESC", "oldest": "id ASC"}[order]
+        order_sql = {"score": f"{key_sql} DESC, {pid} ASC", "newest": f"{pid} DESC", "oldest": f"{pid} ASC"}[order]
         sql = (
-            f"SELECT {_SUMMARY_COLUMNS}, {key_sql} AS sort_key FROM programs WHERE {' AND '.join(where)}"
+            f"SELECT {columns}, {key_sql} AS sort_key FROM {source} WHERE {' AND '.join(where)}"
             f" ORDER BY {order_sql} LIMIT ?"
         )
         rows = await self._rows(sql, (*args, limit + 1))
@@ -512,10 +521,10 @@ class Archive:
     async def island_failures(self, run_id: int, island: int, limit: int = 3) -> list[dict[str, Any]]:
         """The newest members of an island that failed or were judged incorrect, with their output tails."""
         rows = await self._rows(
-            "SELECT id, parent_id, description, error, stdout_tail, stderr_tail FROM programs"
-            f" WHERE run_id = ? AND id IN ({_MEMBERS}) AND (status = 'failed' OR (status = 'evaluated' AND correct = 0))"
-            " ORDER BY id DESC LIMIT ?",
-            (run_id, run_id, island, limit),
+            "SELECT p.id, p.parent_id, p.description, p.error, p.stdout_tail, p.stderr_tail"
+            f" FROM {_MEMBERS_NEWEST_FIRST} AND (p.status = 'failed' OR (p.status = 'evaluated' AND p.correct = 0))"
+            " ORDER BY m.program_id DESC LIMIT ?",
+            (run_id, island, limit),
         )
         return [dict(r) for r in rows]
 
@@ -538,9 +547,9 @@ class Archive:
     async def latest_failed(self, run_id: int, island: int) -> int | None:
         """The newest member of an island that failed or was judged incorrect (for fix mode)."""
         row = await self._row(
-            f"SELECT id FROM programs WHERE run_id = ? AND id IN ({_MEMBERS}) AND status IN ('evaluated', 'failed')"
-            " AND correct = 0 ORDER BY id DESC LIMIT 1",
-            (run_id, run_id, island),
+            f"SELECT p.id FROM {_MEMBERS_NEWEST_FIRST} AND p.status IN ('evaluated', 'failed') AND p.correct = 0"
+            " ORDER BY m.program_id DESC LIMIT 1",
+            (run_id, island),
         )
         return row[0] if row else None
 

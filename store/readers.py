@@ -95,8 +95,7 @@ async def tally(archive: Archive, run_id: int) -> tuple[dict[str, int], int]:
     """Programs by status (as `Archive.counts_by_status`), and the candidates evaluated (programs with a parent
     whose evaluation finished: what budgets count). From the status index and the parentless row, so a poll costs
     the same at any size."""
-    counts = {status: n for status, n in await _rows(
-        archive, "SELECT status, COUNT(*) FROM programs WHERE run_id = ? GROUP BY status", (run_id,))}
+    counts = await archive.counts_by_status(run_id)
     parentless = await _rows(archive, "SELECT status FROM programs WHERE parent_id IS NULL AND run_id = ?", (run_id,))
     finished = counts.get("evaluated", 0) + counts.get("failed", 0)
     finished -= sum(status in ("evaluated", "failed") for (status,) in parentless)  # the seed is no candidate

@@ -1060,6 +1060,26 @@ HOSTILE_FILES = {
             os.symlink("/dev/zero", "result.json")
             os._exit(0)
         """,
+    "result.json is 60 MB (over the inline read and the result cap)": """
+        import os
+        def run_packing():
+            with open("result.json", "w") as f:
+                f.write('{"ok": true, "value": [' + " " * (60 * 1024 * 1024) + "]}")
+            os._exit(0)
+        """,
+    "result.json grows after its size was read (a process left behind keeps writing)": """
+        import os, time
+        def run_packing():
+            with open("result.json", "w") as f:
+                f.write('{"ok": true, "value": []}')
+            if os.fork() == 0:
+                with open("result.json", "a") as f:
+                    while True:
+                        f.write(" " * 65536)
+                        f.flush()
+            time.sleep(0.2)
+            os._exit(0)
+        """,
     "result.json is a directory": """
         import os
         def run_packing():

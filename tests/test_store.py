@@ -104,30 +104,38 @@ async def test_the_seeds_island_copies_of_an_older_archive_become_memberships(db
     await archive.close()
 
 
-async def test_a_read_only_command_upgrades_an_older_archive_it_may_write_and_says_when_it_may_not(tmp_path):
-    for folder in ("writable", "locked"):
-        path = tmp_path / folder / "archive.db"
-        path.parent.mkdir()
-        con = sqlite3.connect(path)
-        con.executescript("BEGIN;\n" + "\n".join(MIGRATIONS[:5]) + "\nPRAGMA user_version=5;\nCOMMIT;")
-        con.execute("INSERT INTO runs(name, task, task_path, config, status, created_at, updated_at)"
-                    " VALUES ('old', 't', 't', '{}', 'running', 0, 0)")
-        for pid, parent, island in ((1, None, 0), (2, None, 1), (3, 2, 1)):
-            con.execute("INSERT INTO programs(id, run_id, parent_id, island, generation, code, code_hash, patch_type,"
-                        " status, created_at) VALUES (?, 1, ?, ?, 0, 'x', ?, 'full', 'evaluated', 0)",
-                        (pid, parent, island, str(pid)))
-        con.commit()
-        con.close()
-    reader = await Archive.open(tmp_path / "writable" / "archive.db", read_only=True)
+def _schema_5_archive(path):
+    """An archive as evomcp wrote it before island membership: the seed (1) copied onto island 1 (2)."""
+    path.parent.mkdir(exist_ok=True)
+    con = sqlite3.connect(path)
+    con.executescript("BEGIN;\n" + "\n".join(MIGRATIONS[:5]) + "\nPRAGMA user_version=5;\nCOMMIT;")
+    con.execute("INSERT INTO runs(name, task, task_path, config, status, created_at, updated_at)"
+                " VALUES ('old', 't', 't', '{}', 'running', 0, 0)")
+    for pid, parent, island in ((1, None, 0), (2, None, 1), (3, 2, 1)):
+        con.execute("INSERT INTO programs(id, run_id, parent_id, island, generation, code, code_hash, patch_type,"
+                    " status, created_at) VALUES (?, 1, ?, ?, 0, 'x', ?, 'full', 'evaluated', 0)",
+                    (pid, parent, island, str(pid)))
+    con.commit()
+    con.close()
+
+
+async def test_a_read_only_command_upgrades_an_older_archive_it_may_write(tmp_path):
+    path = tmp_path / "writable" / "archive.db"
+    _schema_5_archive(path)
+    reader = await Archive.open(path, read_only=True)
     assert await reader.memberships(1) == [(1, 0), (1, 1), (3, 1)] and await reader.counts_by_status(1) == {
         "evaluated": 2}
     await reader.close()
+
+
+async def test_a_read_only_command_says_why_it_cannot_upgrade_an_older_archive_it_may_not_write(tmp_path):
     locked = tmp_path / "locked"
+    _schema_5_archive(locked / "archive.db")
     locked.chmod(0o555)
     (locked / "archive.db").chmod(0o444)
     try:
         if os.access(locked / "archive.db", os.W_OK):
-            return  # root writes whatever the mode says: the writable case above is what it sees
+            pytest.skip("this user (root) writes whatever the mode says: the refusal cannot be reached as root")
         with pytest.raises(StorageError, match="written by an older evomcp .schema 5; this one reads"):
             await Archive.open(locked / "archive.db", read_only=True)
     finally:
@@ -223,4 +231,28 @@ async def test_pending_ids_reach_past_the_oldest_few_hundred(db_path):
     assert await archive.pending_ids(run.id) == [pending[0], pending[2]]
     assert await archive.reset_unfinished() == 1
     assert await archive.pending_ids(run.id) == pending
+    await archive.close()
+
+
+async def test_an_islands_pages_hold_its_members_in_each_order(db_path):
+    """get_archive's island filter walks the island's members: paged with cursors in every order, the pages
+    are exactly the members (the seed on both islands, a migrated program where it went) in that order."""
+    archive = await Archive.open(db_path)
+    run, ids = await _run_with_programs(archive, [1.0, 1.5, None, 0.2, 1.5, 0.7])
+    await archive.join_islands(run.id, ids[0], [1])
+    await archive.move_programs(run.id, [(ids[4], 0, 1)])
+    members = {0: set(ids) - {ids[4]}, 1: {ids[0], ids[4]}}
+    rows = {r["id"]: r for r in (await archive.page_programs(run.id, order="oldest", limit=200))[0]}
+    for island, expected in members.items():
+        for order in ("score", "newest", "oldest"):
+            seen, cursor = [], None
+            while True:
+                page, cursor = await archive.page_programs(run.id, order=order, limit=2, cursor=cursor, island=island)
+                seen += [r["id"] for r in page]
+                if cursor is None:
+                    break
+            key = {"oldest": lambda i: i, "newest": lambda i: -i,
+                   "score": lambda i: (-(rows[i]["combined_score"] if rows[i]["combined_score"] is not None
+                                         else -1e308), i)}[order]
+            assert seen == sorted(expected, key=key), (island, order)
     await archive.close()

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..store import ProgramRecord, RunRecord
+from ..store import ProgramRecord, RunRecord, readers
 from ..store.readers import EXTERNAL_ARM
 from .trust import run_contracts
 from .workspace import Workspace
@@ -92,4 +92,6 @@ async def load(ws: Workspace, run_id: int) -> RunData:
 async def progress_points(ws: Workspace, run_id: int) -> list[tuple[int, float]]:
     """(evaluation number, best score so far) for every evaluation from the first correct one on."""
     await _get_run(ws, run_id)
-    return _progress(_evaluations(await ws.archive.report_programs(run_id)))[0]
+    finished = await readers.evaluations(ws.archive, run_id)  # in the order they finished, as _evaluations
+    return _progress([{"id": i, "correct": correct, "combined_score": score}
+                      for i, _, correct, score in finished])[0]

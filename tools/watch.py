@@ -16,8 +16,8 @@ from .scan_cache import CACHE
 from .trust import all_contracts, describe, run_contracts, scoring
 from .workspace import Workspace
 
-__all__ = ["MAX_DOTS", "NotFound", "ProgramRecord", "RunRecord", "StorageError", "finite", "live", "parse_cursor",
-           "program_record", "run_record", "runs_list", "state"]
+__all__ = ["NotFound", "ProgramRecord", "RunRecord", "StorageError", "finite", "live", "program_record", "run_record",
+           "runs_list"]
 
 MAX_DOTS = 3000  # scores sent with a run's first live answer (thinned evenly beyond this)
 
