@@ -122,6 +122,8 @@ async def list_runs(ws: Workspace) -> RunList:
 async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
     run = await ws.run(run_id)
     state = ws.state_of(run)
+    # the driver's note before the counts: a driver that says it finished has its last evaluations counted
+    driver = await run_notes.driver(ws.archive, run_id)
     population = await state.population()
     counts = population.counts()
     best = await state.best_program()
@@ -144,7 +146,7 @@ async def get_run_status(ws: Workspace, run_id: int) -> RunStatus:
         novelty_rejections=await ws.archive.count_events(run_id, "novelty_rejected"),
         cost_usd=await state.cost_usd(),
         models=models,
-        driver=await run_notes.driver(ws.archive, run_id),
+        driver=driver,
         islands={i: IslandStatus(**stats) for i, stats in population.island_stats().items()},
         scoring=scoring(contracts),
         scoring_detail=describe(contracts),
