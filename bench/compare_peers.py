@@ -639,6 +639,33 @@ def ratios(results: list[Result]) -> tuple[str, list[str]]:
     return markdown(head, rows), verdicts
 
 
+def floor_verdicts(results: list[Result], figures: dict) -> list[str]:
+    """Whether the throughput targets can be reached at all with a sandbox per candidate: the executor's floor
+    against OpenEvolve's whole steady period, measured in the same run; and start-up against its imports."""
+    import floor
+
+    out = []
+    isolated = {row["slots"]: row for row in figures["executor"] if row["isolate"]}
+    for k, row in sorted(isolated.items()):
+        least = floor.floor_ms(row, figures["cores"])
+        theirs = next((r for r in results if r.framework == "OpenEvolve" and r.slots == k and r.ok), None)
+        if theirs is None or theirs.steady_period_s is None:
+            continue
+        period = theirs.steady_period_s * 1000
+        out.append(f"{k} slot(s): the sandboxed executor alone takes at least {least:.1f} ms per candidate here "
+                   f"({row['machine_busy_ms']:.1f} ms of the machine on {figures['cores']} cores, {row['wall_ms']:.1f} "
+                   f"ms of wall); OpenEvolve's whole steady period is {period:.1f} ms: "
+                   + ("evomcp cannot match it with a sandbox per candidate" if least >= period else
+                      f"room of {period - least:.1f} ms per candidate for everything else"))
+    if 1 in isolated and 2 in isolated:
+        gain = isolated[1]["wall_ms"] / floor.floor_ms(isolated[2], figures["cores"])
+        out.append(f"a second slot, the executor alone: at most {gain:.2f}x (the issue asks 1.6x of the whole run)")
+    imports = figures["imports_s"]
+    out.append(f"start-up: `import openai` and evomcp's own imports together take {imports['both']:.2f} s in a fresh "
+               f"interpreter before any work (the issue asks at most 1.0 s to the first model call)")
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -658,6 +685,8 @@ def main(argv: list[str] | None = None) -> int:
                              "machine disturbs some runs)")
     parser.add_argument("--eval-samples", type=int, default=50, help="programs in the standalone evaluation loop")
     parser.add_argument("--eval-rounds", type=int, default=4, help="passes over them")
+    parser.add_argument("--floor-n", type=int, default=200,
+                        help="evaluations per row of the sandboxed executor alone (bench/floor.py; 0: skip it)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, archives)")
     parser.add_argument("--save-prompts", action="store_true",
@@ -686,6 +715,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"(warm standalone loop, {c['n']} evaluations; {c['valid']:.0%} valid)", flush=True)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             print(f"[eval] {label}: {exc}", flush=True)
+
+    floor_figures = None
+    if "evomcp" in wanted and args.floor_n > 0:
+        import floor  # bench/floor.py (it imports this module: not at the top)
+
+        floor_figures = floor.measure(args.floor_n, slot_counts, 3, work / "floor")
+        print("[floor] the sandboxed executor alone and the imports before a first model call measured", flush=True)
 
     model = InstantModel(seed=1)
     model.keep_prompts = args.save_prompts
@@ -757,12 +793,20 @@ def main(argv: list[str] | None = None) -> int:
         print("- " + verdict)
     for label, reason in skipped.items():
         print(f"- skipped {label}: {reason}")
+    if floor_figures is not None:
+        import floor
+
+        print("\nThe floor under evomcp: its sandboxed executor alone, no model, archive or driver (bench/floor.py):\n")
+        print("\n".join(floor.report(floor_figures)))
+        print()
+        for verdict in floor_verdicts(results, floor_figures):
+            print("- " + verdict)
     if args.json:
         args.json.write_text(json.dumps({
             "date": datetime.date.today().isoformat(), "candidates": args.candidates, "versions": versions,
             "cores": os.cpu_count(), "python": platform.python_version(), "eval_costs": eval_costs,
             "results": [{**asdict(r), **(r.figures() if r.ok else {})} for r in results],
-            "verdicts": verdicts, "skipped": skipped}, indent=2))
+            "verdicts": verdicts, "skipped": skipped, "floor": floor_figures}, indent=2))
     if args.keep:
         print(f"\nkept {work}")
     else:
