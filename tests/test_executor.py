@@ -79,6 +79,52 @@ async def test_cancelling_an_evaluation_kills_its_candidate(executor):
     assert again.correct
     assert await leftovers(executor) == set() and executor.helper_pids <= procs.descendants()
 
+def _ticks_since_boot(stat: str | None = None) -> int:
+    """A process's start time from its /proc stat line (clock ticks since boot), or now's without one."""
+    if stat is None:
+        with open("/proc/uptime") as f:
+            return int(float(f.read().split()[0]) * os.sysconf("SC_CLK_TCK"))
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+async def test_the_next_candidate_runs_in_the_spare_prepared_for_it():
+    """The fast path: after a request the template prepares a spare child (namespaces, its root, the work
+    directory of a request to come bound in, privileges dropped, seccomp), and the next candidate runs in
+    that very process, locked down ahead in that directory. Without it every candidate would wait for a
+    fresh fork and its lock-down, and no other test would notice."""
+    code = candidate("""
+        import os
+        def run_packing():
+            with open("/proc/self/stat") as f:
+                print("STARTED", f.read(), "IN", os.getcwd(), "END")
+            raise RuntimeError("reported")
+    """)
+
+    def reported(report) -> tuple[int, str]:
+        stat, cwd = report.stdout_tail.split("STARTED ", 1)[1].split(" END", 1)[0].rsplit(" IN ", 1)
+        return _ticks_since_boot(stat), cwd
+
+    async with LocalExecutor(slots=1) as executor:
+        first = await executor.evaluate(CIRCLES, code)
+        work_root = os.path.dirname(reported(first)[1])
+        spares = executor.helper_pids - {executor.template_pid}
+        assert spares, "the template prepared no spare child"
+        prepared = []
+        for pid in spares:
+            with open(f"/proc/{pid}/stat") as f:
+                prepared.append(_ticks_since_boot(f.read()))
+        while _ticks_since_boot() < max(prepared) + 3:  # a child forked for the next request starts later
+            await anyio.sleep(0.005)
+        before = {name: os.listdir(os.path.join(work_root, name)) for name in os.listdir(work_root)}
+        started, cwd = reported(await executor.evaluate(CIRCLES, code))
+    assert started <= max(prepared) + 1, (started, prepared)  # the spare's own process (or the one inside it)
+    if "bwrap" not in first.isolation:  # inside bubblewrap a spare binds its work directory in when handed it
+        # the spare locked down in the next request's directory before that request: the candidate's output
+        # files were already there, made by it
+        assert os.path.dirname(cwd) == work_root and cwd != reported(first)[1]
+        assert "stdout.txt" in before.get(os.path.basename(cwd), []), (cwd, before)
+
+
 async def test_crash_exit_and_exceptions_are_reasons(executor):
     segv = candidate("""
         import ctypes
