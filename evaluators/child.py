@@ -1345,11 +1345,13 @@ def serve(preload, in_bwrap=False):
         reserved.extend(d for d in request.get("prepare", ()) if isinstance(d, str) and os.path.dirname(d) == key[2])
         if wanted in reserved:
             reserved.remove(wanted)
-        for other in [s for s in spares if s.key != key  # prepared for another kind of request
-                      or (s.workdir is not None and s.workdir != wanted and not os.path.isdir(s.workdir))]:
-            other.discard()  # (or in a work directory whose request will never come: the server removed it)
-        spares = [s for s in spares if s.key == key and (s.workdir is None or s.workdir == wanted
-                                                          or os.path.isdir(s.workdir))]
+        # a spare prepared for another kind of request, or locked down in a work directory whose request will
+        # never come (the server removed it), is discarded; each is judged once, so none is both kept and lost
+        useful = {id(s) for s in spares if s.key == key and (s.workdir is None or s.workdir == wanted
+                                                             or os.path.isdir(s.workdir))}
+        for other in [s for s in spares if id(s) not in useful]:
+            other.discard()
+        spares = [s for s in spares if id(s) in useful]
         # the spare locked down in this very work directory, else one that binds it in itself; a spare locked
         # down in another one waits for that directory's request
         handed = None
