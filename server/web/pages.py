@@ -161,7 +161,7 @@ def drawing(run: RunRecord, p: ProgramRecord, whose: str = "This program's") -> 
 
 def has_drawing(run: RunRecord, p: ProgramRecord) -> bool:
     """Whether the task draws this program's solution (the run page then shows the best one's)."""
-    return bool(p.correct) and draw_solution(run.task, p.private_metrics, p.public_metrics) is not None
+    return drawing_svg(run, p) is not None
 
 
 def drawing_svg(run: RunRecord, p: ProgramRecord) -> str | None:
