@@ -33,12 +33,11 @@ _SUMMARY_COLUMNS = (
 )
 
 
-# the programs that are members of an island now (parameters: run id, island)
-_MEMBERS = "SELECT program_id FROM island_members WHERE run_id = ? AND island = ?"
+# an island's members joined to their rows (the caller filters on m.run_id and m.island)
 _ISLAND_PROGRAMS = "island_members m JOIN programs ON programs.id = m.program_id"
 _ISLAND_COLUMNS = ", ".join(f"programs.{name.strip()}" for name in _SUMMARY_COLUMNS.split(","))
 # an island's members `p` walked from the newest down its index, for "the newest that ..." (parameters: run id,
-# island); filtering programs by `id IN (_MEMBERS)` instead would scan the whole run
+# island); filtering programs by `id IN (SELECT program_id FROM island_members ...)` instead would scan the whole run
 _MEMBERS_NEWEST_FIRST = ("island_members m JOIN programs p ON p.id = m.program_id"
                          " WHERE m.run_id = ? AND m.island = ?")
 
@@ -489,26 +488,6 @@ class Archive:
             (run_id,),
         )
         return _summary(row) if row else None
-
-    async def top_k(self, run_id: int, k: int, island: int | None = None) -> list[dict[str, Any]]:
-        rows, _ = await self.page_programs(run_id, order="score", limit=k, island=island, correct_only=True)
-        return rows
-
-    async def selection_pool(self, run_id: int, island: int | None = None) -> list[sqlite3.Row]:
-        """Correct, evaluated programs (of an island: its members) with their children counts (pending children
-        included)."""
-        island_sql = f"AND p.id IN ({_MEMBERS})" if island is not None else ""
-        args: tuple[Any, ...] = (run_id, run_id, island) if island is not None else (run_id,)
-        return await self._rows(
-            f"""
-            SELECT p.id, p.combined_score, p.island, p.generation,
-                   (SELECT COUNT(*) FROM programs c WHERE c.parent_id = p.id) AS children
-            FROM programs p
-            WHERE p.run_id = ? AND p.status = 'evaluated' AND p.correct = 1 {island_sql}
-            ORDER BY p.id
-            """,
-            args,
-        )
 
     async def recent_failures(self, run_id: int, parent_id: int, limit: int = 3) -> list[dict[str, Any]]:
         rows = await self._rows(

@@ -7,6 +7,8 @@ import pytest
 
 from evomcp.store import Archive, BadCursor, DuplicateProgram, EvaluationResult, StorageError
 from evomcp.store.schema import MIGRATIONS, SCHEMA_VERSION
+from evomcp.testing import oracles
+from evomcp.tools.population import Population
 
 
 async def _run_with_programs(archive, scores):
@@ -213,8 +215,9 @@ async def test_selection_pool_counts_pending_children(db_path):
     run, ids = await _run_with_programs(archive, [1.0])
     await archive.insert_program(run_id=run.id, parent_id=ids[0], island=0, generation=1, code="y=1\n",
                                  code_hash="c1", diff=None, patch_type="diff", description=None)
-    pool = await archive.selection_pool(run.id)
-    assert [(r["id"], r["children"]) for r in pool] == [(ids[0], 1)]
+    loaded = Population.from_rows(await archive.population_rows(run.id), await archive.memberships(run.id))
+    ids_in_pool, _, children, _ = loaded.pool(None)
+    assert dict(zip(ids_in_pool.tolist(), children.tolist())) == oracles.selection_pool(db_path, run.id) == {ids[0]: 1}
     await archive.close()
 
 
