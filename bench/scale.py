@@ -6,8 +6,9 @@
 Fills one run directly in SQLite (realistic code sizes, 256-d float32 embeddings, scores, two
 islands, a 1,000-deep lineage chain), then opens it like a server does and prints p50/p99 latency
 of sample_parent per strategy, the novelty check, propose_candidate without evaluation, get_archive
-(first and a deep page), get_lineage of the deep chain and get_run_status, plus insert throughput,
-cold start (open to first answer), resident memory and database size.
+(first and a deep page by score, the newest and oldest pages, an island's page), get_lineage of the
+deep chain and get_run_status, plus insert throughput, cold start (open to first answer), resident
+memory and database size.
 """
 
 from __future__ import annotations
@@ -137,6 +138,11 @@ async def measure(db: Path, args: argparse.Namespace) -> None:
         await timed("propose_candidate (no evaluation)", propose, args.calls, results)
         await timed("get_archive first page", lambda: views.get_archive(ws, 1, limit=50), args.calls, results)
         await timed("get_archive deep page", lambda: views.get_archive(ws, 1, limit=50, cursor=deep_cursor),
+                    args.calls, results)
+        for order in ("newest", "oldest"):
+            await timed(f"get_archive {order} first page", lambda order=order: views.get_archive(
+                ws, 1, limit=50, order=order), args.calls, results)
+        await timed("get_archive island 0 by score", lambda: views.get_archive(ws, 1, limit=50, island=0),
                     args.calls, results)
         await timed(f"get_lineage ({CHAIN} deep)", lambda: views.get_lineage(ws, 1, CHAIN), args.calls // 4 or 1,
                     results)

@@ -396,9 +396,9 @@ class Archive:
         """Programs of the run proposed and not evaluated yet (`running_too`: and those marked running, which
         a write that failed may have left so), oldest first."""
         statuses = "('pending', 'running')" if running_too else "('pending')"
-        rows = await self._rows(
-            f"SELECT id FROM programs WHERE run_id = ? AND status IN {statuses} ORDER BY id", (run_id,))
-        return [row[0] for row in rows]
+        # sorted here: ORDER BY id would have SQLite walk the whole run in id order instead of the status index
+        rows = await self._rows(f"SELECT id FROM programs WHERE run_id = ? AND status IN {statuses}", (run_id,))
+        return sorted(row[0] for row in rows)
 
     async def reset_unfinished(self) -> int:
         """Put programs left `running` by a dead process back to `pending`."""
@@ -416,14 +416,20 @@ class Archive:
         correct_only: bool = False,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of program summaries (no code) and the cursor of the next page."""
-        # an island's page walks its members in the island's index order, not the whole run
-        source, columns, pid = ("programs", _SUMMARY_COLUMNS, "id") if island is None else \
-            (_ISLAND_PROGRAMS, _ISLAND_COLUMNS, "m.program_id")
+        # an island's newest or oldest page walks its members in the island's index order, not the whole run; its
+        # page by score walks the run's score index and keeps the island's members, so that it stops after a page
+        # of them (walking the members would sort them all)
+        by_members = island is not None and order != "score"
+        source, columns, pid = (_ISLAND_PROGRAMS, _ISLAND_COLUMNS, "m.program_id") if by_members else \
+            ("programs", _SUMMARY_COLUMNS, "id")
         where = ["programs.run_id = ?"]
         args: list[Any] = [run_id]
-        if island is not None:
+        if by_members:
             where += ["m.run_id = ?", "m.island = ?"]
             args += [run_id, island]
+        elif island is not None:
+            where.append("EXISTS (SELECT 1 FROM island_members m WHERE m.program_id = programs.id AND m.island = ?)")
+            args.append(island)
         if correct_only:
             where.append("correct = 1")
         key_sql = {"score": f"COALESCE(combined_score, {_NO_SCORE})", "newest": pid, "oldest": pid}[order]

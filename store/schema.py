@@ -135,6 +135,10 @@ MIGRATIONS: list[str] = [
     DELETE FROM programs WHERE id IN (SELECT copy_id FROM seed_copies);
     DROP TABLE seed_copies;
     """,
+    # 6 -> 7: a run's programs in id order, for its newest and oldest pages (without it SQLite sorted the run)
+    """
+    CREATE INDEX programs_by_run ON programs(run_id, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -238,7 +238,7 @@ async def test_pending_ids_reach_past_the_oldest_few_hundred(db_path):
 
 
 async def test_an_islands_pages_hold_its_members_in_each_order(db_path):
-    """get_archive's island filter walks the island's members: paged with cursors in every order, the pages
+    """get_archive's island filter: paged with cursors in every order, the pages
     are exactly the members (the seed on both islands, a migrated program where it went) in that order."""
     archive = await Archive.open(db_path)
     run, ids = await _run_with_programs(archive, [1.0, 1.5, None, 0.2, 1.5, 0.7])
