@@ -6,8 +6,8 @@ Run: .venv/bin/python bench/floor.py [--n 300]     (about a minute; compare_peer
 
 The executor row evaluates compare_peers.py's task (the same programs: the seed and nudged variants)
 through `LocalExecutor` alone, with no model, driver, archive or server: each candidate gets what the
-sandbox issue requires, a fresh forked process with its own namespaces, root, uid and seccomp filter,
-whose whole pid namespace ends with it. It measures, per candidate over the timed loop (the template's
+sandbox gives every candidate, a fresh forked process with its own namespaces, root, uid and seccomp
+filter, whose whole pid namespace ends with it. It measures, per candidate over the timed loop (the template's
 start and a first evaluation excluded):
   wall      the loop's wall time / candidates (with K slots, K evaluations at once);
   server    this process's CPU (the executor's side: work dir, hand-over, channel, read back);

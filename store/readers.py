@@ -96,7 +96,8 @@ async def tally(archive: Archive, run_id: int) -> tuple[dict[str, int], int]:
     whose evaluation finished: what budgets count). From the status index and the parentless row, so a poll costs
     the same at any size."""
     counts = await archive.counts_by_status(run_id)
-    parentless = await _rows(archive, "SELECT status FROM programs WHERE parent_id IS NULL AND run_id = ?", (run_id,))
+    # `+run_id`: the parent index (the few parentless rows of every run), not a walk of the run's rows
+    parentless = await _rows(archive, "SELECT status FROM programs WHERE parent_id IS NULL AND +run_id = ?", (run_id,))
     finished = counts.get("evaluated", 0) + counts.get("failed", 0)
     finished -= sum(status in ("evaluated", "failed") for (status,) in parentless)  # the seed is no candidate
     return {status: n for status, n in counts.items() if n}, finished

@@ -129,6 +129,7 @@ async def test_bad_input_gets_errors_that_say_what_to_do(ws):
         assert f"duplicate of program {first['program']['id']}" in message
         assert "exactly one of" in await call_err(client, "propose_candidate", {"run_id": run_id, "parent_id": seed})
         assert "cursor" in await call_err(client, "get_archive", {"run_id": run_id, "cursor": "garbage!"})
+        assert "island 7 does not exist" in await call_err(client, "get_archive", {"run_id": run_id, "island": 7})
         from mcp.shared.exceptions import MCPError
 
         with pytest.raises(MCPError) as missing:  # SEP-2164: an unknown resource is invalid params

@@ -1,5 +1,6 @@
 """Kill -9 the server in the middle of a driven run, start it again, and check nothing was lost."""
 
+import contextlib
 import json
 import signal
 import sqlite3
@@ -33,6 +34,16 @@ def gated_model(seed: int, open_calls: int):
     return gated, gate, lambda: counts["waiting"]
 
 
+@contextlib.contextmanager
+def released(gate: threading.Event):
+    """Open the gate on the way out, whatever happened: the fake model's server joins its threads on stopping,
+    and a held call would keep a failing test waiting for two minutes."""
+    try:
+        yield
+    finally:
+        gate.set()
+
+
 def archive_rows(db):
     con = sqlite3.connect(db)
     try:
@@ -48,7 +59,7 @@ async def test_sigkill_mid_run_then_resume(tmp_path):
     db, port = tmp_path / "restart.db", free_port()
     url = mcp_url(port)
     respond, gate, waiting = gated_model(5, open_calls=18)
-    with FakeOpenAI() as fake:
+    with FakeOpenAI() as fake, released(gate):
         fake.add_model("m", respond)
         with running_http_server(db, port, "--no-auth") as proc:
             run_id = await start_driven_run(url, task="circle_packing_26",
@@ -99,7 +110,7 @@ async def test_sigterm_marks_the_run_interrupted_and_it_resumes(tmp_path):
     db, port = tmp_path / "term.db", free_port()
     url = mcp_url(port)
     respond, gate, waiting = gated_model(3, open_calls=12)
-    with FakeOpenAI() as fake:
+    with FakeOpenAI() as fake, released(gate):
         fake.add_model("m", respond)
         with running_http_server(db, port, "--no-auth") as proc:
             run_id = await start_driven_run(url, task="circle_packing_26",

@@ -18,9 +18,12 @@ def program_uri(run_id: int, program_id: int) -> str:
 async def get_archive(ws: Workspace, run_id: int, limit: int = 20, cursor: str | None = None,
                       order: ArchiveOrder = "score", island: int | None = None,
                       correct_only: bool = False) -> ArchivePage:
-    await ws.run(run_id)
+    run = await ws.run(run_id)
     if not 1 <= limit <= MAX_PAGE:
         raise EvoError(f"limit must be between 1 and {MAX_PAGE}; page through with cursor for more")
+    islands = ws.config(run).num_islands
+    if island is not None and not 0 <= island < islands:
+        raise EvoError(f"run {run_id} has islands 0 to {islands - 1}; island {island} does not exist")
     try:
         rows, next_cursor = await ws.archive.page_programs(run_id, order=order, limit=limit, cursor=cursor,
                                                            island=island, correct_only=correct_only)

@@ -133,10 +133,10 @@ async def state(ws: Workspace, run: RunRecord) -> dict[str, Any]:
     """The run's facts, islands, operators and models, bandits and cost. Whether the best program's solution can
     be drawn is the web view's to add (server/drawings.py)."""
     archive = ws.archive
+    driver = await archive.get_note(run.id, run_notes.DRIVER)  # before the counts: a finished driver's are all in
     best = await archive.best_program(run.id)
     counts, candidates = await readers.tally(archive, run.id)
     contracts = await run_contracts(archive, run)
-    driver = await archive.get_note(run.id, run_notes.DRIVER)
     models = await archive.llm_call_stats(run.id)
     arms = await archive.get_note(run.id, run_notes.ARM_BANDIT) or {}
     patches = await archive.get_note(run.id, run_notes.PATCH_BANDIT) or {}
