@@ -124,20 +124,26 @@ def _moves(moves: list[tuple[int, int, int]]) -> tuple[set[tuple[int, int]], set
     return {(p, source) for p, source, _ in moves}, {(p, to) for p, _, to in moves}
 
 
-def encode_cursor(key: float, program_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([key, program_id]).encode()).decode()
+def encode_cursor(key: float, program_id: int, view: list[Any]) -> str:
+    """A page's end: its sort key and program id, with the view it pages (order, island, correct_only)."""
+    return base64.urlsafe_b64encode(json.dumps([key, program_id, *view]).encode()).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[float, int]:
+def decode_cursor(cursor: str, view: list[Any]) -> tuple[float, int]:
+    """(sort key, program id) of a cursor, which must come from a page of the same view."""
     try:
-        key, program_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        key, program_id, *paged = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         if not 0 <= int(program_id) < 2**63:
             raise ValueError("program id out of range")
-        return float(key), int(program_id)
+        key, program_id = float(key), int(program_id)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise BadCursor(
             "cursor is not one this server returned; pass the next_cursor of the previous page, or omit it"
         ) from exc
+    if paged != view:
+        raise BadCursor("cursor comes from a page of another order, island or correct_only; pass the same ones as "
+                        "the call that returned it, or omit cursor to start from the first page")
+    return key, program_id
 
 
 class Archive:
@@ -433,8 +439,9 @@ class Archive:
         if correct_only:
             where.append("correct = 1")
         key_sql = {"score": f"COALESCE(combined_score, {_NO_SCORE})", "newest": pid, "oldest": pid}[order]
+        view = [order, island, correct_only]  # a cursor pages the view it came from, no other
         if cursor is not None:
-            key, last_id = decode_cursor(cursor)
+            key, last_id = decode_cursor(cursor, view)
             if order == "score":
                 where.append(f"({key_sql} < ? OR ({key_sql} = ? AND {pid} > ?))")
                 args += [key, key, last_id]
@@ -452,7 +459,7 @@ class Archive:
         rows = await self._rows(sql, (*args, limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["sort_key"], rows[-1]["id"]) if more and rows else None
+        next_cursor = encode_cursor(rows[-1]["sort_key"], rows[-1]["id"], view) if more and rows else None
         summaries = []
         for row in rows:
             data = _summary(row)
