@@ -31,6 +31,7 @@ from ..tools.models import (
     TaskList,
     WaitResult,
 )
+from ..tools.selection import Strategy
 from ..tools.workspace import Workspace
 from .auth import StaticTokenVerifier, auth_settings
 from ..tools import run_notes
@@ -198,15 +199,17 @@ def build_server(ws: Workspace, drivers: Drivers | None = None, *, token: str | 
     @mcp.tool(annotations=WRITES)
     async def sample_parent(
         run_id: RunId,
-        strategy: Annotated[Literal["uniform", "power_law", "weighted"] | None,
+        strategy: Annotated[Strategy | None,
                             Field(description="override the run's parent selection for this call")] = None,
+        island: Annotated[int | None, Field(
+            description="sample on this island (0 to the run's num_islands - 1); default: the least busy one")] = None,
     ) -> SampledParent:
         """Pick a parent program to improve and get a ready-to-use brief for writing the change.
 
         The brief holds the task, the time limit, what the program can import and use where it runs (measured
         there), the parent's code, score and output, inspirations, the island's recent failures, the answer
         format and how to propose. Pass the returned ticket to propose_candidate with this parent."""
-        return await _call(steps.sample_parent(ws, run_id, strategy, wait_s=DEFAULT_WAIT_S))
+        return await _call(steps.sample_parent(ws, run_id, strategy, island=island, wait_s=DEFAULT_WAIT_S))
 
     @mcp.tool(annotations=WRITES)
     async def propose_candidate(

@@ -24,7 +24,7 @@ TOOLS = {
     "get_run_status": ["run_id"],
     "stop_run": ["run_id"],
     "resume_run": ["run_id", "driver"],
-    "sample_parent": ["run_id", "strategy"],
+    "sample_parent": ["run_id", "strategy", "island"],
     "propose_candidate": ["run_id", "parent_id", "patch", "code", "patch_type", "description", "evaluate", "ticket",
                           "novelty_override"],
     "evaluate": ["run_id", "program_id"],

@@ -130,6 +130,9 @@ async def test_bad_input_gets_errors_that_say_what_to_do(ws):
         assert "exactly one of" in await call_err(client, "propose_candidate", {"run_id": run_id, "parent_id": seed})
         assert "cursor" in await call_err(client, "get_archive", {"run_id": run_id, "cursor": "garbage!"})
         assert "island 7 does not exist" in await call_err(client, "get_archive", {"run_id": run_id, "island": 7})
+        beam = await call_ok(client, "sample_parent", {"run_id": run_id, "strategy": "beam", "island": 0})
+        assert beam["island"] == 0 and beam["strategy"] == "beam"
+        assert "island 1 does not exist" in await call_err(client, "sample_parent", {"run_id": run_id, "island": 1})
         by_score = await call_ok(client, "get_archive", {"run_id": run_id, "limit": 1})
         assert by_score["next_cursor"] is not None
         for other in ({"order": "newest"}, {"island": 0}, {"correct_only": True}):  # a cursor pages its own view
