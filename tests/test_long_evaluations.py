@@ -407,3 +407,20 @@ async def test_the_sandbox_probe_starts_with_the_run_and_needs_no_slot(tmp_path)
             facts = await sandbox_facts.sandbox_facts(ws, run_task.model_copy(update={"timeout_s": 59}))
         assert facts.measured and not flight.done.is_set()  # measured while the only slot stayed busy
         await ws.evaluations.stop_all(run_id, "test over")
+
+
+async def test_wait_for_answers_for_a_program_an_earlier_server_finished(tmp_path):
+    """A program evaluated by an earlier server process comes back from wait_for whole: its feedback read from the
+    archive (the best score before it is not known any more, and is said to be unknown)."""
+    from evomcp.tools import runs, waiting
+    from evomcp.tools.workspace import open_workspace
+
+    db = tmp_path / "earlier.db"
+    async with open_workspace(db, slots=1) as ws:
+        status = await runs.start_run(ws, "circle_packing_26", config={"novelty": False})
+    seed = status.best
+    async with open_workspace(db, slots=1) as ws:
+        out = await waiting.wait_for(ws, status.run.run_id, [seed.id], wait_s=1)
+    (finished,) = out.finished
+    assert finished.program.id == seed.id and finished.best_score_before is None
+    assert finished.text_feedback and "valid packing of 26 circles" in finished.text_feedback

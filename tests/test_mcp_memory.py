@@ -62,6 +62,8 @@ async def test_full_loop_in_memory(ws, mode):
         assert child["status"] == "evaluated" and child["correct"]
         assert result["delta_to_parent"] == pytest.approx(child["combined_score"] - seed["combined_score"])
         assert result["is_new_best"] == (child["combined_score"] > seed["combined_score"])
+        again = await call_ok(client, "wait_for", {"run_id": run_id, "program_ids": [child["id"]]})  # long finished
+        assert again["finished"][0]["text_feedback"] == result["text_feedback"] is not None
         # propose without evaluating, then evaluate
         pending = await call_ok(client, "propose_candidate", {
             "run_id": run_id, "parent_id": child["id"], "patch": rings_patch(0.23, 0.44).replace(

@@ -66,7 +66,7 @@ async def _finished(ws: Workspace, run_id: int, program: ProgramRecord) -> Propo
     # finished before this process knew it, or cut short: compared with the run as it is now
     population = await (await ws.state(run_id)).population()
     best = population.best_score()
-    result = _result(run_id, summary(program), population.score_of(program.parent_id), best, [])
+    result = _result(run_id, summary(program), population.score_of(program.parent_id), best, [], program.text_feedback)
     score = result.program.combined_score if result.program.correct else None
     result.best_score_before, result.delta_to_best = None, None
     result.is_new_best = score is not None and score == best
