@@ -188,6 +188,16 @@ def nudge(code: str, rng: random.Random) -> tuple[str, str, str] | None:
     return code[:line_start] + new_line + code[line_start + len(line):], line, new_line
 
 
+def nudge_walk(code: str, count: int, rng: random.Random) -> list[str]:
+    """`count` programs, each one nudge away from the one before (the instant model's kind of change)."""
+    out = []
+    for _ in range(count):
+        change = nudge(code, rng)
+        code = change[0] if change else code
+        out.append(code)
+    return out
+
+
 def message_text(message: dict) -> str:
     content = message.get("content")
     if isinstance(content, list):
@@ -552,11 +562,9 @@ def eval_cost(python: Path, work: Path, label: str, samples: int, rounds: int) -
     loop = work / "eval_loop.py"
     if not loop.exists():
         loop.write_text(with_scorer("eval_loop.py"))
-        rng, code, programs = random.Random(7), SEED, work / "eval_programs"
+        programs = work / "eval_programs"
         programs.mkdir()
-        for i in range(samples):
-            change = nudge(code, rng)
-            code = change[0] if change else code
+        for i, code in enumerate(nudge_walk(SEED, samples, random.Random(7))):
             (programs / f"program_{i:03d}.py").write_text(code)
     paths = sorted(str(p) for p in (work / "eval_programs").glob("*.py"))
     out = work / f"eval_cost_{label}.json"

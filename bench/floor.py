@@ -51,13 +51,8 @@ TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def programs(seed: str, count: int = 40) -> list[str]:
-    """The seed and nudged variants of it, as the peers bench's instant model writes them."""
-    rng, codes, code = random.Random(1), [seed], seed
-    while len(codes) < count:
-        changed = compare_peers.nudge(code, rng)
-        if changed is not None:
-            codes.append(changed[0])
-    return codes
+    """The seed and a walk of nudges from it, as the peers bench's instant model writes them."""
+    return [seed, *compare_peers.nudge_walk(seed, count - 1, random.Random(1))]
 
 
 def own_cpu_ms() -> float:
